@@ -1,0 +1,117 @@
+// `pensieve info FILE`: what a GGUF file holds — architecture, hyper-parameters,
+// metadata, tensors with types and sizes. `--cpu`: the SIMD paths this machine uses.
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "cli/commands.h"
+#include "gguf/gguf.h"
+#include "kernels/cpu_features.h"
+#include "util/error.h"
+
+namespace pensieve {
+
+namespace {
+
+struct InfoOptions {
+    std::string path;
+    bool cpu = false;
+    bool all_tensors = false;
+};
+
+// A metadata value as one short line (long arrays abbreviated).
+std::string show(const GgufValue& v, int depth = 0) {
+    switch (v.type) {
+        case GgufType::STRING: {
+            std::string s = v.str.size() > 80 ? v.str.substr(0, 77) + "..." : v.str;
+            for (char& ch : s)
+                if (ch == '\n') ch = ' ';
+            return "\"" + s + "\"";
+        }
+        case GgufType::BOOL: return v.u ? "true" : "false";
+        case GgufType::FLOAT32:
+        case GgufType::FLOAT64: return cat(v.f);
+        case GgufType::ARRAY: {
+            std::string s = cat("[", gguf_type_name(v.array_type), " x ", v.array.size(), "]");
+            if (depth == 0 && !v.array.empty()) {
+                s += " ";
+                for (size_t i = 0; i < std::min<size_t>(v.array.size(), 4); ++i)
+                    s += (i ? ", " : "") + show(v.array[i], depth + 1);
+                if (v.array.size() > 4) s += ", ...";
+            }
+            return s;
+        }
+        default: return v.is_integer() ? (v.type == GgufType::INT8 || v.type == GgufType::INT16 ||
+                                          v.type == GgufType::INT32 || v.type == GgufType::INT64
+                                              ? cat(v.i)
+                                              : cat(v.u))
+                                       : "?";
+    }
+}
+
+std::string human_bytes(double b) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) { b /= 1024; ++u; }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f %s", b, units[u]);
+    return buf;
+}
+
+int info(const InfoOptions& o) {
+    if (o.cpu) {
+        std::printf("cpu features: %s\n", describe_cpu_features().c_str());
+        std::printf("kernels: scalar reference (SIMD kernels: not built yet)\n");
+        if (o.path.empty()) return 0;
+    }
+    if (o.path.empty()) fail("info needs a model file (or --cpu)");
+    auto f = GgufFile::open(o.path);
+    std::printf("file: %s\n", o.path.c_str());
+    std::printf("gguf version: %u, alignment %zu, %s\n", f->version(), f->alignment(),
+                human_bytes(double(f->file_size())).c_str());
+    std::printf("architecture: %s\n", f->get_string("general.architecture", "(none)").c_str());
+
+    std::printf("\nmetadata (%zu keys):\n", f->metadata().size());
+    for (const auto& [key, value] : f->metadata()) std::printf("  %-45s %s\n", key.c_str(), show(value).c_str());
+
+    uint64_t n_params = 0, n_bytes = 0;
+    std::map<std::string, std::pair<int, uint64_t>> by_type;
+    for (const GgufTensor& t : f->tensors()) {
+        n_params += uint64_t(t.n_elements());
+        n_bytes += t.nbytes;
+        auto& e = by_type[type_name(t.type)];
+        e.first++;
+        e.second += t.nbytes;
+    }
+    std::printf("\ntensors: %zu, %.2f M parameters, %s\n", f->tensors().size(), double(n_params) / 1e6,
+                human_bytes(double(n_bytes)).c_str());
+    for (const auto& [name, e] : by_type)
+        std::printf("  %-8s %4d tensors  %s\n", name.c_str(), e.first, human_bytes(double(e.second)).c_str());
+    std::printf("\n");
+    size_t shown = 0;
+    for (const GgufTensor& t : f->tensors()) {
+        if (!o.all_tensors && shown >= 40) {
+            std::printf("  ... %zu more (--all-tensors)\n", f->tensors().size() - shown);
+            break;
+        }
+        std::string dims;
+        for (size_t i = 0; i < t.dims.size(); ++i) dims += (i ? " x " : "") + std::to_string(t.dims[i]);
+        std::printf("  %-40s %-6s %-22s %s\n", t.name.c_str(), type_name(t.type), dims.c_str(),
+                    human_bytes(double(t.nbytes)).c_str());
+        ++shown;
+    }
+    return 0;
+}
+
+}  // namespace
+
+Command add_info_command(CLI::App& root) {
+    auto o = std::make_shared<InfoOptions>();
+    CLI::App* app = root.add_subcommand("info", "Show a GGUF file's architecture, metadata and tensors");
+    app->add_option("file", o->path, "GGUF file")->check(CLI::ExistingFile);
+    app->add_flag("--cpu", o->cpu, "Show the CPU features and kernel paths in use");
+    app->add_flag("--all-tensors", o->all_tensors, "List every tensor");
+    return {app, [o] { return info(*o); }};
+}
+
+}  // namespace pensieve

@@ -1,0 +1,70 @@
+#include "cli/common.h"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "engine/generate.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+#include "util/timer.h"
+
+namespace pensieve {
+
+LoadedModel::LoadedModel() = default;
+LoadedModel::~LoadedModel() = default;
+LoadedModel::LoadedModel(LoadedModel&&) noexcept = default;
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+    app.add_option("-m,--model", o.path, "Model file (GGUF)")->required()->check(CLI::ExistingFile);
+    app.add_option("-t,--threads", o.threads, "Threads (0: one per core)")->check(CLI::Range(0, 256));
+}
+
+void add_sampling_options(CLI::App& app, GenerateOptions& o) {
+    SamplingParams& s = o.sampling;
+    app.add_option("--temp,--temperature", s.temperature, "Temperature (0: greedy)")->capture_default_str();
+    app.add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
+    app.add_option("--top-p", s.top_p, "Top-p / nucleus (1: off)")->capture_default_str();
+    app.add_option("--min-p", s.min_p, "Min-p (0: off)")->capture_default_str();
+    app.add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
+    app.add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalties look back over (-1: all)")->capture_default_str();
+    app.add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")->capture_default_str();
+    app.add_option("--presence-penalty", s.presence_penalty, "Presence penalty")->capture_default_str();
+    app.add_option("-s,--seed", s.seed, "Random seed (default: random)");
+    app.add_option("--stop", o.stop, "Stop string (repeatable)");
+    app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating past end-of-text");
+    app.add_option("-b,--batch-size", o.n_batch, "Prompt tokens per forward pass")->check(CLI::Range(1, 65536));
+}
+
+LoadedModel load(const ModelOptions& o) {
+    Timer timer;
+    LoadedModel m;
+    m.model = load_model(o.path);
+    m.tokenizer = Tokenizer::from_gguf(m.model->file());
+    if (m.tokenizer->n_vocab() != m.model->config().n_vocab)
+        fail(o.path, ": the tokenizer has ", m.tokenizer->n_vocab(), " tokens but the model ",
+             m.model->config().n_vocab);
+    m.pool = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : default_thread_count());
+    const ModelConfig& c = m.model->config();
+    std::fprintf(stderr, "pensieve: loaded %s (%s, %d layers, dim %d, vocab %d) in %.2f s, %d threads\n",
+                 o.path.c_str(), c.arch.c_str(), c.n_layer, c.n_embd, c.n_vocab, timer.seconds(),
+                 m.pool->size());
+    return m;
+}
+
+int context_size(int requested, const Model& model) {
+    if (requested > 0) return requested;
+    return std::min(model.config().n_ctx_train, 4096);
+}
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(path, ": cannot open");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace pensieve

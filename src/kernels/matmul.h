@@ -1,0 +1,44 @@
+// Matrix products against weights stored in any GGUF type: the one interface through
+// which models multiply by weights, so faster kernels drop in without touching models.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "quant/types.h"
+
+namespace pensieve {
+
+class ThreadPool;
+
+// A 2-D weight: `rows` rows of `cols` elements, row-major, in `type` (rows are whole blocks).
+struct WeightMatrix {
+    const void* data = nullptr;
+    GgmlType type = GgmlType::F32;
+    int64_t rows = 0;
+    int64_t cols = 0;
+
+    size_t row_bytes() const { return pensieve::row_bytes(type, cols); }
+    const uint8_t* row(int64_t r) const {
+        return static_cast<const uint8_t*>(data) + size_t(r) * row_bytes();
+    }
+};
+
+// Per-thread-group scratch space reused across calls (no allocation in the hot loop once
+// it has grown to the largest shape).
+struct MatmulScratch {
+    std::vector<uint8_t> activations;  // x converted to the weight type's vec_dot_type
+};
+
+// y[t * w.rows + r] = dot(w.row(r), x[t * w.cols ...]) for t in [0, n_tokens).
+// Activations are converted once per token row to the weight's vec_dot_type (Q8 blocks
+// for quantized weights), then every output row is an integer/float dot product.
+// Work is split across the pool by output rows; results do not depend on thread count.
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            MatmulScratch& scratch);
+
+// Dequantizes row r of w into out (w.cols floats), e.g. a token embedding.
+void dequantize_row(const WeightMatrix& w, int64_t r, float* out);
+
+}  // namespace pensieve

@@ -1,0 +1,77 @@
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace pensieve {
+
+void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps) {
+    // Accumulate in double: the sum of squares of thousands of values loses bits in float,
+    // and this is once per row, not per weight.
+    double sum_sq = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum_sq += double(x[i]) * x[i];
+    const float scale = float(1.0 / std::sqrt(sum_sq / double(n) + eps));
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+void layer_norm(const float* x, const float* weight, const float* bias, float* out, int64_t n,
+                float eps) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += x[i];
+    const double mean = sum / double(n);
+    double var = 0.0;
+    for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+    const float scale = float(1.0 / std::sqrt(var / double(n) + eps));
+    for (int64_t i = 0; i < n; ++i) {
+        float v = float(x[i] - mean) * scale * weight[i];
+        out[i] = bias ? v + bias[i] : v;
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    float max_val = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i) max_val = std::max(max_val, x[i]);
+    if (max_val == -std::numeric_limits<float>::infinity()) {
+        for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / float(n);
+        return;
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - max_val);
+        sum += x[i];
+    }
+    const float inv = float(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+void add_inplace(float* a, const float* b, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+}
+
+void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p) {
+    const int half = p.n_dims / 2;
+    const float position = float(pos) * p.freq_scale;
+    for (int i = 0; i < half; ++i) {
+        // theta_i = pos * base^(-2i/n_dims)
+        const float theta = position * std::pow(p.freq_base, -2.0f * float(i) / float(p.n_dims));
+        const float c = std::cos(theta), s = std::sin(theta);
+        for (int h = 0; h < n_heads; ++h) {
+            float* head = x + int64_t(h) * head_dim;
+            const int a = p.style == RopeStyle::Normal ? 2 * i : i;
+            const int b = p.style == RopeStyle::Normal ? 2 * i + 1 : i + half;
+            const float x0 = head[a], x1 = head[b];
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+}  // namespace pensieve

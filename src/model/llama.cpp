@@ -1,0 +1,281 @@
+// The LLaMA family (general.architecture = "llama"): LLaMA 1-3, Mistral, Mixtral-style
+// mixture of experts, TinyLlama and the llama2.c "stories" models.
+//
+// Per layer:  x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+//             x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))        (dense FFN)
+//          or x += Σ_top-k  p_e · expert_e(norm(x))                       (MoE FFN)
+// then logits = W_out · norm(x), for the tokens that asked for them.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels/matmul.h"
+#include "model/model.h"
+#include "model/model_loader.h"
+#include "util/error.h"
+#include "util/fp16.h"
+#include "util/thread_pool.h"
+
+namespace pensieve {
+
+namespace {
+
+struct LlamaLayer {
+    std::vector<float> attn_norm;
+    WeightMatrix wq, wk, wv, wo;
+    std::vector<float> bq, bk, bv;  // optional biases (empty when absent)
+    std::vector<float> ffn_norm;
+    // dense FFN
+    WeightMatrix w_gate, w_up, w_down;
+    // mixture of experts: router and one matrix per expert
+    WeightMatrix router;
+    std::vector<WeightMatrix> exp_gate, exp_up, exp_down;
+};
+
+class LlamaModel final : public Model {
+public:
+    explicit LlamaModel(std::unique_ptr<GgufFile> file);
+    void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits) override;
+
+private:
+    void attention(int layer, const Batch& batch, KvCache& cache, ThreadPool& pool);
+    void feed_forward_dense(const LlamaLayer& L, int64_t n, ThreadPool& pool);
+    void feed_forward_moe(const LlamaLayer& L, int64_t n, ThreadPool& pool);
+
+    WeightMatrix token_embd_;
+    std::vector<float> output_norm_;
+    WeightMatrix output_;
+    std::vector<LlamaLayer> layers_;
+
+    // Activations for the current batch, grown to the largest batch seen.
+    std::vector<float> x_, xb_, q_, k_, v_, att_, tmp_, gate_, up_, moe_out_;
+    MatmulScratch mm_;
+};
+
+LlamaModel::LlamaModel(std::unique_ptr<GgufFile> file) : Model(std::move(file)) {
+    ModelLoader ld(*file_);
+    config_ = ld.read_llama_config("llama", RopeStyle::Normal);
+    ModelConfig& c = config_;
+    const int q_dim = c.n_head * c.head_dim;
+    const int kv_dim = c.kv_dim();
+
+    token_embd_ = ld.matrix("token_embd.weight", c.n_embd, -1);
+    c.n_vocab = int(token_embd_.rows);
+    output_norm_ = ld.vector("output_norm.weight", c.n_embd);
+    // Tied embeddings: models without output.weight reuse the token embedding matrix.
+    output_ = ld.has("output.weight") ? ld.matrix("output.weight", c.n_embd, c.n_vocab)
+                                      : token_embd_;
+
+    layers_.resize(size_t(c.n_layer));
+    for (int i = 0; i < c.n_layer; ++i) {
+        LlamaLayer& L = layers_[size_t(i)];
+        const std::string p = "blk." + std::to_string(i) + ".";
+        L.attn_norm = ld.vector(p + "attn_norm.weight", c.n_embd);
+        L.wq = ld.matrix(p + "attn_q.weight", c.n_embd, q_dim);
+        L.wk = ld.matrix(p + "attn_k.weight", c.n_embd, kv_dim);
+        L.wv = ld.matrix(p + "attn_v.weight", c.n_embd, kv_dim);
+        L.wo = ld.matrix(p + "attn_output.weight", q_dim, c.n_embd);
+        if (ld.has(p + "attn_q.bias")) L.bq = ld.vector(p + "attn_q.bias", q_dim);
+        if (ld.has(p + "attn_k.bias")) L.bk = ld.vector(p + "attn_k.bias", kv_dim);
+        if (ld.has(p + "attn_v.bias")) L.bv = ld.vector(p + "attn_v.bias", kv_dim);
+        L.ffn_norm = ld.vector(p + "ffn_norm.weight", c.n_embd);
+        if (c.n_expert > 0) {
+            L.router = ld.matrix(p + "ffn_gate_inp.weight", c.n_embd, c.n_expert);
+            L.exp_gate = ld.experts(p + "ffn_gate_exps.weight", c.n_embd, c.n_ff, c.n_expert);
+            L.exp_up = ld.experts(p + "ffn_up_exps.weight", c.n_embd, c.n_ff, c.n_expert);
+            L.exp_down = ld.experts(p + "ffn_down_exps.weight", c.n_ff, c.n_embd, c.n_expert);
+        } else {
+            L.w_gate = ld.matrix(p + "ffn_gate.weight", c.n_embd, c.n_ff);
+            L.w_up = ld.matrix(p + "ffn_up.weight", c.n_embd, c.n_ff);
+            L.w_down = ld.matrix(p + "ffn_down.weight", c.n_ff, c.n_embd);
+        }
+    }
+}
+
+void add_bias(float* rows, const std::vector<float>& bias, int64_t n) {
+    if (bias.empty()) return;
+    const int64_t dim = int64_t(bias.size());
+    for (int64_t t = 0; t < n; ++t) add_inplace(rows + t * dim, bias.data(), dim);
+}
+
+void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits) {
+    const ModelConfig& c = config_;
+    const int64_t n = batch.size();
+    if (n == 0) return;
+    validate_batch(batch, cache, c.n_vocab);
+
+    const int64_t E = c.n_embd, Q = int64_t(c.n_head) * c.head_dim, KV = c.kv_dim();
+    const int64_t F = c.n_ff;
+    x_.resize(size_t(n * E));
+    xb_.resize(size_t(n * E));
+    q_.resize(size_t(n * Q));
+    k_.resize(size_t(n * KV));
+    v_.resize(size_t(n * KV));
+    att_.resize(size_t(n * Q));
+    tmp_.resize(size_t(n * E));
+    gate_.resize(size_t(n * F));
+    up_.resize(size_t(n * F));
+
+    // 1. Token embeddings.
+    for (int64_t t = 0; t < n; ++t) dequantize_row(token_embd_, batch.tokens[size_t(t)], &x_[size_t(t * E)]);
+
+    for (int l = 0; l < c.n_layer; ++l) {
+        const LlamaLayer& L = layers_[size_t(l)];
+
+        // 2. Attention block.
+        for (int64_t t = 0; t < n; ++t)
+            rms_norm(&x_[size_t(t * E)], L.attn_norm.data(), &xb_[size_t(t * E)], E, c.norm_eps);
+        matmul(L.wq, xb_.data(), n, q_.data(), pool, mm_);
+        matmul(L.wk, xb_.data(), n, k_.data(), pool, mm_);
+        matmul(L.wv, xb_.data(), n, v_.data(), pool, mm_);
+        add_bias(q_.data(), L.bq, n);
+        add_bias(k_.data(), L.bk, n);
+        add_bias(v_.data(), L.bv, n);
+        for (int64_t t = 0; t < n; ++t) {
+            const int32_t pos = batch.positions[size_t(t)];
+            rope(&q_[size_t(t * Q)], c.n_head, c.head_dim, pos, c.rope);
+            rope(&k_[size_t(t * KV)], c.n_head_kv, c.head_dim, pos, c.rope);
+        }
+        attention(l, batch, cache, pool);
+        matmul(L.wo, att_.data(), n, tmp_.data(), pool, mm_);
+        add_inplace(x_.data(), tmp_.data(), n * E);
+
+        // 3. Feed-forward block.
+        for (int64_t t = 0; t < n; ++t)
+            rms_norm(&x_[size_t(t * E)], L.ffn_norm.data(), &xb_[size_t(t * E)], E, c.norm_eps);
+        if (c.n_expert > 0)
+            feed_forward_moe(L, n, pool);
+        else
+            feed_forward_dense(L, n, pool);
+        add_inplace(x_.data(), tmp_.data(), n * E);
+    }
+
+    // 4. The sequences now hold the batch's positions.
+    commit_batch_positions(batch, cache);
+
+    // 5. Logits for the tokens that want them.
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < n; ++t) {
+        if (!batch.want_logits[size_t(t)]) continue;
+        rms_norm(&x_[size_t(t * E)], output_norm_.data(), &xb_[size_t(n_out * E)], E, c.norm_eps);
+        ++n_out;
+    }
+    if (n_out > 0) matmul(output_, xb_.data(), n_out, logits, pool, mm_);
+}
+
+// Causal attention of each batch token over its own sequence's cached positions
+// [0, pos]. The batch's keys and values are written to the cache first, so prompt tokens
+// of one chunk see each other.
+void LlamaModel::attention(int layer, const Batch& batch, KvCache& cache, ThreadPool& pool) {
+    const ModelConfig& c = config_;
+    const int64_t n = batch.size();
+    const int hd = c.head_dim;
+    const int64_t Q = int64_t(c.n_head) * hd, KV = c.kv_dim();
+    const int group = c.n_head / c.n_head_kv;  // query heads per KV head (GQA)
+    const float scale = 1.0f / std::sqrt(float(hd));
+
+    for (int64_t t = 0; t < n; ++t) {
+        const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
+        fp16_t* kr = cache.k_row(layer, seq, pos);
+        fp16_t* vr = cache.v_row(layer, seq, pos);
+        for (int64_t i = 0; i < KV; ++i) {
+            kr[i] = fp32_to_fp16(k_[size_t(t * KV + i)]);
+            vr[i] = fp32_to_fp16(v_[size_t(t * KV + i)]);
+        }
+    }
+
+    pool.parallel_for(n * c.n_head, 1, [&](int64_t w0, int64_t w1) {
+        thread_local std::vector<float> scores, qh, acc;
+        qh.resize(size_t(hd));
+        acc.resize(size_t(hd));
+        for (int64_t w = w0; w < w1; ++w) {
+            const int64_t t = w / c.n_head;
+            const int h = int(w % c.n_head);
+            const int kvh = h / group;
+            const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
+            // The query and the attention weights are rounded to fp16 like the cached
+            // keys and values: each product then pairs two fp16 operands, as in the
+            // reference engine's fp16 KV path, which keeps our logits within 1e-3 of it.
+            const float* q = &q_[size_t(t * Q + int64_t(h) * hd)];
+            for (int i = 0; i < hd; ++i) qh[size_t(i)] = fp16_to_fp32(fp32_to_fp16(q[i]));
+            const int n_pos = pos + 1;
+            scores.resize(size_t(n_pos));
+            for (int j = 0; j < n_pos; ++j) {
+                const fp16_t* kr = cache.k_row(layer, seq, j) + size_t(kvh) * size_t(hd);
+                float dot = 0.0f;
+                for (int i = 0; i < hd; ++i) dot += qh[size_t(i)] * fp16_to_fp32(kr[i]);
+                scores[size_t(j)] = dot * scale;
+            }
+            softmax(scores.data(), n_pos);
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            for (int j = 0; j < n_pos; ++j) {
+                const fp16_t* vr = cache.v_row(layer, seq, j) + size_t(kvh) * size_t(hd);
+                const float p = fp16_to_fp32(fp32_to_fp16(scores[size_t(j)]));
+                for (int i = 0; i < hd; ++i) acc[size_t(i)] += p * fp16_to_fp32(vr[i]);
+            }
+            std::copy(acc.begin(), acc.end(), &att_[size_t(t * Q + int64_t(h) * hd)]);
+        }
+    });
+}
+
+void LlamaModel::feed_forward_dense(const LlamaLayer& L, int64_t n, ThreadPool& pool) {
+    matmul(L.w_gate, xb_.data(), n, gate_.data(), pool, mm_);
+    matmul(L.w_up, xb_.data(), n, up_.data(), pool, mm_);
+    swiglu(gate_.data(), up_.data(), n * config_.n_ff);
+    matmul(L.w_down, gate_.data(), n, tmp_.data(), pool, mm_);
+}
+
+// Each token goes to its top-k experts by router probability (softmax over all experts,
+// then the chosen k renormalised to sum to one, as Mixtral does). Tokens routed to the
+// same expert are gathered so each expert runs one matrix-matrix product.
+void LlamaModel::feed_forward_moe(const LlamaLayer& L, int64_t n, ThreadPool& pool) {
+    const ModelConfig& c = config_;
+    const int64_t E = c.n_embd, F = c.n_ff;
+    const int n_exp = c.n_expert, k = c.n_expert_used;
+
+    std::vector<float> router_logits(size_t(n * n_exp));
+    matmul(L.router, xb_.data(), n, router_logits.data(), pool, mm_);
+
+    // expert -> list of (token, weight)
+    std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(n_exp));
+    std::vector<int> order(static_cast<size_t>(n_exp));
+    for (int64_t t = 0; t < n; ++t) {
+        float* p = &router_logits[size_t(t * n_exp)];
+        softmax(p, n_exp);
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                          [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+        float sum = 0.0f;
+        for (int j = 0; j < k; ++j) sum += p[order[size_t(j)]];
+        for (int j = 0; j < k; ++j)
+            routed[size_t(order[size_t(j)])].emplace_back(t, p[order[size_t(j)]] / sum);
+    }
+
+    std::fill(tmp_.begin(), tmp_.begin() + n * E, 0.0f);
+    std::vector<float> xin, out;
+    for (int e = 0; e < n_exp; ++e) {
+        const auto& toks = routed[size_t(e)];
+        if (toks.empty()) continue;
+        const int64_t m = int64_t(toks.size());
+        xin.resize(size_t(m * E));
+        out.resize(size_t(m * E));
+        for (int64_t i = 0; i < m; ++i)
+            std::copy_n(&xb_[size_t(toks[size_t(i)].first * E)], E, &xin[size_t(i * E)]);
+        matmul(L.exp_gate[size_t(e)], xin.data(), m, gate_.data(), pool, mm_);
+        matmul(L.exp_up[size_t(e)], xin.data(), m, up_.data(), pool, mm_);
+        swiglu(gate_.data(), up_.data(), m * F);
+        matmul(L.exp_down[size_t(e)], gate_.data(), m, out.data(), pool, mm_);
+        for (int64_t i = 0; i < m; ++i) {
+            const auto [t, wgt] = toks[size_t(i)];
+            for (int64_t d = 0; d < E; ++d) tmp_[size_t(t * E + d)] += wgt * out[size_t(i * E + d)];
+        }
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_llama(std::unique_ptr<GgufFile> file) {
+    return std::make_unique<LlamaModel>(std::move(file));
+}
+
+}  // namespace pensieve

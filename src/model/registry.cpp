@@ -1,0 +1,42 @@
+// Maps `general.architecture` to the code that builds that model.
+#include <functional>
+#include <map>
+
+#include "model/model.h"
+#include "model/model_loader.h"
+#include "util/error.h"
+
+namespace pensieve {
+
+namespace {
+
+using Factory = std::function<std::unique_ptr<Model>(std::unique_ptr<GgufFile>)>;
+
+const std::map<std::string, Factory>& registry() {
+    static const std::map<std::string, Factory> r = {
+        {"llama", make_llama},
+    };
+    return r;
+}
+
+}  // namespace
+
+std::vector<std::string> supported_architectures() {
+    std::vector<std::string> names;
+    for (const auto& [name, _] : registry()) names.push_back(name);
+    return names;
+}
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+    auto file = GgufFile::open(path);
+    const std::string arch = file->get_string("general.architecture");
+    auto it = registry().find(arch);
+    if (it == registry().end()) {
+        std::string known;
+        for (const auto& name : supported_architectures()) known += (known.empty() ? "" : ", ") + name;
+        fail(path, ": architecture '", arch, "' is not supported (supported: ", known, ")");
+    }
+    return it->second(std::move(file));
+}
+
+}  // namespace pensieve

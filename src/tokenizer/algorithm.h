@@ -1,0 +1,47 @@
+// The per-model part of a tokenizer. Tokenizer (tokenizer.cpp) does what every model
+// shares — BOS/EOS, splitting special tokens out of the text, rendering control and
+// byte tokens — and hands each plain-text fragment to one of these.
+//
+// To add a model (byte-level BPE "gpt2", WordPiece "bert", unigram "t5"): implement this
+// interface in its own file and add a case to make_algorithm() in tokenizer.cpp.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/vocab.h"
+
+namespace pensieve {
+
+class TokenizerAlgorithm {
+public:
+    virtual ~TokenizerAlgorithm() = default;
+
+    // Appends the ids of one fragment of plain text (it contains no special token that
+    // is being parsed). `after_special` is true for the first fragment of the input and
+    // for a fragment that directly follows a special token (SPM adds its space prefix
+    // there).
+    virtual void encode_fragment(std::string_view text, bool after_special,
+                                 std::vector<int32_t>& out) const = 0;
+
+    // Text of a NORMAL token as it appears in the output (SPM: "▁" -> " ";
+    // byte-level BPE: the unicode-to-byte mapping undone).
+    virtual std::string normal_piece(const TokenData& token) const = 0;
+
+    // Whether decode() should drop one leading space from the first piece, undoing a
+    // space prefix that encoding added.
+    virtual bool decode_strips_leading_space() const { return false; }
+};
+
+class GgufFile;
+
+// SentencePiece BPE ("llama"), spm.cpp.
+std::unique_ptr<TokenizerAlgorithm> make_spm_algorithm(const Vocab& vocab);
+// Byte-level BPE ("gpt2"), bpe.cpp; reads its merges from the file. Throws Error for a
+// pre-tokenizer (tokenizer.ggml.pre) it does not implement.
+std::unique_ptr<TokenizerAlgorithm> make_bpe_algorithm(const GgufFile& file, const Vocab& vocab);
+
+}  // namespace pensieve

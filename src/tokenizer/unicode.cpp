@@ -1,0 +1,119 @@
+#include "tokenizer/unicode.h"
+
+#include <algorithm>
+#include <array>
+
+namespace pensieve {
+
+extern const UnicodeRange kUnicodeRanges[];
+extern const size_t kUnicodeRangeCount;
+
+uint8_t unicode_flags(uint32_t cpt) {
+    if (cpt > 0x10FFFF) return CPT_OTHER;
+    // Last range starting at or before cpt.
+    const UnicodeRange* end = kUnicodeRanges + kUnicodeRangeCount;
+    const UnicodeRange* it = std::upper_bound(kUnicodeRanges, end, cpt,
+                                              [](uint32_t c, const UnicodeRange& r) { return c < r.first; });
+    return (it - 1)->flags;
+}
+
+bool unicode_is_space(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+           c == 0x205F || c == 0x3000;
+}
+
+uint32_t utf8_next(std::string_view s, size_t& pos) {
+    const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+    const auto cont = [&](size_t i) { return i < s.size() && (byte(i) & 0xC0) == 0x80; };
+    unsigned char c = byte(pos);
+    if (c < 0x80) {
+        pos += 1;
+        return c;
+    }
+    if ((c & 0xE0) == 0xC0 && cont(pos + 1)) {
+        uint32_t cpt = ((c & 0x1Fu) << 6) | (byte(pos + 1) & 0x3Fu);
+        pos += 2;
+        return cpt;
+    }
+    if ((c & 0xF0) == 0xE0 && cont(pos + 1) && cont(pos + 2)) {
+        uint32_t cpt = ((c & 0x0Fu) << 12) | ((byte(pos + 1) & 0x3Fu) << 6) | (byte(pos + 2) & 0x3Fu);
+        pos += 3;
+        return cpt;
+    }
+    if ((c & 0xF8) == 0xF0 && cont(pos + 1) && cont(pos + 2) && cont(pos + 3)) {
+        uint32_t cpt = ((c & 0x07u) << 18) | ((byte(pos + 1) & 0x3Fu) << 12) |
+                       ((byte(pos + 2) & 0x3Fu) << 6) | (byte(pos + 3) & 0x3Fu);
+        pos += 4;
+        return cpt;
+    }
+    pos += 1;
+    return 0xFFFD;
+}
+
+std::vector<uint32_t> utf8_to_cpts(std::string_view s) {
+    std::vector<uint32_t> out;
+    out.reserve(s.size());
+    for (size_t pos = 0; pos < s.size();) out.push_back(utf8_next(s, pos));
+    return out;
+}
+
+void append_utf8(std::string& out, uint32_t c) {
+    if (c < 0x80) {
+        out += static_cast<char>(c);
+    } else if (c < 0x800) {
+        out += static_cast<char>(0xC0 | (c >> 6));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+        out += static_cast<char>(0xE0 | (c >> 12));
+        out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (c >> 18));
+        out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+}
+
+namespace {
+
+// GPT-2's table: printable Latin-1 bytes stand for themselves, the other 68 bytes
+// (controls, space, ...) take the code points 256, 257, ... in byte order.
+struct ByteMap {
+    std::array<std::string, 256> to_utf8;
+    std::array<uint32_t, 256> to_cpt;
+    ByteMap() {
+        uint32_t next = 256;
+        for (int b = 0; b < 256; ++b) {
+            bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+            to_cpt[b] = printable ? static_cast<uint32_t>(b) : next++;
+            append_utf8(to_utf8[b], to_cpt[b]);
+        }
+    }
+};
+
+const ByteMap& byte_map() {
+    static const ByteMap map;
+    return map;
+}
+
+}  // namespace
+
+const std::string& byte_to_unicode(uint8_t byte) { return byte_map().to_utf8[byte]; }
+
+int unicode_to_byte(uint32_t cpt) {
+    if (cpt < 256) {
+        const ByteMap& m = byte_map();
+        return m.to_cpt[cpt] == cpt ? static_cast<int>(cpt) : -1;
+    }
+    if (cpt < 256 + 68) {
+        const ByteMap& m = byte_map();
+        for (int b = 0; b < 256; ++b) {
+            if (m.to_cpt[b] == cpt) return b;
+        }
+    }
+    return -1;
+}
+
+}  // namespace pensieve

@@ -1,0 +1,49 @@
+// One persistent pool of worker threads (DESIGN.md: "one persistent pool, work split by
+// output rows"). The calling thread takes part as thread 0, so a pool of N threads
+// starts N-1 workers. run() is a barrier: it returns when every thread has finished.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pensieve {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(int n_threads);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_threads_; }
+
+    // Calls task(thread_index, n_threads) once on every thread, and waits for all.
+    void run(const std::function<void(int, int)>& task);
+
+    // Splits [0, n) into contiguous chunks, one per thread, and calls body(begin, end).
+    // Chunk boundaries are rounded to `grain` so kernels see whole blocks.
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
+
+private:
+    void worker_loop(int index);
+
+    int n_threads_;
+    std::vector<std::thread> workers_;
+    std::mutex mutex_;
+    std::condition_variable start_cv_;
+    std::condition_variable done_cv_;
+    const std::function<void(int, int)>* task_ = nullptr;
+    uint64_t generation_ = 0;  // bumped for every run(); workers wait for a new value
+    int pending_ = 0;          // workers still running the current task
+    bool stopping_ = false;
+};
+
+// Threads to use when the user does not say: the number of cores, at most 32.
+int default_thread_count();
+
+}  // namespace pensieve

@@ -1,0 +1,117 @@
+// The command-line contract (DESIGN.md): runs the built `pensieve` binary.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <sys/wait.h>
+
+#include "test_paths.h"
+
+namespace {
+
+struct Result {
+    int status;
+    std::string out;  // stdout (stderr discarded unless merged by the command)
+};
+
+std::string binary() {
+    const char* b = std::getenv("PENSIEVE_BIN");
+    return b ? b : PENSIEVE_SOURCE_DIR "/build/pensieve";
+}
+
+Result run(const std::string& args, bool merge_stderr = false) {
+    const std::string cmd = binary() + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+    FILE* p = popen(cmd.c_str(), "r");
+    Result r{-1, ""};
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    const int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+const std::string kStories = shared_dir() + "/models/stories260K.gguf";
+
+TEST(Cli, HelpOnEveryCommand) {
+    for (const char* cmd : {"", "run ", "info ", "tokenize ", "perplexity ", "bench "}) {
+        Result r = run(std::string(cmd) + "--help");
+        EXPECT_EQ(r.status, 0) << cmd;
+        EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
+    }
+}
+
+TEST(Cli, BadFlagIsOneLineError) {
+    Result r = run("run --no-such-flag", true);
+    EXPECT_NE(r.status, 0);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find("error"), std::string::npos);
+}
+
+TEST(Cli, MissingFileIsOneLineError) {
+    Result r = run("run -m /nonexistent/model.gguf -p hi", true);
+    EXPECT_NE(r.status, 0);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+}
+
+TEST(Cli, CorruptModelIsOneLineError) {
+    // A text file is not a GGUF file.
+    Result r = run("info " + shared_dir() + "/text/tinystories-gen.txt", true);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+}
+
+TEST(Cli, TokenizeMatchesReference) {
+    // ../shared/reference/stories260K.json: "Once upon a time" -> [1, 403, 407, 261, 378]
+    Result r = run("tokenize -m " + kStories + " 'Once upon a time'");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.out, "1 403 407 261 378\n");
+    r = run("tokenize --no-bos -m " + kStories + " 'Once upon a time'");
+    EXPECT_EQ(r.out, "403 407 261 378\n");
+}
+
+TEST(Cli, RunGreedyStreamsTheReferenceContinuation) {
+    // Reference greedy text for "Once upon a time" begins like this (stories260K.json).
+    Result r = run("run -m " + kStories + " -p 'Once upon a time' -n 16 --temp 0 -t 2");
+    EXPECT_EQ(r.status, 0);
+    const std::string reference =
+        ", there was a little girl named Lily. She loved to play outside in the park. One";
+    ASSERT_GT(r.out.size(), 20u);
+    const std::string text = r.out.substr(0, r.out.size() - 1);  // run ends with a newline
+    EXPECT_EQ(reference.rfind(text, 0), 0u) << "got: " << r.out;
+}
+
+TEST(Cli, RunStopsAtStopString) {
+    Result r = run("run -m " + kStories + " -p 'Once upon a time' -n 64 --temp 0 --stop Lily");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.out, ", there was a little girl named \n");
+}
+
+TEST(Cli, InfoShowsArchitectureAndTensors) {
+    Result r = run("info " + kStories);
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("architecture: llama"), std::string::npos);
+    EXPECT_NE(r.out.find("llama.embedding_length"), std::string::npos);
+    EXPECT_NE(r.out.find("token_embd.weight"), std::string::npos);
+}
+
+TEST(Cli, PerplexityPrintsLastLine) {
+    Result r = run("perplexity -m " + kStories + " -f " + shared_dir() + "/text/tinystories-gen.txt -c 128");
+    EXPECT_EQ(r.status, 0);
+    const size_t at = r.out.rfind("PPL = ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    const double ppl = std::atof(r.out.c_str() + at + 6);
+    EXPECT_NEAR(ppl, 2.7694, 0.005 * 2.7694);  // reference value, stories260K.json
+}
+
+TEST(Cli, BenchJson) {
+    Result r = run("bench -m " + kStories + " -p 32 -n 8 -r 1 --json");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("\"pp_tps\""), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\"tg_tps\""), std::string::npos) << r.out;
+}
+
+}  // namespace
