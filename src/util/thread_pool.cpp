@@ -1,8 +1,18 @@
 #include "util/thread_pool.h"
 
 #include <algorithm>
+#include <immintrin.h>
 
 namespace pensieve {
+
+namespace {
+
+// Workers spin this many pause-iterations (a few tens of microseconds) waiting for the
+// next task before sleeping: a decode step issues hundreds of small parallel ops, and a
+// condition-variable wake-up costs more than most of them.
+constexpr int kSpinIterations = 20000;
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
     for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -12,6 +22,7 @@ ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_ = true;
+        generation_.fetch_add(1, std::memory_order_release);
     }
     start_cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -20,19 +31,21 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(int index) {
     uint64_t seen = 0;
     for (;;) {
-        const std::function<void(int, int)>* task;
-        {
+        // Spin first, then sleep until run() publishes a new generation.
+        uint64_t gen = generation_.load(std::memory_order_acquire);
+        for (int i = 0; gen == seen && i < kSpinIterations; ++i) {
+            _mm_pause();
+            gen = generation_.load(std::memory_order_acquire);
+        }
+        if (gen == seen) {
             std::unique_lock<std::mutex> lock(mutex_);
-            start_cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-            if (stopping_) return;
-            seen = generation_;
-            task = task_;
+            start_cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+            gen = generation_.load(std::memory_order_acquire);
         }
-        (*task)(index, n_threads_);
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (--pending_ == 0) done_cv_.notify_one();
-        }
+        seen = gen;
+        if (stopping_) return;
+        (*task_)(index, n_threads_);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
     }
 }
 
@@ -41,16 +54,17 @@ void ThreadPool::run(const std::function<void(int, int)>& task) {
         task(0, 1);
         return;
     }
+    task_ = &task;
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
     {
+        // Taking the lock orders the publish with a worker that is about to sleep.
         std::lock_guard<std::mutex> lock(mutex_);
-        task_ = &task;
-        pending_ = n_threads_ - 1;
-        ++generation_;
+        generation_.fetch_add(1, std::memory_order_release);
     }
     start_cv_.notify_all();
     task(0, n_threads_);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    // The caller's share is done; wait (spinning: the others finish at about the same time).
+    while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
     task_ = nullptr;
 }
 

@@ -1,6 +1,7 @@
 // One persistent pool of worker threads (DESIGN.md: "one persistent pool, work split by
 // output rows"). The calling thread takes part as thread 0, so a pool of N threads
 // starts N-1 workers. run() is a barrier: it returns when every thread has finished.
+// Workers spin briefly between tasks (decode issues many small ops), then sleep.
 #pragma once
 
 #include <atomic>
@@ -34,12 +35,11 @@ private:
 
     int n_threads_;
     std::vector<std::thread> workers_;
-    std::mutex mutex_;
+    std::mutex mutex_;                 // only for sleeping workers
     std::condition_variable start_cv_;
-    std::condition_variable done_cv_;
     const std::function<void(int, int)>* task_ = nullptr;
-    uint64_t generation_ = 0;  // bumped for every run(); workers wait for a new value
-    int pending_ = 0;          // workers still running the current task
+    std::atomic<uint64_t> generation_{0};  // bumped for every run(); workers wait for a new value
+    std::atomic<int> pending_{0};          // workers still running the current task
     bool stopping_ = false;
 };
 

@@ -1,0 +1,374 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/sampler.h"
+#include "engine/stop_strings.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/thread_pool.h"
+#include "util/timer.h"
+#include "util/utf8.h"
+
+namespace pensieve {
+
+namespace {
+
+double now_seconds() {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// log-softmax of one logit row, for logprobs (computed only when a request asks).
+std::vector<float> log_softmax(const float* logits, int n) {
+    float max_val = *std::max_element(logits, logits + n);
+    double sum = 0.0;
+    for (int i = 0; i < n; ++i) sum += std::exp(double(logits[i]) - max_val);
+    const float log_sum = float(std::log(sum)) + max_val;
+    std::vector<float> out(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) out[size_t(i)] = logits[i] - log_sum;
+    return out;
+}
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+    size_t n = 0;
+    const size_t m = std::min(a.size(), b.size());
+    while (n < m && a[n] == b[n]) ++n;
+    return n;
+}
+
+}  // namespace
+
+struct Scheduler::Slot {
+    int id = 0;
+    bool busy = false;
+    std::vector<int32_t> tokens;  // tokens whose KV is in this slot's cache, in order
+
+    // The request being served.
+    RequestParams params;
+    std::shared_ptr<RequestStream> stream;
+    std::unique_ptr<Sampler> sampler;
+    std::unique_ptr<StopStringMatcher> stops;
+    Utf8Streamer utf8;
+    int32_t next_token = -1;  // sampled, to be fed at the next step
+    int n_generated = 0;
+    int n_cached = 0;
+    double submitted_at = 0, started_at = 0, first_token_at = 0;
+
+    bool prefilling() const { return tokens.size() < params.prompt.size(); }
+};
+
+Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, SchedulerConfig config)
+    : model_(model),
+      tokenizer_(tokenizer),
+      pool_(pool),
+      config_(config),
+      cache_(model.make_cache(config.n_ctx, config.n_slots)) {
+    if (config_.n_batch < 1) fail("batch size must be at least 1");
+    for (int i = 0; i < config_.n_slots; ++i) {
+        slots_.push_back(std::make_unique<Slot>());
+        slots_.back()->id = i;
+    }
+    stats_.n_slots = config_.n_slots;
+    stats_.kv_bytes = cache_.bytes();
+    stats_.kv_tokens_capacity = int64_t(config_.n_ctx) * config_.n_slots;
+    thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { shutdown(); }
+
+std::shared_ptr<RequestStream> Scheduler::submit(RequestParams params) {
+    const int n_prompt = int(params.prompt.size());
+    if (n_prompt == 0) fail("the prompt is empty");
+    if (n_prompt >= config_.n_ctx)
+        fail("the prompt is ", n_prompt, " tokens but the context holds ", config_.n_ctx,
+             " (prompt plus at least one generated token)");
+    if (params.options.n_predict > 0 && n_prompt + params.options.n_predict > config_.n_ctx)
+        fail("the prompt (", n_prompt, " tokens) plus max tokens (", params.options.n_predict,
+             ") exceed the context of ", config_.n_ctx, " tokens");
+    params.options.sampling.validate();
+    for (int32_t t : params.prompt)
+        if (t < 0 || t >= model_.config().n_vocab) fail("token id ", t, " is outside the vocabulary");
+
+    auto stream = std::make_shared<RequestStream>();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) throw QueueFullError("the server is shutting down");
+        if (int(queue_.size()) >= config_.max_queue) {
+            ++stats_.requests_rejected;
+            throw QueueFullError("too many requests are waiting; try again shortly");
+        }
+        queue_.push_back(Pending{std::move(params), stream, now_seconds()});
+        stats_.queued = int(queue_.size());
+    }
+    wake_.notify_one();
+    return stream;
+}
+
+SchedulerStats Scheduler::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+}
+
+void Scheduler::shutdown() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_ && !thread_.joinable()) return;
+        stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::loop() {
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            wake_.wait(lock, [&] {
+                if (stopping_ || !queue_.empty()) return true;
+                for (const auto& s : slots_)
+                    if (s->busy) return true;
+                return false;
+            });
+            if (stopping_) break;
+        }
+        admit_waiting();
+        step();
+    }
+    // Shutting down: everything still queued or running ends as cancelled.
+    std::deque<Pending> left;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        left.swap(queue_);
+        stats_.queued = 0;
+    }
+    for (auto& p : left) {
+        FinishEvent f;
+        f.reason = "cancelled";
+        f.n_prompt = int(p.params.prompt.size());
+        p.stream->push(f);
+    }
+    for (auto& s : slots_)
+        if (s->busy) finish(*s, "cancelled");
+}
+
+// Moves queued requests into free slots (first come, first served).
+void Scheduler::admit_waiting() {
+    for (;;) {
+        Pending req;
+        Slot* slot = nullptr;
+        int reused = 0;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            // Drop queued requests whose client already left.
+            while (!queue_.empty() && queue_.front().stream->cancelled()) {
+                FinishEvent f;
+                f.reason = "cancelled";
+                queue_.front().stream->push(f);
+                queue_.pop_front();
+                ++stats_.requests_cancelled;
+            }
+            if (queue_.empty()) return;
+            slot = pick_slot(queue_.front().params.prompt, &reused);
+            if (!slot) return;
+            req = std::move(queue_.front());
+            queue_.pop_front();
+            stats_.queued = int(queue_.size());
+        }
+        start(*slot, std::move(req), reused);
+    }
+}
+
+// The free slot whose cached tokens share the longest prefix with the prompt (any free
+// slot if none shares one); nullptr when all are busy.
+Scheduler::Slot* Scheduler::pick_slot(const std::vector<int32_t>& prompt, int* reused) {
+    Slot* best = nullptr;
+    size_t best_len = 0;
+    for (auto& s : slots_) {
+        if (s->busy) continue;
+        const size_t len = config_.reuse_prefix ? common_prefix(s->tokens, prompt) : 0;
+        if (!best || len > best_len) {
+            best = s.get();
+            best_len = len;
+        }
+    }
+    // At least the last prompt token is recomputed: its logits start the generation.
+    *reused = int(std::min(best_len, prompt.empty() ? 0 : prompt.size() - 1));
+    return best;
+}
+
+void Scheduler::start(Slot& slot, Pending&& req, int reused) {
+    slot.busy = true;
+    slot.params = std::move(req.params);
+    slot.stream = std::move(req.stream);
+    slot.sampler = std::make_unique<Sampler>(slot.params.options.sampling, model_.config().n_vocab);
+    for (int32_t t : slot.params.prompt) slot.sampler->accept(t);
+    slot.stops = std::make_unique<StopStringMatcher>(slot.params.options.stop);
+    slot.utf8 = Utf8Streamer();
+    slot.next_token = -1;
+    slot.n_generated = 0;
+    slot.n_cached = reused;
+    slot.submitted_at = req.submitted_at;
+    slot.started_at = now_seconds();
+    slot.first_token_at = 0;
+    cache_.truncate(slot.id, reused);
+    slot.tokens.resize(size_t(reused));
+
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.requests_started;
+    stats_.cached_prompt_tokens += uint64_t(reused);
+    stats_.active++;
+}
+
+// One forward pass over every busy slot.
+void Scheduler::step() {
+    // Cancelled requests leave before we spend compute on them.
+    for (auto& s : slots_)
+        if (s->busy && s->stream->cancelled()) finish(*s, "cancelled");
+
+    Batch batch;
+    std::vector<Slot*> logit_owner;  // slot of each logits row, in batch order
+    int budget = config_.n_batch;
+    bool has_prompt = false;
+    int n_prompt_tokens = 0;
+
+    // Decode tokens first: one each, so generation never waits behind a long prompt.
+    for (auto& s : slots_) {
+        if (!s->busy || s->prefilling() || budget == 0) continue;
+        if (int(s->tokens.size()) >= config_.n_ctx) {
+            finish(*s, "length");
+            continue;
+        }
+        batch.add(s->next_token, int(s->tokens.size()), s->id, true);
+        s->tokens.push_back(s->next_token);
+        logit_owner.push_back(s.get());
+        --budget;
+    }
+    // Then prompt chunks, as much as the batch has room for.
+    for (auto& s : slots_) {
+        if (!s->busy || !s->prefilling() || budget == 0) continue;
+        const size_t n_prompt = s->params.prompt.size();
+        while (s->tokens.size() < n_prompt && budget > 0) {
+            const size_t i = s->tokens.size();
+            const bool last = i + 1 == n_prompt;
+            batch.add(s->params.prompt[i], int(i), s->id, last);
+            s->tokens.push_back(s->params.prompt[i]);
+            if (last) logit_owner.push_back(s.get());
+            --budget;
+            ++n_prompt_tokens;
+        }
+        has_prompt = true;
+    }
+    if (batch.size() == 0) return;
+
+    const int n_vocab = model_.config().n_vocab;
+    std::vector<float> logits(logit_owner.size() * size_t(n_vocab));
+    Timer timer;
+    try {
+        model_.forward(batch, cache_, pool_, logits.data());
+    } catch (const std::exception& e) {
+        // A failed pass leaves the cache of every slot in it unknown: end them all.
+        for (auto& s : slots_) {
+            if (!s->busy) continue;
+            s->tokens.clear();
+            cache_.clear(s->id);
+            finish(*s, "error", e.what());
+        }
+        return;
+    }
+    const double seconds = timer.seconds();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.steps;
+        (has_prompt ? stats_.prompt_seconds : stats_.decode_seconds) += seconds;
+        stats_.prompt_tokens += uint64_t(n_prompt_tokens);
+    }
+    for (size_t i = 0; i < logit_owner.size(); ++i)
+        sample_and_emit(*logit_owner[i], &logits[i * size_t(n_vocab)]);
+
+    std::lock_guard<std::mutex> lock(mutex_);
+    int64_t used = 0;
+    for (int i = 0; i < cache_.n_seq(); ++i) used += cache_.length(i);
+    stats_.kv_tokens_used = used;
+}
+
+void Scheduler::sample_and_emit(Slot& slot, const float* logits) {
+    if (slot.first_token_at == 0) slot.first_token_at = now_seconds();
+    const GenerateOptions& opt = slot.params.options;
+    const int32_t token = slot.sampler->sample(logits);
+
+    if (!opt.ignore_eos && tokenizer_.is_end_of_generation(token)) {
+        finish(slot, "stop");
+        return;
+    }
+    slot.sampler->accept(token);
+    ++slot.n_generated;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.generated_tokens;
+    }
+
+    TokenEvent ev;
+    ev.token = token;
+    ev.text = slot.stops->feed(slot.utf8.feed(tokenizer_.token_to_piece(token)));
+    if (slot.params.want_logprobs || slot.params.n_top_logprobs > 0) {
+        const int n_vocab = model_.config().n_vocab;
+        std::vector<float> lp = log_softmax(logits, n_vocab);
+        ev.logprob = lp[size_t(token)];
+        const int k = std::min(slot.params.n_top_logprobs, n_vocab);
+        if (k > 0) {
+            std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
+            for (int i = 0; i < n_vocab; ++i) ids[size_t(i)] = i;
+            std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+                return lp[size_t(a)] > lp[size_t(b)] || (lp[size_t(a)] == lp[size_t(b)] && a < b);
+            });
+            for (int i = 0; i < k; ++i) ev.top.push_back({ids[size_t(i)], lp[size_t(ids[size_t(i)])]});
+        }
+    }
+    slot.stream->push(std::move(ev));
+
+    if (slot.stops->stopped()) {
+        finish(slot, "stop");
+        return;
+    }
+    if (opt.n_predict >= 0 && slot.n_generated >= opt.n_predict) {
+        finish(slot, "length");
+        return;
+    }
+    slot.next_token = token;
+}
+
+void Scheduler::finish(Slot& slot, const std::string& reason, const std::string& error) {
+    FinishEvent f;
+    f.reason = reason;
+    f.error = error;
+    if (slot.stops) {
+        if (slot.stops->stopped())
+            f.stop_string = slot.stops->matched();
+        else  // bytes held back (partial character or partial stop string) are output after all
+            f.tail_text = slot.stops->feed(slot.utf8.flush()) + slot.stops->flush();
+    }
+    const double now = now_seconds();
+    f.n_prompt = int(slot.params.prompt.size());
+    f.n_cached = slot.n_cached;
+    f.n_generated = slot.n_generated;
+    f.queue_seconds = slot.started_at - slot.submitted_at;
+    f.prompt_seconds = (slot.first_token_at > 0 ? slot.first_token_at : now) - slot.started_at;
+    f.generate_seconds = slot.first_token_at > 0 ? now - slot.first_token_at : 0.0;
+    slot.stream->push(std::move(f));
+
+    // The slot keeps the KV of every token it fed: the next request may share the prefix.
+    // A token sampled but never fed is not in the cache, so `tokens` already excludes it.
+    slot.busy = false;
+    slot.stream.reset();
+    slot.sampler.reset();
+    slot.stops.reset();
+
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.active--;
+    if (reason == "cancelled") ++stats_.requests_cancelled;
+    else ++stats_.requests_finished;
+}
+
+}  // namespace pensieve

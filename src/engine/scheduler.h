@@ -1,0 +1,115 @@
+// Continuous batching: many requests share the model. Each active request owns a slot
+// (a sequence in the KV cache). At every step the scheduler gathers one decode token from
+// each generating slot plus prompt chunks of slots still reading their prompt, runs them
+// through the model as ONE batch, samples for every slot that produced logits, and
+// streams the text out. Requests join between steps and leave the moment they finish or
+// their client goes away.
+//
+// A slot keeps its tokens' KV after its request ends; a new request whose prompt starts
+// with the same tokens (the next turn of a chat, an agent re-sending its system prompt)
+// is placed in that slot and only computes the part that is new.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/request.h"
+#include "model/kv_cache.h"
+#include "util/error.h"
+
+namespace pensieve {
+
+class Model;
+class Tokenizer;
+class ThreadPool;
+class Sampler;
+
+struct SchedulerConfig {
+    int n_slots = 1;       // requests generating at once
+    int n_ctx = 4096;      // context per slot (prompt + generated tokens)
+    int n_batch = 512;     // most tokens in one forward pass
+    int max_queue = 64;    // requests waiting for a slot before submit() refuses more
+    bool reuse_prefix = true;
+};
+
+struct SchedulerStats {
+    int n_slots = 0;
+    int active = 0;
+    int queued = 0;
+    uint64_t requests_started = 0;
+    uint64_t requests_finished = 0;
+    uint64_t requests_cancelled = 0;
+    uint64_t requests_rejected = 0;
+    uint64_t prompt_tokens = 0;       // prompt tokens computed (excludes reused ones)
+    uint64_t cached_prompt_tokens = 0;// prompt tokens whose KV was reused
+    uint64_t generated_tokens = 0;
+    double prompt_seconds = 0;        // time in forward passes that carried prompt tokens
+    double decode_seconds = 0;        // time in forward passes with only decode tokens
+    uint64_t steps = 0;
+    size_t kv_bytes = 0;
+    int64_t kv_tokens_used = 0;
+    int64_t kv_tokens_capacity = 0;
+};
+
+// submit() refuses with this when the queue is full (HTTP 429/503 + Retry-After).
+class QueueFullError : public Error {
+public:
+    using Error::Error;
+};
+
+class Scheduler {
+public:
+    Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, SchedulerConfig config);
+    ~Scheduler();
+    Scheduler(const Scheduler&) = delete;
+    Scheduler& operator=(const Scheduler&) = delete;
+
+    // Queues a request. Throws Error if it can never run (prompt empty or too long for
+    // the context, prompt + n_predict past the context, bad sampling parameters) and
+    // QueueFullError if too many requests are already waiting.
+    std::shared_ptr<RequestStream> submit(RequestParams params);
+
+    SchedulerStats stats() const;
+    const SchedulerConfig& config() const { return config_; }
+
+    // Stops taking requests; queued and active requests finish with reason "cancelled";
+    // the scheduler thread exits. Called by the destructor.
+    void shutdown();
+
+private:
+    struct Slot;
+    struct Pending {
+        RequestParams params;
+        std::shared_ptr<RequestStream> stream;
+        double submitted_at;
+    };
+
+    void loop();
+    void admit_waiting();
+    Slot* pick_slot(const std::vector<int32_t>& prompt, int* reused);
+    void start(Slot& slot, Pending&& req, int reused);
+    void step();
+    void sample_and_emit(Slot& slot, const float* logits);
+    void finish(Slot& slot, const std::string& reason, const std::string& error = "");
+
+    Model& model_;
+    const Tokenizer& tokenizer_;
+    ThreadPool& pool_;
+    SchedulerConfig config_;
+    KvCache cache_;
+    std::vector<std::unique_ptr<Slot>> slots_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<Pending> queue_;
+    bool stopping_ = false;
+    SchedulerStats stats_;
+    std::thread thread_;
+};
+
+}  // namespace pensieve
