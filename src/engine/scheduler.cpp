@@ -356,6 +356,14 @@ void Scheduler::finish(Slot& slot, const std::string& reason, const std::string&
     f.queue_seconds = slot.started_at - slot.submitted_at;
     f.prompt_seconds = (slot.first_token_at > 0 ? slot.first_token_at : now) - slot.started_at;
     f.generate_seconds = slot.first_token_at > 0 ? now - slot.first_token_at : 0.0;
+    {
+        // Counted before the client hears of it, so stats() seen after the final event
+        // already include this request.
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.active--;
+        if (reason == "cancelled") ++stats_.requests_cancelled;
+        else ++stats_.requests_finished;
+    }
     slot.stream->push(std::move(f));
 
     // The slot keeps the KV of every token it fed: the next request may share the prefix.
@@ -364,11 +372,6 @@ void Scheduler::finish(Slot& slot, const std::string& reason, const std::string&
     slot.stream.reset();
     slot.sampler.reset();
     slot.stops.reset();
-
-    std::lock_guard<std::mutex> lock(mutex_);
-    stats_.active--;
-    if (reason == "cancelled") ++stats_.requests_cancelled;
-    else ++stats_.requests_finished;
 }
 
 }  // namespace pensieve

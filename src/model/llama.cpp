@@ -9,6 +9,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
 #include "model/model_loader.h"
@@ -202,16 +203,14 @@ void LlamaModel::attention(int layer, const Batch& batch, KvCache& cache, Thread
             scores.resize(size_t(n_pos));
             for (int j = 0; j < n_pos; ++j) {
                 const fp16_t* kr = cache.k_row(layer, seq, j) + size_t(kvh) * size_t(hd);
-                float dot = 0.0f;
-                for (int i = 0; i < hd; ++i) dot += qh[size_t(i)] * fp16_to_fp32(kr[i]);
-                scores[size_t(j)] = dot * scale;
+                scores[size_t(j)] = dot_f32_f16(qh.data(), kr, hd) * scale;
             }
             softmax(scores.data(), n_pos);
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int j = 0; j < n_pos; ++j) {
                 const fp16_t* vr = cache.v_row(layer, seq, j) + size_t(kvh) * size_t(hd);
                 const float p = fp16_to_fp32(fp32_to_fp16(scores[size_t(j)]));
-                for (int i = 0; i < hd; ++i) acc[size_t(i)] += p * fp16_to_fp32(vr[i]);
+                axpy_f16(p, vr, acc.data(), hd);
             }
             std::copy(acc.begin(), acc.end(), &att_[size_t(t * Q + int64_t(h) * hd)]);
         }
