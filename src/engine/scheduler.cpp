@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_set>
 
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
@@ -31,13 +32,6 @@ std::vector<float> log_softmax(const float* logits, int n) {
     return out;
 }
 
-size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-    size_t n = 0;
-    const size_t m = std::min(a.size(), b.size());
-    while (n < m && a[n] == b[n]) ++n;
-    return n;
-}
-
 }  // namespace
 
 struct Scheduler::Slot {
@@ -59,20 +53,35 @@ struct Scheduler::Slot {
     bool prefilling() const { return tokens.size() < params.prompt.size(); }
 };
 
+namespace {
+
+int blocks_per_context(int n_ctx) { return (n_ctx + KvCache::kBlockSize - 1) / KvCache::kBlockSize; }
+
+int pool_blocks(const SchedulerConfig& c) {
+    const int per_ctx = blocks_per_context(c.n_ctx);
+    const int extra = !c.reuse_prefix ? 0 : c.cache_blocks < 0 ? per_ctx : c.cache_blocks;
+    return per_ctx * c.n_slots + extra;
+}
+
+}  // namespace
+
 Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, SchedulerConfig config)
     : model_(model),
       tokenizer_(tokenizer),
       pool_(pool),
       config_(config),
-      cache_(model.make_cache(config.n_ctx, config.n_slots)) {
+      cache_(model.make_cache(config.n_ctx, config.n_slots, pool_blocks(config))) {
     if (config_.n_batch < 1) fail("batch size must be at least 1");
+    if (config_.reuse_prefix)
+        prefix_ = std::make_unique<PrefixCache>(cache_, model_identity(model.file()), config_.cache_dir);
     for (int i = 0; i < config_.n_slots; ++i) {
         slots_.push_back(std::make_unique<Slot>());
         slots_.back()->id = i;
     }
     stats_.n_slots = config_.n_slots;
     stats_.kv_bytes = cache_.bytes();
-    stats_.kv_tokens_capacity = int64_t(config_.n_ctx) * config_.n_slots;
+    stats_.kv_tokens_capacity = int64_t(cache_.n_blocks()) * KvCache::kBlockSize;
+    stats_.kv_blocks_free = cache_.free_blocks();
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -151,6 +160,7 @@ void Scheduler::loop() {
     }
     for (auto& s : slots_)
         if (s->busy) finish(*s, "cancelled");
+    if (prefix_) prefix_->save_all();
 }
 
 // Moves queued requests into free slots (first come, first served).
@@ -158,7 +168,6 @@ void Scheduler::admit_waiting() {
     for (;;) {
         Pending req;
         Slot* slot = nullptr;
-        int reused = 0;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             // Drop queued requests whose client already left.
@@ -170,35 +179,23 @@ void Scheduler::admit_waiting() {
                 ++stats_.requests_cancelled;
             }
             if (queue_.empty()) return;
-            slot = pick_slot(queue_.front().params.prompt, &reused);
+            slot = free_slot();
             if (!slot) return;
             req = std::move(queue_.front());
             queue_.pop_front();
             stats_.queued = int(queue_.size());
         }
-        start(*slot, std::move(req), reused);
+        start(*slot, std::move(req));
     }
 }
 
-// The free slot whose cached tokens share the longest prefix with the prompt (any free
-// slot if none shares one); nullptr when all are busy.
-Scheduler::Slot* Scheduler::pick_slot(const std::vector<int32_t>& prompt, int* reused) {
-    Slot* best = nullptr;
-    size_t best_len = 0;
-    for (auto& s : slots_) {
-        if (s->busy) continue;
-        const size_t len = config_.reuse_prefix ? common_prefix(s->tokens, prompt) : 0;
-        if (!best || len > best_len) {
-            best = s.get();
-            best_len = len;
-        }
-    }
-    // At least the last prompt token is recomputed: its logits start the generation.
-    *reused = int(std::min(best_len, prompt.empty() ? 0 : prompt.size() - 1));
-    return best;
+Scheduler::Slot* Scheduler::free_slot() {
+    for (auto& s : slots_)
+        if (!s->busy) return s.get();
+    return nullptr;
 }
 
-void Scheduler::start(Slot& slot, Pending&& req, int reused) {
+void Scheduler::start(Slot& slot, Pending&& req) {
     slot.busy = true;
     slot.params = std::move(req.params);
     slot.stream = std::move(req.stream);
@@ -208,17 +205,32 @@ void Scheduler::start(Slot& slot, Pending&& req, int reused) {
     slot.utf8 = Utf8Streamer();
     slot.next_token = -1;
     slot.n_generated = 0;
-    slot.n_cached = reused;
     slot.submitted_at = req.submitted_at;
     slot.started_at = now_seconds();
     slot.first_token_at = 0;
-    cache_.truncate(slot.id, reused);
-    slot.tokens.resize(size_t(reused));
+
+    // Reuse the longest cached prefix; at least the last prompt token is computed, since
+    // its logits start the generation.
+    cache_.clear(slot.id);
+    const std::vector<int32_t>& prompt = slot.params.prompt;
+    int reused = 0;
+    if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
+    slot.tokens.assign(prompt.begin(), prompt.begin() + reused);
+    slot.n_cached = reused;
 
     std::lock_guard<std::mutex> lock(mutex_);
     ++stats_.requests_started;
     stats_.cached_prompt_tokens += uint64_t(reused);
     stats_.active++;
+}
+
+// Makes room in the block pool for a slot's next positions, evicting cached prefixes
+// nobody uses if needed. The pool holds a full context per slot, so this only fails if
+// blocks leaked; the request then ends with an error rather than corrupting others.
+bool Scheduler::reserve(Slot& slot, int n_positions) {
+    while (!cache_.reserve(slot.id, n_positions))
+        if (!prefix_ || !prefix_->evict_one()) return false;
+    return true;
 }
 
 // One forward pass over every busy slot.
@@ -240,6 +252,10 @@ void Scheduler::step() {
             finish(*s, "length");
             continue;
         }
+        if (!reserve(*s, int(s->tokens.size()) + 1)) {
+            finish(*s, "error", "the KV cache is full");
+            continue;
+        }
         batch.add(s->next_token, int(s->tokens.size()), s->id, true);
         s->tokens.push_back(s->next_token);
         logit_owner.push_back(s.get());
@@ -249,6 +265,11 @@ void Scheduler::step() {
     for (auto& s : slots_) {
         if (!s->busy || !s->prefilling() || budget == 0) continue;
         const size_t n_prompt = s->params.prompt.size();
+        const int chunk_end = int(std::min(n_prompt, s->tokens.size() + size_t(budget)));
+        if (!reserve(*s, chunk_end)) {
+            finish(*s, "error", "the KV cache is full");
+            continue;
+        }
         while (s->tokens.size() < n_prompt && budget > 0) {
             const size_t i = s->tokens.size();
             const bool last = i + 1 == n_prompt;
@@ -287,10 +308,23 @@ void Scheduler::step() {
     for (size_t i = 0; i < logit_owner.size(); ++i)
         sample_and_emit(*logit_owner[i], &logits[i * size_t(n_vocab)]);
 
+    update_cache_stats();
+}
+
+void Scheduler::update_cache_stats() {
     std::lock_guard<std::mutex> lock(mutex_);
-    int64_t used = 0;
-    for (int i = 0; i < cache_.n_seq(); ++i) used += cache_.length(i);
+    int64_t used = 0, refs = 0;
+    std::unordered_set<int> distinct;
+    for (int i = 0; i < cache_.n_seq(); ++i) {
+        used += cache_.length(i);
+        refs += int64_t(cache_.block_table(i).size());
+        distinct.insert(cache_.block_table(i).begin(), cache_.block_table(i).end());
+    }
     stats_.kv_tokens_used = used;
+    stats_.kv_blocks_active = int64_t(distinct.size());
+    stats_.kv_block_refs_active = refs;
+    stats_.kv_blocks_free = cache_.free_blocks();
+    if (prefix_) stats_.prefix = prefix_->stats();
 }
 
 void Scheduler::sample_and_emit(Slot& slot, const float* logits) {
@@ -366,8 +400,12 @@ void Scheduler::finish(Slot& slot, const std::string& reason, const std::string&
     }
     slot.stream->push(std::move(f));
 
-    // The slot keeps the KV of every token it fed: the next request may share the prefix.
-    // A token sampled but never fed is not in the cache, so `tokens` already excludes it.
+    // The full blocks of every token fed go to the prefix cache for later requests; the
+    // slot itself lets go of all its blocks. (A token sampled but never fed is not in the
+    // cache, and `tokens` excludes it.)
+    if (prefix_) prefix_->insert(slot.id, slot.tokens);
+    cache_.clear(slot.id);
+    slot.tokens.clear();
     slot.busy = false;
     slot.stream.reset();
     slot.sampler.reset();

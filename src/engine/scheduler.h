@@ -5,9 +5,10 @@
 // streams the text out. Requests join between steps and leave the moment they finish or
 // their client goes away.
 //
-// A slot keeps its tokens' KV after its request ends; a new request whose prompt starts
-// with the same tokens (the next turn of a chat, an agent re-sending its system prompt)
-// is placed in that slot and only computes the part that is new.
+// When a request ends, the full KV blocks of its tokens go to the prefix cache
+// (prefix_cache.h); a new request whose prompt starts with the same tokens (the next turn
+// of a chat, an agent re-sending its system prompt) attaches those blocks and computes
+// only the part that is new, whichever slot it lands in.
 #pragma once
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/prefix_cache.h"
 #include "engine/request.h"
 #include "model/kv_cache.h"
 #include "util/error.h"
@@ -35,6 +37,10 @@ struct SchedulerConfig {
     int n_batch = 512;     // most tokens in one forward pass
     int max_queue = 64;    // requests waiting for a slot before submit() refuses more
     bool reuse_prefix = true;
+    // KV blocks kept for the prefix cache beyond what the slots need (-1: one context's
+    // worth). Each block holds KvCache::kBlockSize positions of every layer.
+    int cache_blocks = -1;
+    std::string cache_dir;  // non-empty: evicted prefix blocks persist here across restarts
 };
 
 struct SchedulerStats {
@@ -52,8 +58,12 @@ struct SchedulerStats {
     double decode_seconds = 0;        // time in forward passes with only decode tokens
     uint64_t steps = 0;
     size_t kv_bytes = 0;
-    int64_t kv_tokens_used = 0;
-    int64_t kv_tokens_capacity = 0;
+    int64_t kv_tokens_used = 0;       // positions held by active sequences
+    int64_t kv_tokens_capacity = 0;   // positions the whole block pool can hold
+    int64_t kv_blocks_free = 0;
+    int64_t kv_blocks_active = 0;     // distinct blocks the active sequences read
+    int64_t kv_block_refs_active = 0; // sum of the active sequences' block-table sizes
+    PrefixCacheStats prefix;
 };
 
 // submit() refuses with this when the queue is full (HTTP 429/503 + Retry-After).
@@ -91,8 +101,10 @@ private:
 
     void loop();
     void admit_waiting();
-    Slot* pick_slot(const std::vector<int32_t>& prompt, int* reused);
-    void start(Slot& slot, Pending&& req, int reused);
+    Slot* free_slot();
+    void start(Slot& slot, Pending&& req);
+    bool reserve(Slot& slot, int n_positions);
+    void update_cache_stats();
     void step();
     void sample_and_emit(Slot& slot, const float* logits);
     void finish(Slot& slot, const std::string& reason, const std::string& error = "");
@@ -102,6 +114,7 @@ private:
     ThreadPool& pool_;
     SchedulerConfig config_;
     KvCache cache_;
+    std::unique_ptr<PrefixCache> prefix_;  // null when prefix reuse is off
     std::vector<std::unique_ptr<Slot>> slots_;
 
     mutable std::mutex mutex_;

@@ -101,7 +101,7 @@ std::vector<float> ModelLoader::vector(const std::string& name, int64_t n) const
     return out;
 }
 
-void validate_batch(const Batch& batch, const KvCache& cache, int n_vocab) {
+void validate_batch(const Batch& batch, KvCache& cache, int n_vocab) {
     const size_t n = batch.tokens.size();
     if (batch.positions.size() != n || batch.seq_ids.size() != n || batch.want_logits.size() != n)
         fail("malformed batch: field sizes differ");
@@ -118,6 +118,10 @@ void validate_batch(const Batch& batch, const KvCache& cache, int n_vocab) {
             fail("context is full: position ", pos, " needs a context larger than ", cache.n_ctx());
         next[seq] = pos + 1;
     }
+    // Every position the batch writes needs a block.
+    for (const auto& [seq, end] : next)
+        if (!cache.reserve(seq, end))
+            fail("the KV cache is full: no free block for position ", end - 1, " of sequence ", seq);
 }
 
 void commit_batch_positions(const Batch& batch, KvCache& cache) {

@@ -37,8 +37,8 @@ private:
 
 // Throws Error if a batch is malformed for this cache: token ids outside the vocabulary,
 // unknown sequence ids, or positions that are not the next contiguous positions of their
-// sequence (or past the cache's context).
-void validate_batch(const Batch& batch, const KvCache& cache, int n_vocab);
+// sequence (or past the cache's context). Reserves the blocks the batch will write.
+void validate_batch(const Batch& batch, KvCache& cache, int n_vocab);
 // After a forward pass: each sequence's length becomes one past its last batch position.
 void commit_batch_positions(const Batch& batch, KvCache& cache);
 

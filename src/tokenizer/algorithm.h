@@ -2,8 +2,8 @@
 // shares — BOS/EOS, splitting special tokens out of the text, rendering control and
 // byte tokens — and hands each plain-text fragment to one of these.
 //
-// To add a model (byte-level BPE "gpt2", WordPiece "bert", unigram "t5"): implement this
-// interface in its own file and add a case to make_algorithm() in tokenizer.cpp.
+// To add a model: implement this interface in its own file and add a case to
+// make_algorithm() in tokenizer.cpp.
 #pragma once
 
 #include <cstdint>
@@ -43,5 +43,10 @@ std::unique_ptr<TokenizerAlgorithm> make_spm_algorithm(const Vocab& vocab);
 // Byte-level BPE ("gpt2"), bpe.cpp; reads its merges from the file. Throws Error for a
 // pre-tokenizer (tokenizer.ggml.pre) it does not implement.
 std::unique_ptr<TokenizerAlgorithm> make_bpe_algorithm(const GgufFile& file, const Vocab& vocab);
+// WordPiece ("bert"), wpm.cpp.
+std::unique_ptr<TokenizerAlgorithm> make_wpm_algorithm(const Vocab& vocab);
+// Unigram SentencePiece ("t5"), ugm.cpp; reads the normalization rules
+// (tokenizer.ggml.precompiled_charsmap, ...) from the file.
+std::unique_ptr<TokenizerAlgorithm> make_ugm_algorithm(const GgufFile& file, const Vocab& vocab);
 
 }  // namespace pensieve

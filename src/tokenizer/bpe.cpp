@@ -1,142 +1,26 @@
-// Byte-level BPE (tokenizer.ggml.model = "gpt2"), as GPT-2, StarCoder, ... GGUFs use it.
+// Byte-level BPE (tokenizer.ggml.model = "gpt2"), as GPT-2, LLaMA 3, Qwen2, DeepSeek,
+// Falcon, StarCoder, ... GGUFs use it.
 //
 // 1. Pre-tokenize: cut the text into words with the model's pre-tokenizer patterns
-//    (tokenizer.ggml.pre names them). The patterns are matched by hand-written code
-//    over code points — no regex engine.
+//    (tokenizer.ggml.pre names them; pretokenizer.cpp).
 // 2. Each word's bytes are mapped to GPT-2's printable stand-in characters ("Ġ" for a
 //    space), cut into characters, and adjacent pairs are merged in the order of
 //    tokenizer.ggml.merges (lowest rank first, ties leftmost), with the same linked
-//    list + heap scheme as spm.cpp.
+//    list + heap scheme as spm.cpp. Some models (LLaMA 3, Tekken) take a word that is
+//    itself a token as it is, without merging ("ignore_merges" in HF tokenizers).
 //
-// Status: the GPT-2 pattern, optionally after splitting digits apart ("\p{N}"), is
-// implemented; other pre-tokenizers (llama3, deepseek, falcon, qwen2, ...) are
-// rejected by name until written.
+// Token pieces are the raw bytes again (the stand-ins undone), so a streamed
+// concatenation of pieces is exactly the encoded text.
 #include <queue>
 
 #include "gguf/gguf.h"
 #include "tokenizer/algorithm.h"
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
 
 namespace pensieve {
 namespace {
-
-// ---------------------------------------------------------------------------------------
-// Pre-tokenizer
-
-// A piece of the input, as a range of code points.
-struct Span {
-    size_t begin, end;
-};
-
-struct CptText {
-    std::vector<uint32_t> cpts;
-    std::vector<uint8_t> flags;   // unicode_flags of each cpt
-    std::vector<bool> space;      // unicode_is_space of each cpt
-    std::vector<size_t> offset;   // byte offset of each cpt, plus the end
-};
-
-CptText analyse(std::string_view text) {
-    CptText t;
-    t.cpts.reserve(text.size());
-    t.offset.reserve(text.size() + 1);
-    for (size_t pos = 0; pos < text.size();) {
-        t.offset.push_back(pos);
-        t.cpts.push_back(utf8_next(text, pos));
-    }
-    t.offset.push_back(text.size());
-    for (uint32_t c : t.cpts) {
-        t.flags.push_back(unicode_flags(c));
-        t.space.push_back(unicode_is_space(c));
-    }
-    return t;
-}
-
-// "\p{N}": every digit becomes a word of its own; the text between stays as it is.
-void split_digits(const CptText& t, const std::vector<Span>& in, std::vector<Span>& out) {
-    for (Span s : in) {
-        size_t start = s.begin;
-        for (size_t i = s.begin; i < s.end; ++i) {
-            if (t.flags[i] & CPT_NUMBER) {
-                if (i > start) out.push_back({start, i});
-                out.push_back({i, i + 1});
-                start = i + 1;
-            }
-        }
-        if (start < s.end) out.push_back({start, s.end});
-    }
-}
-
-// GPT-2's pattern, applied to each span:
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-void split_gpt2(const CptText& t, const std::vector<Span>& in, std::vector<Span>& out) {
-    // The three " ?X+" classes; 0 for whitespace, which none of them takes.
-    const auto cls = [&](size_t i) -> int {
-        if (t.space[i]) return 0;
-        if (t.flags[i] & CPT_LETTER) return 1;
-        if (t.flags[i] & CPT_NUMBER) return 2;
-        return 3;
-    };
-    for (Span s : in) {
-        size_t pos = s.begin;
-        const auto emit = [&](size_t len) {
-            out.push_back({pos, pos + len});
-            pos += len;
-        };
-        while (pos < s.end) {
-            const uint32_t c = t.cpts[pos];
-            // Contractions (case-sensitive for GPT-2).
-            if (c == '\'' && pos + 1 < s.end) {
-                uint32_t c1 = t.cpts[pos + 1];
-                if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') {
-                    emit(2);
-                    continue;
-                }
-                if (pos + 2 < s.end) {
-                    uint32_t c2 = t.cpts[pos + 2];
-                    if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l')) {
-                        emit(3);
-                        continue;
-                    }
-                }
-            }
-            // " ?\p{L}+", " ?\p{N}+", " ?[^\s\p{L}\p{N}]+": an optional space, then a run.
-            size_t p = (c == ' ' && pos + 1 < s.end && cls(pos + 1) != 0) ? pos + 1 : pos;
-            if (int k = cls(p); k != 0) {
-                size_t q = p + 1;
-                while (q < s.end && cls(q) == k) ++q;
-                emit(q - pos);
-                continue;
-            }
-            // "\s+(?!\S)|\s+": a whitespace run; if a non-space follows, its last
-            // character is left to prefix the next word (unless it is the only one).
-            size_t q = pos;
-            while (q < s.end && t.space[q]) ++q;
-            if (q < s.end && q - pos > 1) --q;
-            emit(q - pos);
-        }
-    }
-}
-
-enum class Split { DIGITS, GPT2 };
-
-// The splitting steps for each tokenizer.ggml.pre, as in llama.cpp.
-std::vector<Split> pre_tokenizer_steps(const GgufFile& file, const std::string& pre) {
-    static const char* const kGpt2[] = {
-        "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es",
-        "jina-v2-de", "jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais",
-    };
-    static const char* const kDigitsThenGpt2[] = {
-        "starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b",
-    };
-    for (const char* name : kGpt2) {
-        if (pre == name) return {Split::GPT2};
-    }
-    for (const char* name : kDigitsThenGpt2) {
-        if (pre == name) return {Split::DIGITS, Split::GPT2};
-    }
-    fail(file.path(), ": unsupported pre-tokenizer \"", pre, "\" (tokenizer.ggml.pre) for byte-level BPE");
-}
 
 // ---------------------------------------------------------------------------------------
 // BPE merges
@@ -162,8 +46,11 @@ struct CandidateLess {
 
 class BpeAlgorithm final : public TokenizerAlgorithm {
 public:
-    BpeAlgorithm(const GgufFile& file, const Vocab& vocab) : vocab_(vocab) {
-        steps_ = pre_tokenizer_steps(file, vocab.pre);
+    BpeAlgorithm(const GgufFile& file, const Vocab& vocab) : vocab_(vocab), pre_(pre_tokenizer(file, vocab.pre)) {
+        for (const char* name : {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
+                                 "midm-2.0", "lfm2", "tekken"}) {
+            if (vocab.pre == name) ignore_merges_ = true;
+        }
         merges_ = file.get_string_array("tokenizer.ggml.merges");
         // A merge is "left right"; the first space after the first byte separates them
         // (the left part may itself be a single space in odd vocabs).
@@ -178,19 +65,17 @@ public:
     }
 
     void encode_fragment(std::string_view text, bool, std::vector<int32_t>& out) const override {
-        CptText t = analyse(text);
-        std::vector<Span> spans = {{0, t.cpts.size()}}, next;
-        for (Split step : steps_) {
-            next.clear();
-            if (step == Split::DIGITS) split_digits(t, spans, next);
-            else split_gpt2(t, spans, next);
-            spans.swap(next);
-        }
+        std::vector<TextSpan> words;
+        pre_->split(text, words);
         std::string word;
-        for (Span s : spans) {
+        for (TextSpan w : words) {
             word.clear();
-            for (size_t b = t.offset[s.begin]; b < t.offset[s.end]; ++b) {
-                word += byte_to_unicode(static_cast<uint8_t>(text[b]));
+            for (size_t b = w.begin; b < w.end; ++b) word += byte_to_unicode(static_cast<uint8_t>(text[b]));
+            if (ignore_merges_) {
+                if (int32_t id = vocab_.find(word); id >= 0) {
+                    out.push_back(id);
+                    continue;
+                }
             }
             encode_word(word, out);
         }
@@ -269,8 +154,17 @@ private:
         }
     }
 
+    static std::unique_ptr<PreTokenizer> pre_tokenizer(const GgufFile& file, const std::string& name) {
+        try {
+            return std::make_unique<PreTokenizer>(name);
+        } catch (const Error& e) {
+            fail(file.path(), ": ", e.what());
+        }
+    }
+
     const Vocab& vocab_;
-    std::vector<Split> steps_;
+    std::unique_ptr<PreTokenizer> pre_;
+    bool ignore_merges_ = false;
     std::vector<std::string> merges_;   // owns the strings ranks_ points into
     TokenIndex ranks_;
 };

@@ -34,8 +34,10 @@ int byte_token_value(std::string_view text) {
 std::unique_ptr<TokenizerAlgorithm> make_algorithm(const GgufFile& file, const Vocab& vocab) {
     if (vocab.model == "llama") return make_spm_algorithm(vocab);
     if (vocab.model == "gpt2") return make_bpe_algorithm(file, vocab);
+    if (vocab.model == "bert") return make_wpm_algorithm(vocab);
+    if (vocab.model == "t5") return make_ugm_algorithm(file, vocab);
     fail(file.path(), ": unsupported tokenizer model \"", vocab.model,
-         "\" (tokenizer.ggml.model; supported: llama, gpt2)");
+         "\" (tokenizer.ggml.model; supported: llama, gpt2, bert, t5)");
 }
 
 }  // namespace
@@ -137,6 +139,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     }
 
     if (add_special && vocab_.add_eos && vocab_.eos >= 0) out.push_back(vocab_.eos);
+    if (add_special && vocab_.add_sep && vocab_.sep >= 0) out.push_back(vocab_.sep);
     return out;
 }
 

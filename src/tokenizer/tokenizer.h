@@ -2,8 +2,8 @@
 //
 // Tokenizer owns the vocabulary and does what all tokenizer models share: adding
 // BOS/EOS, splitting special tokens out of the text, turning ids back into bytes. The
-// model-specific part (SentencePiece BPE, ...) is a TokenizerAlgorithm, see
-// algorithm.h. Behaviour matches llama.cpp's, token for token.
+// model-specific part (SentencePiece BPE "llama", byte-level BPE "gpt2", WordPiece
+// "bert", unigram "t5") is a TokenizerAlgorithm, see algorithm.h. Behaviour matches llama.cpp's, token for token.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +25,7 @@ public:
     static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& file);
     ~Tokenizer();
 
-    // add_special: add BOS (and EOS) as the metadata says.
+    // add_special: add BOS (and EOS, SEP) as the metadata says.
     // parse_special: text like "<s>" or "<|im_start|>" becomes the control token;
     // otherwise it is plain text. User-defined tokens are always matched as wholes
     // (as in llama.cpp and HF tokenizers).
@@ -47,6 +47,7 @@ public:
     int32_t eot_id() const { return vocab_.eot; }
     int32_t unk_id() const { return vocab_.unk; }
     int32_t pad_id() const { return vocab_.pad; }
+    int32_t sep_id() const { return vocab_.sep; }   // BERT's [SEP]; -1 when absent
     bool add_bos() const { return vocab_.add_bos; }
     bool add_eos() const { return vocab_.add_eos; }
     bool add_space_prefix() const { return vocab_.add_space_prefix; }

@@ -1,26 +1,66 @@
+// Unicode helpers for the tokenizers; the character database is utf8proc's.
 #include "tokenizer/unicode.h"
 
-#include <algorithm>
 #include <array>
+
+#include <utf8proc.h>
 
 namespace pensieve {
 
-extern const UnicodeRange kUnicodeRanges[];
-extern const size_t kUnicodeRangeCount;
-
 uint8_t unicode_flags(uint32_t cpt) {
     if (cpt > 0x10FFFF) return CPT_OTHER;
-    // Last range starting at or before cpt.
-    const UnicodeRange* end = kUnicodeRanges + kUnicodeRangeCount;
-    const UnicodeRange* it = std::upper_bound(kUnicodeRanges, end, cpt,
-                                              [](uint32_t c, const UnicodeRange& r) { return c < r.first; });
-    return (it - 1)->flags;
+    switch (utf8proc_category(static_cast<utf8proc_int32_t>(cpt))) {
+        case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+        case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO:
+            return CPT_LETTER;
+        case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
+            return CPT_NUMBER;
+        case UTF8PROC_CATEGORY_PC: case UTF8PROC_CATEGORY_PD: case UTF8PROC_CATEGORY_PS:
+        case UTF8PROC_CATEGORY_PE: case UTF8PROC_CATEGORY_PI: case UTF8PROC_CATEGORY_PF:
+        case UTF8PROC_CATEGORY_PO:
+            return CPT_PUNCT;
+        case UTF8PROC_CATEGORY_SM: case UTF8PROC_CATEGORY_SC: case UTF8PROC_CATEGORY_SK:
+        case UTF8PROC_CATEGORY_SO:
+            return CPT_SYMBOL;
+        case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+            return CPT_MARK;
+        case UTF8PROC_CATEGORY_ZS: case UTF8PROC_CATEGORY_ZL: case UTF8PROC_CATEGORY_ZP:
+            return CPT_SEPARATOR;
+        default:
+            return CPT_OTHER;   // Cc, Cf, Cs, Co, Cn
+    }
 }
 
-bool unicode_is_space(uint32_t c) {
-    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-           c == 0x205F || c == 0x3000;
+bool unicode_is_space(uint32_t cpt) {
+    // White_Space (PropList.txt) is exactly the Z categories plus these controls.
+    if ((cpt >= 0x09 && cpt <= 0x0D) || cpt == 0x20 || cpt == 0x85) return true;
+    return cpt > 0x7F && unicode_flags(cpt) == CPT_SEPARATOR;
+}
+
+bool unicode_is_nonspacing_mark(uint32_t cpt) {
+    return cpt <= 0x10FFFF && utf8proc_category(static_cast<utf8proc_int32_t>(cpt)) == UTF8PROC_CATEGORY_MN;
+}
+
+uint32_t unicode_tolower(uint32_t cpt) {
+    if (cpt < 0x80) return (cpt >= 'A' && cpt <= 'Z') ? cpt + 32 : cpt;
+    if (cpt > 0x10FFFF) return cpt;
+    return static_cast<uint32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(cpt)));
+}
+
+void unicode_append_nfd(uint32_t cpt, std::vector<uint32_t>& out) {
+    if (cpt < 0xC0 || cpt > 0x10FFFF) {   // nothing below U+00C0 decomposes canonically
+        out.push_back(cpt);
+        return;
+    }
+    utf8proc_int32_t buf[8];   // canonical decompositions are at most 4 code points
+    int boundclass = UTF8PROC_BOUNDCLASS_START;
+    utf8proc_ssize_t n = utf8proc_decompose_char(static_cast<utf8proc_int32_t>(cpt), buf, 8,
+                                                 UTF8PROC_DECOMPOSE, &boundclass);
+    if (n <= 0 || n > 8) {
+        out.push_back(cpt);
+        return;
+    }
+    for (utf8proc_ssize_t i = 0; i < n; ++i) out.push_back(static_cast<uint32_t>(buf[i]));
 }
 
 uint32_t utf8_next(std::string_view s, size_t& pos) {

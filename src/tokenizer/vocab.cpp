@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <initializer_list>
 
 #include "gguf/gguf.h"
 #include "util/error.h"
@@ -92,8 +93,14 @@ void load_tokens(const GgufFile& file, Vocab& v) {
 void load_special_ids(const GgufFile& file, Vocab& v) {
     // llama.cpp's defaults for each model when the keys are absent.
     const auto default_id = [&](int32_t id) { return v.valid(id) ? id : -1; };
-    bool add_bos = false;
-    if (v.model == "llama") {            // SentencePiece
+    const auto pre_is = [&](std::initializer_list<const char*> names) {
+        for (const char* n : names) {
+            if (v.pre == n) return true;
+        }
+        return false;
+    };
+    bool add_bos = false, add_eos = false, add_sep = false;
+    if (v.model == "llama") {            // SentencePiece BPE
         v.bos = default_id(1);
         v.eos = default_id(2);
         v.unk = default_id(0);
@@ -101,18 +108,38 @@ void load_special_ids(const GgufFile& file, Vocab& v) {
     } else if (v.model == "gpt2") {      // byte-level BPE
         v.bos = default_id(11);
         v.eos = default_id(11);
-        add_bos = v.pre == "llama3" || v.pre == "llama-v3" || v.pre == "llama-bpe" || v.pre == "falcon3";
+        add_bos = pre_is({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0",
+                          "lfm2", "tekken", "chameleon"});
+        add_sep = pre_is({"jina-v1-en", "jina-v2-code", "roberta-bpe"});
+        if (pre_is({"chatglm-bpe", "glm4"})) v.bos = -1;
+    } else if (v.model == "bert") {      // WordPiece: [CLS] text [SEP]
+        v.bos = default_id(101);
+        v.unk = default_id(100);
+        v.sep = default_id(102);
+        v.pad = default_id(0);
+        add_bos = true;
+        add_sep = true;
+    } else if (v.model == "t5") {        // unigram SentencePiece
+        v.eos = default_id(1);
+        v.unk = default_id(2);
+        v.pad = default_id(0);
+        add_eos = true;
     }
     const int32_t n = v.size();
+    read_id(file, "tokenizer.ggml.cls_token_id", n, v.bos);   // older BERT GGUFs
     read_id(file, "tokenizer.ggml.bos_token_id", n, v.bos);
     read_id(file, "tokenizer.ggml.eos_token_id", n, v.eos);
     read_id(file, "tokenizer.ggml.unknown_token_id", n, v.unk);
+    read_id(file, "tokenizer.ggml.seperator_token_id", n, v.sep);   // sic: the GGUF key
     read_id(file, "tokenizer.ggml.padding_token_id", n, v.pad);
     read_id(file, "tokenizer.ggml.eot_token_id", n, v.eot);
     read_id(file, "tokenizer.ggml.eom_token_id", n, v.eom);
+    // BERT has no EOS of its own; [SEP] ends its input.
+    if (v.model == "bert" && v.eos < 0) v.eos = v.sep;
 
     v.add_bos = file.get_bool("tokenizer.ggml.add_bos_token", add_bos);
-    v.add_eos = file.get_bool("tokenizer.ggml.add_eos_token", false);
+    v.add_eos = file.get_bool("tokenizer.ggml.add_eos_token", add_eos);
+    v.add_sep = file.get_bool("tokenizer.ggml.add_sep_token", add_sep);
     v.add_space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix", v.model == "llama");
 }
 

@@ -68,8 +68,10 @@ struct Vocab {
 
     // Special ids, -1 when absent.
     int32_t bos = -1, eos = -1, unk = -1, pad = -1, eot = -1, eom = -1;
+    int32_t sep = -1;         // separator ([SEP] of BERT-style models)
     bool add_bos = false;
     bool add_eos = false;
+    bool add_sep = false;     // append `sep` after the text (BERT, RoBERTa-style BPE)
     bool add_space_prefix = false;
     std::vector<int32_t> end_of_generation;  // sorted; EOS, EOT, EOM and end-like tokens
     // Tokens that are split out of the text before the algorithm runs (control,

@@ -7,10 +7,10 @@ namespace pensieve {
 
 namespace {
 
-// Workers spin this many pause-iterations (a few tens of microseconds) waiting for the
-// next task before sleeping: a decode step issues hundreds of small parallel ops, and a
-// condition-variable wake-up costs more than most of them.
-constexpr int kSpinIterations = 20000;
+// Threads spin this many pause-iterations (tens of microseconds) before blocking: a
+// decode step issues hundreds of small parallel ops, and waking a sleeping thread costs
+// more than most of them. Blocking after that keeps an oversubscribed machine usable.
+constexpr int kSpinIterations = 2000;
 
 }  // namespace
 
@@ -19,33 +19,28 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 }
 
 ThreadPool::~ThreadPool() {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        stopping_ = true;
-        generation_.fetch_add(1, std::memory_order_release);
-    }
-    start_cv_.notify_all();
+    stopping_.store(true, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
     for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::worker_loop(int index) {
     uint64_t seen = 0;
     for (;;) {
-        // Spin first, then sleep until run() publishes a new generation.
         uint64_t gen = generation_.load(std::memory_order_acquire);
         for (int i = 0; gen == seen && i < kSpinIterations; ++i) {
             _mm_pause();
             gen = generation_.load(std::memory_order_acquire);
         }
-        if (gen == seen) {
-            std::unique_lock<std::mutex> lock(mutex_);
-            start_cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        while (gen == seen) {  // futex wait until run() publishes a new generation
+            generation_.wait(seen, std::memory_order_acquire);
             gen = generation_.load(std::memory_order_acquire);
         }
         seen = gen;
-        if (stopping_) return;
+        if (stopping_.load(std::memory_order_relaxed)) return;
         (*task_)(index, n_threads_);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
     }
 }
 
@@ -56,15 +51,19 @@ void ThreadPool::run(const std::function<void(int, int)>& task) {
     }
     task_ = &task;
     pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-    {
-        // Taking the lock orders the publish with a worker that is about to sleep.
-        std::lock_guard<std::mutex> lock(mutex_);
-        generation_.fetch_add(1, std::memory_order_release);
-    }
-    start_cv_.notify_all();
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
     task(0, n_threads_);
-    // The caller's share is done; wait (spinning: the others finish at about the same time).
-    while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+    // The others usually finish at about the same time: spin, then block.
+    int left = pending_.load(std::memory_order_acquire);
+    for (int i = 0; left != 0 && i < kSpinIterations; ++i) {
+        _mm_pause();
+        left = pending_.load(std::memory_order_acquire);
+    }
+    while (left != 0) {
+        pending_.wait(left, std::memory_order_acquire);
+        left = pending_.load(std::memory_order_acquire);
+    }
     task_ = nullptr;
 }
 

@@ -1,7 +1,8 @@
 // One persistent pool of worker threads (DESIGN.md: "one persistent pool, work split by
 // output rows"). The calling thread takes part as thread 0, so a pool of N threads
 // starts N-1 workers. run() is a barrier: it returns when every thread has finished.
-// Workers spin briefly between tasks (decode issues many small ops), then sleep.
+// Threads spin briefly between tasks (decode issues many small ops), then block on a
+// futex (std::atomic::wait), so an oversubscribed machine is not starved by spinning.
 #pragma once
 
 #include <atomic>
@@ -35,12 +36,10 @@ private:
 
     int n_threads_;
     std::vector<std::thread> workers_;
-    std::mutex mutex_;                 // only for sleeping workers
-    std::condition_variable start_cv_;
     const std::function<void(int, int)>* task_ = nullptr;
     std::atomic<uint64_t> generation_{0};  // bumped for every run(); workers wait for a new value
     std::atomic<int> pending_{0};          // workers still running the current task
-    bool stopping_ = false;
+    std::atomic<bool> stopping_{false};
 };
 
 // Threads to use when the user does not say: the number of cores, at most 32.

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <filesystem>
+#include <unistd.h>
 
 #include "engine/scheduler.h"
 #include "model/model.h"
@@ -40,6 +42,17 @@ Collected drain(RequestStream& s) {
     }
 }
 
+SchedulerConfig config(int slots, int ctx, int batch, int queue, bool reuse, std::string dir = "") {
+    SchedulerConfig c;
+    c.n_slots = slots;
+    c.n_ctx = ctx;
+    c.n_batch = batch;
+    c.max_queue = queue;
+    c.reuse_prefix = reuse;
+    c.cache_dir = std::move(dir);
+    return c;
+}
+
 class SchedulerTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -64,7 +77,7 @@ protected:
 };
 
 TEST_F(SchedulerTest, SingleRequestMatchesReferenceGreedy) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{1, 256, 64, 8, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(1, 256, 64, 8, true));
     for (const auto& c : ref_["cases"]) {
         auto s = sched.submit(greedy(c["prompt"], 64));
         Collected out = drain(*s);
@@ -78,7 +91,7 @@ TEST_F(SchedulerTest, SingleRequestMatchesReferenceGreedy) {
 // Four requests at once in four slots, with a small batch so prompt chunks and decode
 // tokens of different requests share forward passes: every output equals the reference.
 TEST_F(SchedulerTest, BatchedRequestsMatchSoloOutputs) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{4, 256, 7, 8, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(4, 256, 7, 8, true));
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const auto& c : ref_["cases"]) streams.push_back(sched.submit(greedy(c["prompt"], 64)));
     for (size_t i = 0; i < streams.size(); ++i) {
@@ -93,7 +106,7 @@ TEST_F(SchedulerTest, BatchedRequestsMatchSoloOutputs) {
 }
 
 TEST_F(SchedulerTest, MoreRequestsThanSlotsQueueAndAllFinish) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{2, 256, 64, 16, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(2, 256, 64, 16, true));
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (int r = 0; r < 3; ++r)
         for (const auto& c : ref_["cases"]) streams.push_back(sched.submit(greedy(c["prompt"], 16)));
@@ -106,16 +119,19 @@ TEST_F(SchedulerTest, MoreRequestsThanSlotsQueueAndAllFinish) {
 }
 
 TEST_F(SchedulerTest, SharedPrefixIsReusedAndGivesIdenticalOutput) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{1, 256, 64, 8, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(1, 256, 64, 8, true));
     const std::string first = "Once upon a time, there was a little girl named Lily.";
     Collected a = drain(*sched.submit(greedy(first, 8)));
     EXPECT_EQ(a.finish.n_cached, 0);
     // The next "turn" starts with the whole first prompt.
     const std::string second = first + " She had a big red ball";
     Collected b = drain(*sched.submit(greedy(second, 16)));
-    EXPECT_GE(b.finish.n_cached, int(tok_->encode(first, true).size()) - 1);
+    // Reuse is in whole KV blocks: every full block of the first prompt is reused.
+    const int first_len = int(tok_->encode(first, true).size());
+    EXPECT_EQ(b.finish.n_cached, first_len / KvCache::kBlockSize * KvCache::kBlockSize);
+    EXPECT_GT(b.finish.n_cached, 0);
 
-    Scheduler fresh(*model_, *tok_, *pool_, SchedulerConfig{1, 256, 64, 8, false});
+    Scheduler fresh(*model_, *tok_, *pool_, config(1, 256, 64, 8, false));
     Collected c = drain(*fresh.submit(greedy(second, 16)));
     EXPECT_EQ(c.finish.n_cached, 0);
     EXPECT_EQ(b.tokens, c.tokens);
@@ -123,7 +139,7 @@ TEST_F(SchedulerTest, SharedPrefixIsReusedAndGivesIdenticalOutput) {
 }
 
 TEST_F(SchedulerTest, CancelFreesTheSlot) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{1, 2048, 64, 8, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(1, 2048, 64, 8, true));
     RequestParams p = greedy("Once upon a time", 1500);
     auto s = sched.submit(p);
     auto first = s->next(std::chrono::seconds(30));
@@ -139,7 +155,7 @@ TEST_F(SchedulerTest, CancelFreesTheSlot) {
 }
 
 TEST_F(SchedulerTest, StopStringEndsGeneration) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{1, 256, 64, 8, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(1, 256, 64, 8, true));
     RequestParams p = greedy("Once upon a time", 64);
     p.options.stop = {"Lily"};
     Collected out = drain(*sched.submit(p));
@@ -149,7 +165,7 @@ TEST_F(SchedulerTest, StopStringEndsGeneration) {
 }
 
 TEST_F(SchedulerTest, RejectsWhatCanNeverRun) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{1, 32, 64, 1, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(1, 32, 64, 1, true));
     RequestParams empty;
     EXPECT_THROW(sched.submit(empty), Error);
     RequestParams longp = greedy(std::string(400, 'a'), 4);
@@ -162,7 +178,7 @@ TEST_F(SchedulerTest, RejectsWhatCanNeverRun) {
 }
 
 TEST_F(SchedulerTest, FullQueueRefuses) {
-    Scheduler sched(*model_, *tok_, *pool_, SchedulerConfig{1, 2048, 64, 1, true});
+    Scheduler sched(*model_, *tok_, *pool_, config(1, 2048, 64, 1, true));
     auto busy = sched.submit(greedy("Once upon a time", 1000));
     // Wait until the first request holds the slot, then fill the one queue place.
     ASSERT_TRUE(busy->next(std::chrono::seconds(30)).has_value());
@@ -173,13 +189,134 @@ TEST_F(SchedulerTest, FullQueueRefuses) {
 }
 
 TEST_F(SchedulerTest, ShutdownCancelsEverything) {
-    auto sched = std::make_unique<Scheduler>(*model_, *tok_, *pool_, SchedulerConfig{1, 2048, 64, 8, true});
+    auto sched = std::make_unique<Scheduler>(*model_, *tok_, *pool_, config(1, 2048, 64, 8, true));
     auto a = sched->submit(greedy("Once upon a time", 1500));
     auto b = sched->submit(greedy("Once upon a time", 10));
     ASSERT_TRUE(a->next(std::chrono::seconds(30)).has_value());
     sched->shutdown();
     EXPECT_EQ(drain(*a).finish.reason, "cancelled");
     EXPECT_EQ(drain(*b).finish.reason, "cancelled");
+}
+
+// Two requests at once with the same long prompt prefix attach the same cached blocks:
+// the pool's free-block count shows the prefix stored once.
+TEST_F(SchedulerTest, SlotsSharingAPrefixUseItsBlocksOnce) {
+    Scheduler sched(*model_, *tok_, *pool_, config(2, 512, 64, 8, true));
+    std::string prefix;
+    for (int i = 0; i < 6; ++i) prefix += "Once upon a time, there was a little girl named Lily. ";
+    const int prefix_blocks = int(tok_->encode(prefix, true).size()) / KvCache::kBlockSize;
+    ASSERT_GE(prefix_blocks, 4);
+    drain(*sched.submit(greedy(prefix, 1)));  // caches the prefix
+
+    auto a = sched.submit(greedy(prefix + "She saw a dog.", 300));
+    auto b = sched.submit(greedy(prefix + "He had a ball.", 300));
+    ASSERT_TRUE(a->next(std::chrono::seconds(30)).has_value());
+    ASSERT_TRUE(b->next(std::chrono::seconds(30)).has_value());
+    // Both run now: their block tables share the prefix blocks (stored once).
+    const SchedulerStats mid = sched.stats();
+    EXPECT_GE(mid.kv_block_refs_active - mid.kv_blocks_active, prefix_blocks - 1)
+        << "the shared prefix must not be stored twice";
+    EXPECT_EQ(mid.active, 2);
+    a->cancel();
+    b->cancel();
+    Collected ra = drain(*a), rb = drain(*b);
+    EXPECT_GE(ra.finish.n_cached, (prefix_blocks - 1) * KvCache::kBlockSize);
+    EXPECT_GE(rb.finish.n_cached, (prefix_blocks - 1) * KvCache::kBlockSize);
+}
+
+TEST_F(SchedulerTest, EvictsCachedPrefixesWhenThePoolIsFull) {
+    SchedulerConfig c = config(1, 128, 64, 8, true);
+    c.cache_blocks = 0;  // no room beyond the slot's own context: caching must evict
+    Scheduler sched(*model_, *tok_, *pool_, c);
+    const char* prompts[] = {"Once upon a time, there was a little girl named Lily. She loved",
+                             "The little dog was sad because he had no friends to play with",
+                             "Lily and Tom went to the park. They saw a big red ball there"};
+    for (const char* p : prompts) EXPECT_EQ(drain(*sched.submit(greedy(p, 40))).finish.reason, "length");
+    const SchedulerStats st = sched.stats();
+    EXPECT_GT(st.prefix.evicted_blocks, 0u);
+    EXPECT_LE(st.prefix.cached_blocks, size_t(c.cache_blocks) + 128 / KvCache::kBlockSize);
+}
+
+// --- persistent prefix cache ---
+
+class DiskCacheTest : public SchedulerTest {
+protected:
+    void SetUp() override {
+        SchedulerTest::SetUp();
+        dir_ = ::testing::TempDir() + "pensieve-cache-" + std::to_string(::getpid()) + "-" +
+               ::testing::UnitTest::GetInstance()->current_test_info()->name();
+        std::filesystem::remove_all(dir_);
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::vector<std::filesystem::path> block_files() const {
+        std::vector<std::filesystem::path> out;
+        for (const auto& e : std::filesystem::recursive_directory_iterator(dir_))
+            if (e.path().extension() == ".kv") out.push_back(e.path());
+        return out;
+    }
+    std::string dir_;
+    const std::string prompt_ = "Once upon a time, there was a little girl named Lily. She loved to play "
+                                "outside in the park. One day, she saw a big red ball.";
+};
+
+TEST_F(DiskCacheTest, RestartReusesTheDiskCache) {
+    Collected first;
+    {
+        Scheduler sched(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+        first = drain(*sched.submit(greedy(prompt_, 16)));
+        EXPECT_EQ(first.finish.n_cached, 0);
+    }  // shutdown writes the cached blocks
+    ASSERT_FALSE(block_files().empty());
+
+    Scheduler again(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+    Collected second = drain(*again.submit(greedy(prompt_, 16)));
+    EXPECT_GT(second.finish.n_cached, 0);
+    EXPECT_GT(again.stats().prefix.disk_hit_blocks, 0u);
+    EXPECT_EQ(second.tokens, first.tokens);
+}
+
+TEST_F(DiskCacheTest, CorruptFileIsRejectedAndOutputStaysRight) {
+    Collected first;
+    {
+        Scheduler sched(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+        first = drain(*sched.submit(greedy(prompt_, 16)));
+    }
+    auto files = block_files();
+    ASSERT_FALSE(files.empty());
+    for (const auto& f : files) {  // flip one byte in the middle of every block file
+        std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+        io.seekp(std::streamoff(std::filesystem::file_size(f) / 2));
+        io.put(char(0x5a));
+    }
+    // And truncate one of them.
+    std::filesystem::resize_file(files.front(), 100);
+
+    Scheduler again(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+    Collected second = drain(*again.submit(greedy(prompt_, 16)));
+    EXPECT_EQ(second.finish.n_cached, 0);
+    EXPECT_GT(again.stats().prefix.disk_rejected, 0u);
+    EXPECT_EQ(second.tokens, first.tokens);
+}
+
+TEST_F(DiskCacheTest, ADifferentModelNeverReusesIt) {
+    // Two random models of the same shape and vocabulary: same tokens, different weights.
+    auto f16 = load_model(shared_dir() + "/models/synth-tiny-F16.gguf");
+    auto q8 = load_model(shared_dir() + "/models/synth-tiny-Q8_0.gguf");
+    auto tok = Tokenizer::from_gguf(f16->file());
+    RequestParams p;
+    p.prompt = tok->encode(prompt_, true);
+    p.options.n_predict = 4;
+    p.options.sampling.temperature = 0.0f;
+    {
+        Scheduler sched(*f16, *tok, *pool_, config(1, 256, 64, 8, true, dir_));
+        drain(*sched.submit(p));
+    }
+    ASSERT_FALSE(block_files().empty());
+    Scheduler other(*q8, *tok, *pool_, config(1, 256, 64, 8, true, dir_));
+    Collected out = drain(*other.submit(p));
+    EXPECT_EQ(out.finish.n_cached, 0);
+    EXPECT_EQ(other.stats().prefix.disk_hit_blocks, 0u);
+    EXPECT_NE(model_identity(f16->file()), model_identity(q8->file()));
 }
 
 }  // namespace

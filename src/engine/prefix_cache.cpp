@@ -1,0 +1,266 @@
+#include "engine/prefix_cache.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "gguf/gguf.h"
+#include "model/kv_cache.h"
+
+namespace pensieve {
+
+namespace {
+
+constexpr int B = KvCache::kBlockSize;
+constexpr char kMagic[8] = {'P', 'S', 'V', 'K', 'V', 'B', 'L', 'K'};
+constexpr uint32_t kVersion = 1;
+
+// What precedes a block's tokens and K/V data in its file.
+struct DiskHeader {
+    char magic[8];
+    uint32_t version;
+    uint32_t block_size;
+    uint32_t n_layer;
+    uint32_t kv_dim;
+    uint64_t model_id;
+    uint64_t hash;
+    uint64_t parent;
+};
+
+uint64_t mix(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+std::string hex(uint64_t v) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+}  // namespace
+
+uint64_t hash_bytes(const void* data, size_t n, uint64_t seed) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    uint64_t h = mix(seed ^ (0x9e3779b97f4a7c15ULL + n));
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ULL;
+    }
+    uint64_t tail = 0;
+    for (size_t k = 0; i < n; ++i, ++k) tail |= uint64_t(p[i]) << (8 * k);
+    return mix(h ^ mix(tail));
+}
+
+uint64_t model_identity(const GgufFile& file) {
+    uint64_t h = hash_bytes("pensieve-model", 14, file.file_size());
+    auto add = [&](const void* p, size_t n) { h = hash_bytes(p, n, h); };
+    // Metadata, serialised simply: enough that any changed key or value changes the id.
+    std::function<void(const GgufValue&)> add_value = [&](const GgufValue& v) {
+        add(&v.type, sizeof v.type);
+        add(&v.u, sizeof v.u);
+        add(&v.i, sizeof v.i);
+        add(&v.f, sizeof v.f);
+        add(v.str.data(), v.str.size());
+        for (const GgufValue& e : v.array) add_value(e);
+    };
+    for (const auto& [key, value] : file.metadata()) {
+        add(key.data(), key.size());
+        add_value(value);
+    }
+    // Tensor layout and samples of every tensor's data (start and end), so two random
+    // models of the same shape still differ.
+    for (const GgufTensor& t : file.tensors()) {
+        add(t.name.data(), t.name.size());
+        add(t.dims.data(), t.dims.size() * sizeof(int64_t));
+        add(&t.type, sizeof t.type);
+        const size_t n = std::min<size_t>(t.nbytes, 256);
+        add(t.data, n);
+        add(t.data + t.nbytes - n, n);
+    }
+    return h;
+}
+
+PrefixCache::PrefixCache(KvCache& kv, uint64_t model_id, std::string disk_dir)
+    : kv_(kv), model_id_(model_id), dir_(std::move(disk_dir)) {
+    if (!dir_.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(dir_ + "/" + hex(model_id_), ec);
+        if (ec) std::fprintf(stderr, "pensieve: warning: cannot create cache directory %s: %s\n",
+                             dir_.c_str(), ec.message().c_str());
+    }
+}
+
+uint64_t PrefixCache::chain_hash(uint64_t parent, const int32_t* tokens) {
+    return hash_bytes(tokens, B * sizeof(int32_t), parent);
+}
+
+std::string PrefixCache::block_path(uint64_t hash) const {
+    return dir_ + "/" + hex(model_id_) + "/" + hex(hash) + ".kv";
+}
+
+int PrefixCache::attach_longest_prefix(int seq, const std::vector<int32_t>& tokens, size_t max_blocks) {
+    ++stats_.lookups;
+    std::vector<int> blocks;  // each holds one extra reference for the duration of the walk
+    uint64_t h = model_id_;
+    for (size_t i = 0; i < max_blocks && (i + 1) * B <= tokens.size(); ++i) {
+        const int32_t* block_tokens = tokens.data() + i * B;
+        const uint64_t parent = h;
+        h = chain_hash(parent, block_tokens);
+        auto it = entries_.find(h);
+        if (it != entries_.end() && std::equal(block_tokens, block_tokens + B, it->second.tokens.begin())) {
+            it->second.last_used = ++clock_;
+            kv_.retain_block(it->second.block);
+            blocks.push_back(it->second.block);
+            ++stats_.hit_blocks;
+            continue;
+        }
+        if (it != entries_.end() || dir_.empty()) break;  // hash collision, or no disk tier
+        const int block = load_block(h, parent, block_tokens);
+        if (block < 0) break;
+        entries_[h] = Entry{h, parent, std::vector<int32_t>(block_tokens, block_tokens + B), block, ++clock_, true};
+        kv_.retain_block(block);
+        blocks.push_back(block);
+        ++stats_.disk_hit_blocks;
+    }
+    kv_.attach_prefix(seq, blocks);
+    for (int b : blocks) kv_.release_block(b);
+    return int(blocks.size()) * B;
+}
+
+void PrefixCache::insert(int seq, const std::vector<int32_t>& tokens) {
+    const std::vector<int>& table = kv_.block_table(seq);
+    const size_t n_full = std::min<size_t>(tokens.size(), size_t(kv_.length(seq))) / B;
+    uint64_t h = model_id_;
+    for (size_t i = 0; i < n_full && i < table.size(); ++i) {
+        const int32_t* block_tokens = tokens.data() + i * B;
+        const uint64_t parent = h;
+        h = chain_hash(parent, block_tokens);
+        auto it = entries_.find(h);
+        if (it != entries_.end()) {
+            it->second.last_used = ++clock_;
+            continue;
+        }
+        kv_.retain_block(table[i]);
+        entries_[h] = Entry{h, parent, std::vector<int32_t>(block_tokens, block_tokens + B), table[i], ++clock_, false};
+        ++stats_.inserted_blocks;
+    }
+}
+
+bool PrefixCache::evict_one() {
+    auto victim = entries_.end();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+        if (kv_.block_refs(it->second.block) != 1) continue;  // a sequence still uses it
+        if (victim == entries_.end() || it->second.last_used < victim->second.last_used) victim = it;
+    }
+    if (victim == entries_.end()) return false;
+    if (!dir_.empty() && !victim->second.on_disk) save_block(victim->second);
+    kv_.release_block(victim->second.block);
+    entries_.erase(victim);
+    ++stats_.evicted_blocks;
+    return true;
+}
+
+void PrefixCache::save_all() {
+    if (dir_.empty()) return;
+    for (auto& [h, e] : entries_)
+        if (!e.on_disk && save_block(e)) e.on_disk = true;
+}
+
+PrefixCacheStats PrefixCache::stats() const {
+    PrefixCacheStats s = stats_;
+    s.cached_blocks = entries_.size();
+    return s;
+}
+
+// File: header, tokens, K of every layer, V of every layer, checksum of all before it.
+bool PrefixCache::save_block(const Entry& e) {
+    const std::string path = block_path(e.hash);
+    if (std::filesystem::exists(path)) return true;
+    DiskHeader hd{};
+    std::memcpy(hd.magic, kMagic, 8);
+    hd.version = kVersion;
+    hd.block_size = B;
+    hd.n_layer = uint32_t(kv_.n_layer());
+    hd.kv_dim = uint32_t(kv_.kv_dim());
+    hd.model_id = model_id_;
+    hd.hash = e.hash;
+    hd.parent = e.parent;
+    const size_t layer_bytes = size_t(B) * size_t(kv_.kv_dim()) * sizeof(fp16_t);
+
+    std::vector<uint8_t> buf(sizeof hd + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes);
+    uint8_t* p = buf.data();
+    std::memcpy(p, &hd, sizeof hd);
+    p += sizeof hd;
+    std::memcpy(p, e.tokens.data(), B * sizeof(int32_t));
+    p += B * sizeof(int32_t);
+    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(p, kv_.k_block(l, e.block), layer_bytes);
+    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(p, kv_.v_block(l, e.block), layer_bytes);
+    const uint64_t checksum = hash_bytes(buf.data(), buf.size());
+
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(buf.size()));
+        out.write(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+        if (!out) {
+            std::error_code ec;
+            std::filesystem::remove(tmp, ec);
+            return false;
+        }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) return false;
+    ++stats_.disk_writes;
+    return true;
+}
+
+// Reads a block file back into a newly allocated block; -1 if absent or invalid.
+int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* tokens) {
+    const std::string path = block_path(hash);
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) return -1;
+    const size_t layer_bytes = size_t(B) * size_t(kv_.kv_dim()) * sizeof(fp16_t);
+    const size_t body = sizeof(DiskHeader) + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes;
+    auto reject = [&](const char* why) {
+        std::fprintf(stderr, "pensieve: warning: ignoring cache file %s: %s\n", path.c_str(), why);
+        ++stats_.disk_rejected;
+        in.close();
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+        return -1;
+    };
+    if (size_t(in.tellg()) != body + sizeof(uint64_t)) return reject("wrong size (truncated?)");
+    std::vector<uint8_t> buf(body + sizeof(uint64_t));
+    in.seekg(0);
+    if (!in.read(reinterpret_cast<char*>(buf.data()), std::streamsize(buf.size()))) return reject("read failed");
+    uint64_t stored;
+    std::memcpy(&stored, buf.data() + body, sizeof stored);
+    if (hash_bytes(buf.data(), body) != stored) return reject("checksum mismatch");
+    DiskHeader hd;
+    std::memcpy(&hd, buf.data(), sizeof hd);
+    if (std::memcmp(hd.magic, kMagic, 8) != 0 || hd.version != kVersion) return reject("not a pensieve cache block");
+    if (hd.model_id != model_id_ || hd.block_size != uint32_t(B) || hd.n_layer != uint32_t(kv_.n_layer()) ||
+        hd.kv_dim != uint32_t(kv_.kv_dim()) || hd.hash != hash || hd.parent != parent)
+        return reject("made for another model or prefix");
+    if (std::memcmp(buf.data() + sizeof hd, tokens, B * sizeof(int32_t)) != 0) return reject("tokens differ");
+
+    int block = kv_.allocate_block();
+    while (block < 0 && evict_one()) block = kv_.allocate_block();
+    if (block < 0) return -1;  // no room now; not the file's fault
+    const uint8_t* p = buf.data() + sizeof hd + B * sizeof(int32_t);
+    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(kv_.k_block(l, block), p, layer_bytes);
+    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(kv_.v_block(l, block), p, layer_bytes);
+    return block;
+}
+
+}  // namespace pensieve
