@@ -19,5 +19,7 @@ Command add_info_command(CLI::App& root);
 Command add_tokenize_command(CLI::App& root);
 Command add_perplexity_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
+Command add_template_command(CLI::App& root);
+Command add_quantize_command(CLI::App& root);
 
 }  // namespace pensieve

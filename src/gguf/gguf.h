@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -131,6 +132,15 @@ public:
     void add_tensor(const std::string& name, const std::vector<int64_t>& dims, GgmlType type,
                     const void* data, size_t nbytes);
 
+    // Fills `out` with exactly the tensor's nbytes bytes.
+    using TensorProducer = std::function<void(uint8_t* out)>;
+    // A tensor whose bytes are made only when the file is written (to_bytes / write),
+    // one tensor at a time, so a model never needs to be held in memory whole (used by
+    // `pensieve quantize`). Producers run in tensor order; an exception from one aborts
+    // the write and leaves no output file.
+    void add_tensor(const std::string& name, const std::vector<int64_t>& dims, GgmlType type,
+                    size_t nbytes, TensorProducer produce);
+
     std::vector<uint8_t> to_bytes() const;
     // Writes atomically (temporary file + rename); throws Error on I/O failure.
     void write(const std::string& path) const;
@@ -140,8 +150,12 @@ private:
         std::string name;
         std::vector<int64_t> dims;
         GgmlType type;
-        std::vector<uint8_t> bytes;
+        size_t nbytes;
+        std::vector<uint8_t> bytes;   // the data, unless produced at write time
+        TensorProducer produce;       // set for tensors added with a producer
     };
+    void check_tensor(const std::string& name, const std::vector<int64_t>& dims, GgmlType type,
+                      size_t nbytes) const;
     uint32_t version_;
     size_t alignment_;
     std::vector<std::pair<std::string, GgufValue>> kv_;

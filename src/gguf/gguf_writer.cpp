@@ -253,8 +253,8 @@ void GgufWriter::copy_metadata(const GgufFile& from) {
     for (const auto& [key, value] : from.metadata()) set(key, value);
 }
 
-void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& dims, GgmlType type,
-                            const void* data, size_t nbytes) {
+void GgufWriter::check_tensor(const std::string& name, const std::vector<int64_t>& dims, GgmlType type,
+                              size_t nbytes) const {
     validate_name("tensor name", name);
     for (const PendingTensor& t : tensors_)
         if (t.name == name) fail("GGUF writer: duplicate tensor name '", name, "'");
@@ -277,30 +277,49 @@ void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>&
     if (nbytes != expected)
         fail("GGUF writer: tensor '", name, "' of type ", tt->name, " needs ", expected,
              " bytes of data, got ", nbytes);
+}
+
+void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& dims, GgmlType type,
+                            const void* data, size_t nbytes) {
+    check_tensor(name, dims, type, nbytes);
     if (nbytes > 0 && !data) fail("GGUF writer: tensor '", name, "' has no data");
-    PendingTensor t{name, dims, type, {}};
+    PendingTensor t{name, dims, type, nbytes, {}, nullptr};
     const auto* p = static_cast<const uint8_t*>(data);
     t.bytes.assign(p, p + nbytes);
     tensors_.push_back(std::move(t));
 }
 
+void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& dims, GgmlType type,
+                            size_t nbytes, TensorProducer produce) {
+    check_tensor(name, dims, type, nbytes);
+    if (!produce) fail("GGUF writer: tensor '", name, "' has no producer");
+    tensors_.push_back(PendingTensor{name, dims, type, nbytes, {}, std::move(produce)});
+}
+
 std::vector<uint8_t> GgufWriter::to_bytes() const {
     std::vector<TensorLayout> layout;
-    for (const PendingTensor& t : tensors_) layout.push_back({&t.name, &t.dims, t.type, t.bytes.size()});
+    for (const PendingTensor& t : tensors_) layout.push_back({&t.name, &t.dims, t.type, t.nbytes});
     std::vector<uint8_t> out = header_bytes(version_, alignment_, kv_, layout);
     for (const PendingTensor& t : tensors_) {
-        out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+        if (t.produce) {
+            const size_t at = out.size();
+            out.resize(at + t.nbytes);
+            t.produce(out.data() + at);
+        } else {
+            out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+        }
         pad_to(out, alignment_);
     }
     return out;
 }
 
 // Streams the tensors straight from their buffers (a model can be gigabytes; to_bytes
-// would hold a second copy). Written to PATH.tmp and renamed, so a crash or a full disk
-// never leaves a half-written PATH behind.
+// would hold a second copy); produced tensors are made one at a time into one reused
+// buffer. Written to PATH.tmp and renamed, so a crash, a full disk or a failing
+// producer never leaves a half-written PATH behind.
 void GgufWriter::write(const std::string& path) const {
     std::vector<TensorLayout> layout;
-    for (const PendingTensor& t : tensors_) layout.push_back({&t.name, &t.dims, t.type, t.bytes.size()});
+    for (const PendingTensor& t : tensors_) layout.push_back({&t.name, &t.dims, t.type, t.nbytes});
     const std::vector<uint8_t> head = header_bytes(version_, alignment_, kv_, layout);
 
     const std::string tmp = path + ".tmp";
@@ -315,9 +334,22 @@ void GgufWriter::write(const std::string& path) const {
 
     static const uint8_t zeros[4096] = {};
     if (!write_all(fd, head.data(), head.size())) give_up("write");
+    std::vector<uint8_t> produced;
     for (const PendingTensor& t : tensors_) {
-        if (!write_all(fd, t.bytes.data(), t.bytes.size())) give_up("write");
-        size_t pad = (alignment_ - t.bytes.size() % alignment_) % alignment_;
+        const uint8_t* data = t.bytes.data();
+        if (t.produce) {
+            try {
+                produced.resize(t.nbytes);
+                t.produce(produced.data());
+            } catch (...) {
+                ::close(fd);
+                ::unlink(tmp.c_str());
+                throw;
+            }
+            data = produced.data();
+        }
+        if (!write_all(fd, data, t.nbytes)) give_up("write");
+        size_t pad = (alignment_ - t.nbytes % alignment_) % alignment_;
         while (pad > 0) {
             const size_t n = std::min(pad, sizeof(zeros));
             if (!write_all(fd, zeros, n)) give_up("write");

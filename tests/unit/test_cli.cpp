@@ -37,7 +37,7 @@ Result run(const std::string& args, bool merge_stderr = false) {
 const std::string kStories = shared_dir() + "/models/stories260K.gguf";
 
 TEST(Cli, HelpOnEveryCommand) {
-    for (const char* cmd : {"", "run ", "info ", "tokenize ", "perplexity ", "bench "}) {
+    for (const char* cmd : {"", "run ", "info ", "tokenize ", "perplexity ", "bench ", "template ", "quantize "}) {
         Result r = run(std::string(cmd) + "--help");
         EXPECT_EQ(r.status, 0) << cmd;
         EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;

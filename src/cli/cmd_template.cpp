@@ -1,0 +1,122 @@
+// `pensieve template -m MODEL --messages M.json`: the prompt the model's chat template makes
+// of a conversation (what the server feeds the tokenizer for /v1/chat/completions).
+#include <cstdio>
+#include <memory>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "chat/chat_template.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "gguf/gguf.h"
+#include "util/error.h"
+
+namespace pensieve {
+
+namespace {
+
+struct TemplateOptions {
+    std::string model;
+    std::string messages;
+    std::string tools;
+    std::string template_file;
+    std::string builtin;
+    std::string name;  // named template in the GGUF (tokenizer.chat_template.<name>)
+    std::string context;
+    std::optional<std::string> bos, eos;
+    bool add_generation_prompt = false;
+};
+
+nlohmann::ordered_json read_json(const std::string& path, const char* what) {
+    const std::string text = read_text_file(path);
+    try {
+        return nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        fail(path, ": invalid JSON in ", what, " file: ", e.what());
+    }
+}
+
+int run_template(const TemplateOptions& o) {
+    std::unique_ptr<GgufFile> gguf;
+    if (!o.model.empty()) gguf = GgufFile::open(o.model);
+
+    std::string source;
+    if (!o.template_file.empty()) {
+        source = read_text_file(o.template_file);
+    } else if (!o.builtin.empty()) {
+        auto t = builtin_chat_template(o.builtin);
+        if (!t) {
+            std::string names;
+            for (const auto& n : builtin_chat_template_names()) names += (names.empty() ? "" : ", ") + n;
+            fail("unknown built-in chat template '", o.builtin, "' (available: ", names, ")");
+        }
+        source = *t;
+    } else if (gguf) {
+        auto t = gguf_chat_template(*gguf, o.name);
+        if (!t) {
+            if (!o.name.empty()) fail(o.model, ": no chat template named '", o.name, "'");
+            fail(o.model, ": the model has no chat template (tokenizer.chat_template); "
+                          "choose one with --builtin NAME or --template-file F.jinja");
+        }
+        source = *t;
+    } else {
+        fail("no chat template: give -m MODEL.gguf, --template-file F.jinja or --builtin NAME");
+    }
+
+    std::string bos = o.bos.value_or(gguf ? gguf_bos_token(*gguf) : "");
+    std::string eos = o.eos.value_or(gguf ? gguf_eos_token(*gguf) : "");
+
+    nlohmann::ordered_json doc = read_json(o.messages, "messages");
+    nlohmann::ordered_json messages, tools, extra = nlohmann::ordered_json::object();
+    if (doc.is_array()) {
+        messages = doc;
+    } else if (doc.is_object() && doc.contains("messages")) {
+        messages = doc["messages"];
+        if (doc.contains("tools")) tools = doc["tools"];
+        if (doc.contains("extra_context")) extra = doc["extra_context"];
+    } else {
+        fail(o.messages, ": expected a list of messages or an object with \"messages\"");
+    }
+    if (!o.tools.empty()) {
+        tools = read_json(o.tools, "tools");
+        if (tools.is_object() && tools.contains("tools")) tools = tools["tools"];
+    }
+    if (!o.context.empty()) {
+        nlohmann::ordered_json c = read_json(o.context, "context");
+        if (!c.is_object()) fail(o.context, ": the context must be a JSON object");
+        for (const auto& [k, v] : c.items()) extra[k] = v;
+    }
+
+    ChatTemplate tmpl(source, bos, eos);
+    const std::string text = tmpl.render(messages, tools, o.add_generation_prompt, extra);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return 0;
+}
+
+}  // namespace
+
+Command add_template_command(CLI::App& root) {
+    auto o = std::make_shared<TemplateOptions>();
+    CLI::App* app = root.add_subcommand("template", "Print the prompt a chat template makes of a conversation");
+    app->add_option("-m,--model", o->model, "Model file (GGUF): its chat template and BOS/EOS tokens")
+        ->check(CLI::ExistingFile);
+    app->add_option("--messages", o->messages,
+                    "JSON file: a list of OpenAI-style messages, or {\"messages\": [...], \"tools\": [...]}")
+        ->required()
+        ->check(CLI::ExistingFile);
+    app->add_option("--tools", o->tools, "JSON file with the tool definitions (a list)")->check(CLI::ExistingFile);
+    app->add_flag("--add-generation-prompt", o->add_generation_prompt, "End with the assistant turn's header");
+    auto* tf = app->add_option("--template-file", o->template_file, "Use this Jinja template instead of the model's")
+                   ->check(CLI::ExistingFile);
+    app->add_option("--builtin", o->builtin, "Use a built-in template: chatml, llama2, llama3, mistral, phi3, gemma, zephyr")
+        ->excludes(tf);
+    app->add_option("--name", o->name, "Use the model's named template tokenizer.chat_template.NAME (e.g. tool_use)");
+    app->add_option("--context", o->context, "JSON file with extra template variables (an object)")
+        ->check(CLI::ExistingFile);
+    app->add_option("--bos", o->bos, "BOS token text (default: the model's)");
+    app->add_option("--eos", o->eos, "EOS token text (default: the model's)");
+    return {app, [o] { return run_template(*o); }};
+}
+
+}  // namespace pensieve
