@@ -46,6 +46,8 @@ struct Scheduler::Slot {
     std::unique_ptr<StopStringMatcher> stops;
     Utf8Streamer utf8;
     int32_t next_token = -1;  // sampled, to be fed at the next step
+    std::vector<int32_t> draft;  // speculative tokens fed after next_token this step
+    int first_row = -1;          // this step's first logits row, -1: none
     int n_generated = 0;
     int n_cached = 0;
     double submitted_at = 0, started_at = 0, first_token_at = 0;
@@ -233,6 +235,24 @@ bool Scheduler::reserve(Slot& slot, int n_positions) {
     return true;
 }
 
+// Draft tokens by prompt lookup: find the most recent earlier occurrence of the last n
+// tokens (n = 4, 3, 2) and propose the tokens that followed it. Free to compute, and on
+// code edits, summaries and quoted text the model often repeats exactly that.
+static std::vector<int32_t> lookup_draft(const std::vector<int32_t>& history, int max_draft) {
+    std::vector<int32_t> draft;
+    const int64_t h = int64_t(history.size());
+    for (int n = 4; n >= 2 && draft.empty() && max_draft > 0; --n) {
+        if (h < n + 1) continue;
+        const int32_t* suffix = history.data() + (h - n);
+        for (int64_t j = h - n - 1; j >= 0; --j) {
+            if (!std::equal(suffix, suffix + n, history.data() + j)) continue;
+            for (int64_t k = j + n; k < h && int(draft.size()) < max_draft; ++k) draft.push_back(history[size_t(k)]);
+            break;
+        }
+    }
+    return draft;
+}
+
 // One forward pass over every busy slot.
 void Scheduler::step() {
     // Cancelled requests leave before we spend compute on them.
@@ -240,30 +260,49 @@ void Scheduler::step() {
         if (s->busy && s->stream->cancelled()) finish(*s, "cancelled");
 
     Batch batch;
-    std::vector<Slot*> logit_owner;  // slot of each logits row, in batch order
     int budget = config_.n_batch;
     bool has_prompt = false;
     int n_prompt_tokens = 0;
+    int n_rows = 0;  // logits rows, in batch order
 
-    // Decode tokens first: one each, so generation never waits behind a long prompt.
+    // Decode tokens first (with their draft tokens, if speculating), so generation never
+    // waits behind a long prompt.
     for (auto& s : slots_) {
+        s->first_row = -1;
+        s->draft.clear();
         if (!s->busy || s->prefilling() || budget == 0) continue;
-        if (int(s->tokens.size()) >= config_.n_ctx) {
+        const int pos = int(s->tokens.size());
+        if (pos >= config_.n_ctx) {
             finish(*s, "length");
             continue;
         }
-        if (!reserve(*s, int(s->tokens.size()) + 1)) {
+        if (config_.lookup_draft > 0) {
+            const int n_predict = s->params.options.n_predict;
+            int room = std::min({config_.lookup_draft, budget - 1, config_.n_ctx - pos - 1});
+            if (n_predict >= 0) room = std::min(room, n_predict - s->n_generated - 1);
+            if (room > 0) {
+                std::vector<int32_t> history = s->tokens;
+                history.push_back(s->next_token);
+                s->draft = lookup_draft(history, room);
+            }
+        }
+        if (!reserve(*s, pos + 1 + int(s->draft.size()))) {
             finish(*s, "error", "the KV cache is full");
             continue;
         }
-        batch.add(s->next_token, int(s->tokens.size()), s->id, true);
+        s->first_row = n_rows;
+        batch.add(s->next_token, pos, s->id, true);
         s->tokens.push_back(s->next_token);
-        logit_owner.push_back(s.get());
-        --budget;
+        for (int32_t d : s->draft) {
+            batch.add(d, int(s->tokens.size()), s->id, true);
+            s->tokens.push_back(d);
+        }
+        n_rows += 1 + int(s->draft.size());
+        budget -= 1 + int(s->draft.size());
     }
     // Then prompt chunks, as much as the batch has room for.
     for (auto& s : slots_) {
-        if (!s->busy || !s->prefilling() || budget == 0) continue;
+        if (!s->busy || !s->prefilling() || budget == 0 || s->first_row >= 0) continue;
         const size_t n_prompt = s->params.prompt.size();
         const int chunk_end = int(std::min(n_prompt, s->tokens.size() + size_t(budget)));
         if (!reserve(*s, chunk_end)) {
@@ -275,7 +314,7 @@ void Scheduler::step() {
             const bool last = i + 1 == n_prompt;
             batch.add(s->params.prompt[i], int(i), s->id, last);
             s->tokens.push_back(s->params.prompt[i]);
-            if (last) logit_owner.push_back(s.get());
+            if (last) s->first_row = n_rows++;
             --budget;
             ++n_prompt_tokens;
         }
@@ -284,7 +323,7 @@ void Scheduler::step() {
     if (batch.size() == 0) return;
 
     const int n_vocab = model_.config().n_vocab;
-    std::vector<float> logits(logit_owner.size() * size_t(n_vocab));
+    std::vector<float> logits(size_t(n_rows) * size_t(n_vocab));
     Timer timer;
     try {
         model_.forward(batch, cache_, pool_, logits.data());
@@ -305,10 +344,40 @@ void Scheduler::step() {
         (has_prompt ? stats_.prompt_seconds : stats_.decode_seconds) += seconds;
         stats_.prompt_tokens += uint64_t(n_prompt_tokens);
     }
-    for (size_t i = 0; i < logit_owner.size(); ++i)
-        sample_and_emit(*logit_owner[i], &logits[i * size_t(n_vocab)]);
+    for (auto& s : slots_)
+        if (s->busy && s->first_row >= 0) verify_and_emit(*s, &logits[size_t(s->first_row) * size_t(n_vocab)]);
 
     update_cache_stats();
+}
+
+// Samples the slot's next token from the first logits row; each draft token the sample
+// agrees with is kept (its KV is already computed) and the next row decides the token
+// after it. Sampling exactly as without drafts and keeping a draft only when it equals
+// the sample leaves the output distribution unchanged (greedy: identical tokens).
+void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
+    const int n_vocab = model_.config().n_vocab;
+    const int base = int(slot.tokens.size()) - int(slot.draft.size());  // KV length without drafts
+    int accepted = 0;
+    std::string finished;
+    for (size_t i = 0; i <= slot.draft.size(); ++i) {
+        const int32_t token = sample_and_emit(slot, rows + i * size_t(n_vocab), &finished);
+        if (!finished.empty()) break;
+        if (i < slot.draft.size() && token == slot.draft[i]) {
+            ++accepted;
+            continue;
+        }
+        slot.next_token = token;
+        break;
+    }
+    if (!slot.draft.empty()) {
+        // Forget the rejected drafts' keys and values.
+        cache_.truncate(slot.id, base + accepted);
+        slot.tokens.resize(size_t(base + accepted));
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.draft_tokens += slot.draft.size();
+        stats_.draft_accepted += uint64_t(accepted);
+    }
+    if (!finished.empty()) finish(slot, finished);
 }
 
 void Scheduler::update_cache_stats() {
@@ -327,14 +396,16 @@ void Scheduler::update_cache_stats() {
     if (prefix_) stats_.prefix = prefix_->stats();
 }
 
-void Scheduler::sample_and_emit(Slot& slot, const float* logits) {
+// Samples one token and streams it. Sets *finished to the reason ("stop", "length")
+// when the request ends with it; the caller then calls finish().
+int32_t Scheduler::sample_and_emit(Slot& slot, const float* logits, std::string* finished) {
     if (slot.first_token_at == 0) slot.first_token_at = now_seconds();
     const GenerateOptions& opt = slot.params.options;
     const int32_t token = slot.sampler->sample(logits);
 
     if (!opt.ignore_eos && tokenizer_.is_end_of_generation(token)) {
-        finish(slot, "stop");
-        return;
+        *finished = "stop";
+        return token;
     }
     slot.sampler->accept(token);
     ++slot.n_generated;
@@ -362,15 +433,9 @@ void Scheduler::sample_and_emit(Slot& slot, const float* logits) {
     }
     slot.stream->push(std::move(ev));
 
-    if (slot.stops->stopped()) {
-        finish(slot, "stop");
-        return;
-    }
-    if (opt.n_predict >= 0 && slot.n_generated >= opt.n_predict) {
-        finish(slot, "length");
-        return;
-    }
-    slot.next_token = token;
+    if (slot.stops->stopped()) *finished = "stop";
+    else if (opt.n_predict >= 0 && slot.n_generated >= opt.n_predict) *finished = "length";
+    return token;
 }
 
 void Scheduler::finish(Slot& slot, const std::string& reason, const std::string& error) {

@@ -41,6 +41,9 @@ struct SchedulerConfig {
     // worth). Each block holds KvCache::kBlockSize positions of every layer.
     int cache_blocks = -1;
     std::string cache_dir;  // non-empty: evicted prefix blocks persist here across restarts
+    // Speculative decoding by prompt lookup: up to this many draft tokens per step, taken
+    // from earlier occurrences of the latest tokens (0: off).
+    int lookup_draft = 0;
 };
 
 struct SchedulerStats {
@@ -57,6 +60,8 @@ struct SchedulerStats {
     double prompt_seconds = 0;        // time in forward passes that carried prompt tokens
     double decode_seconds = 0;        // time in forward passes with only decode tokens
     uint64_t steps = 0;
+    uint64_t draft_tokens = 0;        // speculative tokens proposed
+    uint64_t draft_accepted = 0;      // ... and kept
     size_t kv_bytes = 0;
     int64_t kv_tokens_used = 0;       // positions held by active sequences
     int64_t kv_tokens_capacity = 0;   // positions the whole block pool can hold
@@ -106,7 +111,8 @@ private:
     bool reserve(Slot& slot, int n_positions);
     void update_cache_stats();
     void step();
-    void sample_and_emit(Slot& slot, const float* logits);
+    void verify_and_emit(Slot& slot, const float* rows);
+    int32_t sample_and_emit(Slot& slot, const float* logits, std::string* finished);
     void finish(Slot& slot, const std::string& reason, const std::string& error = "");
 
     Model& model_;

@@ -237,6 +237,42 @@ TEST_F(SchedulerTest, EvictsCachedPrefixesWhenThePoolIsFull) {
     EXPECT_LE(st.prefix.cached_blocks, size_t(c.cache_blocks) + 128 / KvCache::kBlockSize);
 }
 
+// Prompt-lookup speculation: identical greedy tokens, with drafts proposed and accepted.
+TEST_F(SchedulerTest, PromptLookupSpeculationKeepsGreedyOutput) {
+    SchedulerConfig c = config(2, 256, 64, 8, true);
+    c.lookup_draft = 6;
+    Scheduler sched(*model_, *tok_, *pool_, c);
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const auto& cs : ref_["cases"]) streams.push_back(sched.submit(greedy(cs["prompt"], 64)));
+    for (size_t i = 0; i < streams.size(); ++i) {
+        Collected out = drain(*streams[i]);
+        EXPECT_EQ(out.tokens, ref_["cases"][i]["greedy"].get<std::vector<int32_t>>()) << i;
+        EXPECT_EQ(out.text, ref_["cases"][i]["greedy_text"].get<std::string>()) << i;
+    }
+    const SchedulerStats st = sched.stats();
+    EXPECT_GT(st.draft_tokens, 0u);
+    EXPECT_GT(st.draft_accepted, 0u);
+    // Fewer forward passes than tokens: accepted drafts skipped steps.
+    EXPECT_LT(st.steps, 4u * 64u / 2u + 8u);
+    std::printf("[ lookup ] %llu drafted, %llu accepted (%.0f%%), %llu steps for 256 tokens\n",
+                (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted,
+                100.0 * double(st.draft_accepted) / double(st.draft_tokens), (unsigned long long)st.steps);
+}
+
+TEST_F(SchedulerTest, PromptLookupWithSamplingStaysSeeded) {
+    // Same seed, with and without drafts: the same tokens (drafts never change a sample).
+    auto run = [&](int lookup) {
+        SchedulerConfig c = config(1, 256, 64, 8, false);
+        c.lookup_draft = lookup;
+        Scheduler sched(*model_, *tok_, *pool_, c);
+        RequestParams p = greedy("Once upon a time", 80);
+        p.options.sampling.temperature = 0.9f;
+        p.options.sampling.seed = 1234;
+        return drain(*sched.submit(p)).tokens;
+    };
+    EXPECT_EQ(run(0), run(6));
+}
+
 // --- persistent prefix cache ---
 
 class DiskCacheTest : public SchedulerTest {
