@@ -1,12 +1,12 @@
 // `pensieve run -m MODEL -p PROMPT`: generate a continuation, streamed to stdout.
+// Runs through the same scheduler as the server (one slot), so prompt lookup
+// speculation and the persistent prefix cache work here too.
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "engine/generate.h"
+#include "engine/scheduler.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -23,8 +23,15 @@ struct RunOptions {
     int n_predict = -1;
     int n_ctx = 0;
     bool no_bos = false;
+    int lookup = 0;
+    std::string cache_dir;
     GenerateOptions gen;
 };
+
+void write_out(const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+}
 
 int run(const RunOptions& o) {
     std::string prompt = o.prompt;
@@ -32,24 +39,56 @@ int run(const RunOptions& o) {
     LoadedModel m = load(o.model);
 
     const bool add_bos = m.tokenizer->add_bos() && !o.no_bos;
-    std::vector<int32_t> tokens = m.tokenizer->encode(prompt, add_bos);
-    const int n_ctx = context_size(o.n_ctx, *m.model);
-    KvCache cache = m.model->make_cache(n_ctx, 1);
+    RequestParams req;
+    req.prompt = m.tokenizer->encode(prompt, add_bos);
+    req.options = o.gen;
+    req.options.n_predict = o.n_predict;
 
-    GenerateOptions gen = o.gen;
-    gen.n_predict = o.n_predict;
-    GenerateResult r = generate(*m.model, *m.tokenizer, cache, *m.pool, tokens, gen,
-                                [](std::string_view text) {
-                                    std::fwrite(text.data(), 1, text.size(), stdout);
-                                    std::fflush(stdout);
-                                    return true;
-                                });
+    SchedulerConfig sc;
+    sc.n_slots = 1;
+    sc.n_ctx = context_size(o.n_ctx, *m.model);
+    sc.n_batch = o.gen.n_batch;
+    sc.max_queue = 1;
+    sc.lookup_draft = o.lookup;
+    sc.reuse_prefix = !o.cache_dir.empty();  // one request: only a disk cache can help
+    sc.cache_blocks = 0;
+    sc.cache_dir = o.cache_dir;
+    Scheduler sched(*m.model, *m.tokenizer, *m.pool, sc);
+    auto stream = sched.submit(std::move(req));
+
+    FinishEvent done;
+    for (;;) {
+        auto ev = stream->next(std::chrono::hours(24));
+        if (!ev) continue;
+        if (auto* t = std::get_if<TokenEvent>(&*ev)) {
+            write_out(t->text);
+            continue;
+        }
+        done = std::get<FinishEvent>(*ev);
+        write_out(done.tail_text);
+        break;
+    }
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    std::fprintf(stderr, "\nprompt: %d tokens, %.2f s, %.2f tokens/s\n", r.n_prompt, r.prompt_seconds,
-                 r.prompt_tps());
-    std::fprintf(stderr, "generation: %zu tokens, %.2f s, %.2f tokens/s (stop: %s)\n", r.tokens.size(),
-                 r.generate_seconds, r.generate_tps(), r.stop_reason.c_str());
+    sched.shutdown();  // writes the prefix cache to --cache-dir
+    if (done.reason == "error") fail(done.error);
+
+    const int computed = done.n_prompt - done.n_cached;
+    std::fprintf(stderr, "\nprompt: %d tokens (%d from cache), %.2f s, %.2f tokens/s\n", done.n_prompt,
+                 done.n_cached, done.prompt_seconds,
+                 done.prompt_seconds > 0 ? computed / done.prompt_seconds : 0.0);
+    const double gen_tps = done.generate_seconds > 0 && done.n_generated > 1
+                               ? (done.n_generated - 1) / done.generate_seconds
+                               : 0.0;
+    std::fprintf(stderr, "generation: %d tokens, %.2f s, %.2f tokens/s (stop: %s)\n", done.n_generated,
+                 done.generate_seconds, gen_tps, done.reason.c_str());
+    const SchedulerStats st = sched.stats();
+    if (o.lookup > 0)
+        std::fprintf(stderr, "speculation: %llu drafted, %llu accepted (%.1f%%), %llu forward passes\n",
+                     static_cast<unsigned long long>(st.draft_tokens),
+                     static_cast<unsigned long long>(st.draft_accepted),
+                     st.draft_tokens ? 100.0 * double(st.draft_accepted) / double(st.draft_tokens) : 0.0,
+                     static_cast<unsigned long long>(st.steps));
     return 0;
 }
 
@@ -64,6 +103,9 @@ Command add_run_command(CLI::App& root) {
     app->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until end of text or context full)");
     app->add_option("-c,--ctx-size", o->n_ctx, "Context size in tokens (0: the model's, at most 4096)");
     app->add_flag("--no-bos", o->no_bos, "Do not add the BOS token");
+    app->add_option("--lookup", o->lookup, "Speculative decoding by prompt lookup: draft tokens per step (0: off)")
+        ->check(CLI::Range(0, 64));
+    app->add_option("--cache-dir", o->cache_dir, "Persistent prefix cache directory (reuse prompt KV across runs)");
     add_sampling_options(*app, o->gen);
     return {app, [o] { return run(*o); }};
 }

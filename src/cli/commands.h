@@ -21,5 +21,6 @@ Command add_perplexity_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_template_command(CLI::App& root);
 Command add_quantize_command(CLI::App& root);
+Command add_cache_command(CLI::App& root);
 
 }  // namespace pensieve

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 #include <sys/wait.h>
+#include <filesystem>
 
 #include "test_paths.h"
 
@@ -37,7 +38,7 @@ Result run(const std::string& args, bool merge_stderr = false) {
 const std::string kStories = shared_dir() + "/models/stories260K.gguf";
 
 TEST(Cli, HelpOnEveryCommand) {
-    for (const char* cmd : {"", "run ", "info ", "tokenize ", "perplexity ", "bench ", "template ", "quantize "}) {
+    for (const char* cmd : {"", "run ", "info ", "tokenize ", "perplexity ", "bench ", "template ", "quantize ", "cache "}) {
         Result r = run(std::string(cmd) + "--help");
         EXPECT_EQ(r.status, 0) << cmd;
         EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
@@ -88,6 +89,34 @@ TEST(Cli, RunStopsAtStopString) {
     Result r = run("run -m " + kStories + " -p 'Once upon a time' -n 64 --temp 0 --stop Lily");
     EXPECT_EQ(r.status, 0);
     EXPECT_EQ(r.out, ", there was a little girl named \n");
+}
+
+TEST(Cli, RunReusesThePersistentCacheAcrossProcesses) {
+    const std::string dir = ::testing::TempDir() + "pensieve-cli-cache";
+    std::filesystem::remove_all(dir);
+    const std::string cmd = "run -m " + kStories +
+                            " -p 'Once upon a time, there was a little girl named Lily. She loved to play' "
+                            "-n 8 --temp 0 --cache-dir " + dir;
+    Result first = run(cmd, true);
+    Result second = run(cmd, true);
+    EXPECT_NE(first.out.find("(0 from cache)"), std::string::npos) << first.out;
+    EXPECT_EQ(second.out.find("(0 from cache)"), std::string::npos) << second.out;
+    // Same continuation either way (first line of stdout).
+    EXPECT_EQ(first.out.substr(0, first.out.find('\n')), second.out.substr(0, second.out.find('\n')));
+    Result ls = run("cache ls --cache-dir " + dir);
+    EXPECT_EQ(ls.status, 0);
+    EXPECT_EQ(ls.out.find("total 0 blocks"), std::string::npos) << ls.out;
+    Result clear = run("cache clear --cache-dir " + dir);
+    EXPECT_EQ(clear.status, 0);
+    EXPECT_NE(run("cache ls --cache-dir " + dir).out.find("total 0 blocks"), std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
+TEST(Cli, RunWithPromptLookupGivesTheSameText) {
+    Result plain = run("run -m " + kStories + " -p 'Once upon a time' -n 64 --temp 0");
+    Result spec = run("run -m " + kStories + " -p 'Once upon a time' -n 64 --temp 0 --lookup 8");
+    EXPECT_EQ(plain.status, 0);
+    EXPECT_EQ(plain.out, spec.out);
 }
 
 TEST(Cli, InfoShowsArchitectureAndTensors) {
