@@ -24,6 +24,8 @@ struct RunOptions {
     int n_ctx = 0;
     bool no_bos = false;
     int lookup = 0;
+    std::string draft_model;
+    int draft_max = 8;
     std::string cache_dir;
     GenerateOptions gen;
 };
@@ -53,6 +55,12 @@ int run(const RunOptions& o) {
     sc.reuse_prefix = !o.cache_dir.empty();  // one request: only a disk cache can help
     sc.cache_blocks = 0;
     sc.cache_dir = o.cache_dir;
+    std::unique_ptr<Model> draft;
+    if (!o.draft_model.empty()) {
+        draft = load_model(o.draft_model);
+        sc.draft_model = draft.get();
+        sc.draft_max = o.draft_max;
+    }
     Scheduler sched(*m.model, *m.tokenizer, *m.pool, sc);
     auto stream = sched.submit(std::move(req));
 
@@ -83,7 +91,7 @@ int run(const RunOptions& o) {
     std::fprintf(stderr, "generation: %d tokens, %.2f s, %.2f tokens/s (stop: %s)\n", done.n_generated,
                  done.generate_seconds, gen_tps, done.reason.c_str());
     const SchedulerStats st = sched.stats();
-    if (o.lookup > 0)
+    if (o.lookup > 0 || draft)
         std::fprintf(stderr, "speculation: %llu drafted, %llu accepted (%.1f%%), %llu forward passes\n",
                      static_cast<unsigned long long>(st.draft_tokens),
                      static_cast<unsigned long long>(st.draft_accepted),
@@ -105,6 +113,9 @@ Command add_run_command(CLI::App& root) {
     app->add_flag("--no-bos", o->no_bos, "Do not add the BOS token");
     app->add_option("--lookup", o->lookup, "Speculative decoding by prompt lookup: draft tokens per step (0: off)")
         ->check(CLI::Range(0, 64));
+    app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
+        ->check(CLI::ExistingFile);
+    app->add_option("--draft-max", o->draft_max, "Draft tokens per step with --draft-model")->check(CLI::Range(1, 64));
     app->add_option("--cache-dir", o->cache_dir, "Persistent prefix cache directory (reuse prompt KV across runs)");
     add_sampling_options(*app, o->gen);
     return {app, [o] { return run(*o); }};

@@ -47,6 +47,7 @@ struct Scheduler::Slot {
     Utf8Streamer utf8;
     int32_t next_token = -1;  // sampled, to be fed at the next step
     std::vector<int32_t> draft;  // speculative tokens fed after next_token this step
+    std::vector<int32_t> model_draft;  // proposed by the draft model for this step
     int first_row = -1;          // this step's first logits row, -1: none
     int n_generated = 0;
     int n_cached = 0;
@@ -76,6 +77,12 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
     if (config_.n_batch < 1) fail("batch size must be at least 1");
     if (config_.reuse_prefix)
         prefix_ = std::make_unique<PrefixCache>(cache_, model_identity(model.file()), config_.cache_dir);
+    if (config_.draft_model) {
+        if (config_.draft_model->config().n_vocab != model.config().n_vocab)
+            fail("the draft model's vocabulary (", config_.draft_model->config().n_vocab,
+                 " tokens) differs from the model's (", model.config().n_vocab, ")");
+        draft_cache_ = std::make_unique<KvCache>(config_.draft_model->make_cache(config_.n_ctx, config_.n_slots));
+    }
     for (int i = 0; i < config_.n_slots; ++i) {
         slots_.push_back(std::make_unique<Slot>());
         slots_.back()->id = i;
@@ -214,6 +221,7 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     // Reuse the longest cached prefix; at least the last prompt token is computed, since
     // its logits start the generation.
     cache_.clear(slot.id);
+    if (draft_cache_) draft_cache_->clear(slot.id);
     const std::vector<int32_t>& prompt = slot.params.prompt;
     int reused = 0;
     if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
@@ -265,6 +273,13 @@ void Scheduler::step() {
     int n_prompt_tokens = 0;
     int n_rows = 0;  // logits rows, in batch order
 
+    if (draft_cache_) {
+        std::vector<Slot*> decoding;
+        for (auto& s : slots_)
+            if (s->busy && !s->prefilling() && int(s->tokens.size()) + 1 < config_.n_ctx) decoding.push_back(s.get());
+        if (!decoding.empty()) propose_with_draft_model(decoding);
+    }
+
     // Decode tokens first (with their draft tokens, if speculating), so generation never
     // waits behind a long prompt.
     for (auto& s : slots_) {
@@ -276,7 +291,7 @@ void Scheduler::step() {
             finish(*s, "length");
             continue;
         }
-        if (config_.lookup_draft > 0) {
+        if (config_.lookup_draft > 0 && !draft_cache_) {
             const int n_predict = s->params.options.n_predict;
             int room = std::min({config_.lookup_draft, budget - 1, config_.n_ctx - pos - 1});
             if (n_predict >= 0) room = std::min(room, n_predict - s->n_generated - 1);
@@ -286,6 +301,7 @@ void Scheduler::step() {
                 s->draft = lookup_draft(history, room);
             }
         }
+        if (draft_cache_) s->draft = std::move(s->model_draft);
         if (!reserve(*s, pos + 1 + int(s->draft.size()))) {
             finish(*s, "error", "the KV cache is full");
             continue;
@@ -373,11 +389,66 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
         // Forget the rejected drafts' keys and values.
         cache_.truncate(slot.id, base + accepted);
         slot.tokens.resize(size_t(base + accepted));
+        if (draft_cache_) draft_cache_->truncate(slot.id, base + accepted);
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.draft_tokens += slot.draft.size();
         stats_.draft_accepted += uint64_t(accepted);
     }
     if (!finished.empty()) finish(slot, finished);
+}
+
+// Runs the draft model for every decoding slot: first it catches up on the tokens it has
+// not seen (the prompt, accepted tokens, the pending token) in one batch, then proposes
+// tokens greedily, one batched pass per draft position.
+void Scheduler::propose_with_draft_model(const std::vector<Slot*>& slots) {
+    Model& draft = *config_.draft_model;
+    const int n_vocab = draft.config().n_vocab;
+    int budget = config_.n_batch;
+    std::vector<int> room(slots.size());
+    Batch batch;
+    std::vector<Slot*> rows;  // slot of each logits row
+    for (size_t i = 0; i < slots.size(); ++i) {
+        Slot& s = *slots[i];
+        s.model_draft.clear();
+        const int pos = int(s.tokens.size());  // position of next_token
+        const int n_predict = s.params.options.n_predict;
+        room[i] = std::min({config_.draft_max, budget - 1, config_.n_ctx - pos - 1});
+        if (n_predict >= 0) room[i] = std::min(room[i], n_predict - s.n_generated - 1);
+        if (room[i] <= 0) continue;
+        const int have = std::min(draft_cache_->length(s.id), pos);
+        draft_cache_->truncate(s.id, have);
+        for (int p = have; p < pos; ++p) batch.add(s.tokens[size_t(p)], p, s.id, false);
+        batch.add(s.next_token, pos, s.id, true);
+        rows.push_back(&s);
+        budget -= 1 + room[i];
+    }
+    std::vector<float> logits;
+    for (int step = 0; !rows.empty(); ++step) {
+        logits.resize(rows.size() * size_t(n_vocab));
+        try {
+            draft.forward(batch, *draft_cache_, pool_, logits.data());
+        } catch (const std::exception&) {
+            // A draft failure only costs the speculation: forget the draft state.
+            for (Slot* s : slots) {
+                draft_cache_->clear(s->id);
+                s->model_draft.clear();
+            }
+            return;
+        }
+        batch.clear();
+        std::vector<Slot*> next_rows;
+        for (size_t r = 0; r < rows.size(); ++r) {
+            Slot& s = *rows[r];
+            const float* row = &logits[r * size_t(n_vocab)];
+            const int32_t token = int32_t(std::max_element(row, row + n_vocab) - row);
+            s.model_draft.push_back(token);
+            const size_t i = size_t(std::find(slots.begin(), slots.end(), &s) - slots.begin());
+            if (int(s.model_draft.size()) >= room[i] || tokenizer_.is_end_of_generation(token)) continue;
+            batch.add(token, draft_cache_->length(s.id), s.id, true);
+            next_rows.push_back(&s);
+        }
+        rows.swap(next_rows);
+    }
 }
 
 void Scheduler::update_cache_stats() {

@@ -44,6 +44,10 @@ struct SchedulerConfig {
     // Speculative decoding by prompt lookup: up to this many draft tokens per step, taken
     // from earlier occurrences of the latest tokens (0: off).
     int lookup_draft = 0;
+    // Speculative decoding with a draft model (same vocabulary, much smaller): it proposes
+    // up to draft_max tokens greedily each step; the main model verifies them in one pass.
+    Model* draft_model = nullptr;
+    int draft_max = 8;
 };
 
 struct SchedulerStats {
@@ -112,6 +116,7 @@ private:
     void update_cache_stats();
     void step();
     void verify_and_emit(Slot& slot, const float* rows);
+    void propose_with_draft_model(const std::vector<Slot*>& slots);
     int32_t sample_and_emit(Slot& slot, const float* logits, std::string* finished);
     void finish(Slot& slot, const std::string& reason, const std::string& error = "");
 
@@ -121,6 +126,7 @@ private:
     SchedulerConfig config_;
     KvCache cache_;
     std::unique_ptr<PrefixCache> prefix_;  // null when prefix reuse is off
+    std::unique_ptr<KvCache> draft_cache_; // the draft model's KV, one sequence per slot
     std::vector<std::unique_ptr<Slot>> slots_;
 
     mutable std::mutex mutex_;

@@ -273,6 +273,48 @@ TEST_F(SchedulerTest, PromptLookupWithSamplingStaysSeeded) {
     EXPECT_EQ(run(0), run(6));
 }
 
+// A draft model proposes, the main model verifies: greedy output unchanged. With the
+// model as its own draft every proposal is accepted.
+TEST_F(SchedulerTest, DraftModelSpeculationKeepsGreedyOutput) {
+    auto draft = load_model(shared_dir() + "/models/stories260K.gguf");
+    SchedulerConfig c = config(2, 256, 64, 8, true);
+    c.draft_model = draft.get();
+    c.draft_max = 5;
+    Scheduler sched(*model_, *tok_, *pool_, c);
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const auto& cs : ref_["cases"]) streams.push_back(sched.submit(greedy(cs["prompt"], 64)));
+    for (size_t i = 0; i < streams.size(); ++i)
+        EXPECT_EQ(drain(*streams[i]).tokens, ref_["cases"][i]["greedy"].get<std::vector<int32_t>>()) << i;
+    const SchedulerStats st = sched.stats();
+    EXPECT_GT(st.draft_tokens, 100u);
+    EXPECT_EQ(st.draft_accepted, st.draft_tokens);
+    EXPECT_LT(st.steps, 4u * 64u / 3u);
+}
+
+TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
+    // synth-tiny-Q4_0 drafting for synth-tiny-F16 (same vocabulary, same random model).
+    auto main_model = load_model(shared_dir() + "/models/synth-tiny-F16.gguf");
+    auto draft = load_model(shared_dir() + "/models/synth-tiny-Q4_0.gguf");
+    auto tok = Tokenizer::from_gguf(main_model->file());
+    ThreadPool pool(2);
+    auto run = [&](Model* d) {
+        SchedulerConfig c = config(1, 256, 64, 8, false);
+        c.draft_model = d;
+        Scheduler sched(*main_model, *tok, pool, c);
+        RequestParams p;
+        p.prompt = tok->encode("The quick brown fox jumps over the lazy dog.", true);
+        p.options.n_predict = 48;
+        p.options.sampling.temperature = 0.0f;
+        p.options.ignore_eos = true;
+        auto tokens = drain(*sched.submit(p)).tokens;
+        const SchedulerStats st = sched.stats();
+        if (d) std::printf("[ draft ] synth-tiny-Q4_0 for F16: %llu drafted, %llu accepted\n",
+                           (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted);
+        return tokens;
+    };
+    EXPECT_EQ(run(nullptr), run(draft.get()));
+}
+
 // --- persistent prefix cache ---
 
 class DiskCacheTest : public SchedulerTest {
