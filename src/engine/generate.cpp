@@ -1,5 +1,6 @@
 #include "engine/generate.h"
 
+#include "engine/grammar_matcher.h"
 #include "engine/stop_strings.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -41,6 +42,8 @@ GenerateResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache
     Sampler sampler(options.sampling, model.config().n_vocab);
     for (int32_t t : prompt) sampler.accept(t);
     StopStringMatcher stops(options.stop);
+    std::unique_ptr<GrammarMatcher> grammar;
+    if (options.grammar) grammar = std::make_unique<GrammarMatcher>(options.grammar, tokenizer);
     Utf8Streamer utf8;
 
     // Emits text to the caller; false when the caller cancelled.
@@ -61,11 +64,14 @@ GenerateResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache
             result.stop_reason = "length";
             break;
         }
+        if (grammar) grammar->mask_logits(logits.data());
         const int32_t token = sampler.sample(logits.data());
-        if (!options.ignore_eos && tokenizer.is_end_of_generation(token)) {
+        // A complete grammar allows nothing but end-of-generation: it ends even with ignore_eos.
+        if ((!options.ignore_eos || grammar) && tokenizer.is_end_of_generation(token)) {
             result.stop_reason = "eos";
             break;
         }
+        if (grammar) grammar->accept_token(token);
         sampler.accept(token);
         result.tokens.push_back(token);
         const std::string text = stops.feed(utf8.feed(tokenizer.token_to_piece(token)));
@@ -75,6 +81,10 @@ GenerateResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache
         }
         if (stops.stopped()) {
             result.stop_reason = "stop";
+            break;
+        }
+        if (grammar && grammar->can_only_end()) {
+            result.stop_reason = "eos";
             break;
         }
         if (cache.length(0) >= cache.n_ctx()) {

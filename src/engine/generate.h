@@ -11,8 +11,11 @@
 
 #include "engine/sampler.h"
 
+#include <memory>
+
 namespace pensieve {
 
+class Grammar;
 class Model;
 class KvCache;
 class Tokenizer;
@@ -24,6 +27,9 @@ struct GenerateOptions {
     SamplingParams sampling;
     std::vector<std::string> stop;         // stop strings (not included in the output)
     bool ignore_eos = false;
+    // Constrained output: only token sequences of this grammar (JSON schema, GBNF) are
+    // sampled; generation ends when the grammar is complete.
+    std::shared_ptr<const Grammar> grammar;
 };
 
 struct GenerateResult {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <unordered_set>
 
+#include "engine/grammar_matcher.h"
 #include "engine/sampler.h"
 #include "engine/stop_strings.h"
 #include "model/model.h"
@@ -44,6 +45,8 @@ struct Scheduler::Slot {
     std::shared_ptr<RequestStream> stream;
     std::unique_ptr<Sampler> sampler;
     std::unique_ptr<StopStringMatcher> stops;
+    std::unique_ptr<GrammarMatcher> grammar;  // constrained output, if asked for
+    std::vector<float> masked;                // logits with the grammar's mask applied
     Utf8Streamer utf8;
     int32_t next_token = -1;  // sampled, to be fed at the next step
     std::vector<int32_t> draft;  // speculative tokens fed after next_token this step
@@ -211,6 +214,9 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     slot.sampler = std::make_unique<Sampler>(slot.params.options.sampling, model_.config().n_vocab);
     for (int32_t t : slot.params.prompt) slot.sampler->accept(t);
     slot.stops = std::make_unique<StopStringMatcher>(slot.params.options.stop);
+    slot.grammar.reset();
+    if (slot.params.options.grammar)
+        slot.grammar = std::make_unique<GrammarMatcher>(slot.params.options.grammar, tokenizer_);
     slot.utf8 = Utf8Streamer();
     slot.next_token = -1;
     slot.n_generated = 0;
@@ -472,12 +478,25 @@ void Scheduler::update_cache_stats() {
 int32_t Scheduler::sample_and_emit(Slot& slot, const float* logits, std::string* finished) {
     if (slot.first_token_at == 0) slot.first_token_at = now_seconds();
     const GenerateOptions& opt = slot.params.options;
-    const int32_t token = slot.sampler->sample(logits);
+    const float* to_sample = logits;
+    if (slot.grammar) {
+        // Mask a copy: logprobs below still come from the model's own distribution.
+        const int n_vocab = model_.config().n_vocab;
+        slot.masked.assign(logits, logits + n_vocab);
+        const bool near_limit = opt.n_predict >= 0 &&
+                                opt.n_predict - slot.n_generated <= int(slot.grammar->min_chars_to_complete()) + 8;
+        if (near_limit) slot.grammar->mask_logits_to_finish(slot.masked.data());
+        else slot.grammar->mask_logits(slot.masked.data());
+        to_sample = slot.masked.data();
+    }
+    const int32_t token = slot.sampler->sample(to_sample);
 
-    if (!opt.ignore_eos && tokenizer_.is_end_of_generation(token)) {
+    // A complete grammar allows nothing but end-of-generation: it ends even with ignore_eos.
+    if ((!opt.ignore_eos || slot.grammar) && tokenizer_.is_end_of_generation(token)) {
         *finished = "stop";
         return token;
     }
+    if (slot.grammar) slot.grammar->accept_token(token);
     slot.sampler->accept(token);
     ++slot.n_generated;
     {
@@ -504,7 +523,7 @@ int32_t Scheduler::sample_and_emit(Slot& slot, const float* logits, std::string*
     }
     slot.stream->push(std::move(ev));
 
-    if (slot.stops->stopped()) *finished = "stop";
+    if (slot.stops->stopped() || (slot.grammar && slot.grammar->can_only_end())) *finished = "stop";
     else if (opt.n_predict >= 0 && slot.n_generated >= opt.n_predict) *finished = "length";
     return token;
 }
@@ -546,6 +565,7 @@ void Scheduler::finish(Slot& slot, const std::string& reason, const std::string&
     slot.stream.reset();
     slot.sampler.reset();
     slot.stops.reset();
+    slot.grammar.reset();
 }
 
 }  // namespace pensieve

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include "engine/grammar.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
 #include "test_paths.h"
@@ -313,6 +314,47 @@ TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
         return tokens;
     };
     EXPECT_EQ(run(nullptr), run(draft.get()));
+}
+
+// Constrained output end to end on a real model: sampled replies always follow the schema.
+TEST_F(SchedulerTest, JsonSchemaOutputAlwaysValidates) {
+    auto schema = nlohmann::ordered_json::parse(R"({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 12},
+            "age": {"type": "integer"},
+            "pets": {"type": "array", "items": {"enum": ["dog", "cat", "ball"]}, "maxItems": 3}
+        },
+        "required": ["name", "age", "pets"],
+        "additionalProperties": false
+    })");
+    auto grammar = Grammar::from_json_schema(schema);
+    Scheduler sched(*model_, *tok_, *pool_, config(2, 512, 64, 32, true));
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (int i = 0; i < 20; ++i) {
+        RequestParams p = greedy("Once upon a time", 300);
+        p.options.sampling.temperature = 1.0f;
+        p.options.sampling.top_k = 0;
+        p.options.sampling.top_p = 1.0f;
+        p.options.sampling.min_p = 0.0f;
+        p.options.sampling.seed = 100 + uint64_t(i);
+        p.options.ignore_eos = false;
+        p.options.grammar = grammar;
+        streams.push_back(sched.submit(p));
+    }
+    for (auto& st : streams) {
+        Collected out = drain(*st);
+        ASSERT_EQ(out.finish.reason, "stop") << out.text;
+        nlohmann::json j;
+        ASSERT_NO_THROW(j = nlohmann::json::parse(out.text)) << out.text;
+        ASSERT_TRUE(j.is_object());
+        EXPECT_EQ(j.size(), 3u) << out.text;
+        EXPECT_TRUE(j["name"].is_string() && j["name"].get<std::string>().size() <= 12) << out.text;
+        EXPECT_TRUE(j["age"].is_number_integer()) << out.text;
+        ASSERT_TRUE(j["pets"].is_array()) << out.text;
+        EXPECT_LE(j["pets"].size(), 3u);
+        for (const auto& pet : j["pets"]) EXPECT_TRUE(pet == "dog" || pet == "cat" || pet == "ball") << out.text;
+    }
 }
 
 // --- persistent prefix cache ---

@@ -1,0 +1,60 @@
+// JSON Schema -> GBNF, for response_format {"type": "json_schema", ...} (and
+// {"type": "json_object"}: any JSON object). Grammar::from_json_schema / any_json wrap
+// these and compile the text.
+//
+// Supported (the subset OpenAI-style structured output uses):
+//   type: object, array, string, number, integer, boolean, null; type arrays such as
+//     ["string", "null"]; "nullable": true (OpenAPI style); no "type" -> inferred from
+//     the other keywords (properties -> object, items -> array, ...) or any value
+//   object: properties (emitted in the order given), required (mandatory, in that
+//     order among the properties; optional ones may be left out), additionalProperties
+//     false / true / a schema. When "properties" is given and additionalProperties is
+//     absent, no other keys are generated (a valid subset of what the schema allows,
+//     and what users of structured output expect).
+//   array: items, minItems, maxItems
+//   string: minLength, maxLength, pattern (regex subset, see below), format date,
+//     time, date-time, uuid (other formats are annotations: any string)
+//   enum, const (any JSON values), anyOf, oneOf (treated as anyOf), allOf with one
+//     schema, $ref to "#", "#/$defs/...", "#/definitions/..." or any "#/..." pointer
+//     (recursive schemas work)
+//   Ignored, since they only annotate: title, description, default, examples, $schema,
+//     $id, $comment, readOnly, writeOnly, deprecated. Number bounds (minimum, maximum,
+//     exclusiveMinimum/Maximum) are NOT enforced, except that minimum >= 0 rules out a
+//     minus sign.
+//   Unsupported -> Error naming the keyword: not, if/then/else, allOf with several
+//     schemas, patternProperties, propertyNames, dependentRequired, dependentSchemas,
+//     dependencies, unevaluatedProperties/Items, minProperties, maxProperties,
+//     prefixItems, items as an array, additionalItems, contains, uniqueItems: true,
+//     multipleOf, remote $ref, schema false.
+//
+// pattern: ECMAScript-style subset: literals, ., [...] / [^...] with ranges, \d \w \s
+//   \D \W \S, escapes \n \t \r \f \v \xHH \uHHHH and escaped punctuation, groups (...)
+//   and (?:...), |, quantifiers * + ? {m} {m,} {m,n} (lazy '?' accepted, meaningless
+//   here), ^ and $ at the ends. Unanchored ends match anything, as JSON Schema says.
+//   Lookaround, backreferences, \b, \p{...} -> Error. Pattern characters that JSON must
+//   escape (", \, control characters) are generated in their escaped form.
+//
+// Bounds that keep generation finite (so a model cannot loop forever):
+//   whitespace between tokens: nothing, one space, or 1-2 newlines then up to 20
+//     spaces/tabs (enough for pretty-printing); also allowed before and after the root
+//   numbers: up to 16 integer digits, 16 fraction digits, 2 exponent digits
+//     (so every number fits a double: strict parsers reject 1e400)
+//   untyped values ("any JSON", additionalProperties true, {}): nesting depth <= 12
+// Strings, arrays without maxItems and extra properties remain unbounded: the
+// request's max_tokens bounds those.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace pensieve {
+
+// GBNF text (start rule "root") for the JSON texts valid under `schema`. Throws Error
+// for unsupported features, naming the keyword and where it is ("#/properties/a").
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema);
+
+// GBNF text for any JSON object.
+std::string any_json_object_gbnf();
+
+}  // namespace pensieve
