@@ -8,7 +8,7 @@ PACKAGES=(
   clang libclang-rt-14-dev            # libFuzzer + sanitizers for the fuzz target
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
-  libutf8proc-dev libpcre2-dev
+  libutf8proc-dev libpcre2-dev pkg-config
   python3 python3-numpy python3-jinja2
 )
 
@@ -23,5 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Node.js + npm for the client tests (tests/server): use the machine's if present.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 echo "setup: all packages present"

@@ -13,6 +13,9 @@ echo "== release build + tests"
 BUILD_DIR=build ./scripts/build.sh
 (cd build && ctest --output-on-failure -j"$JOBS" --timeout 900)
 
+echo "== server tests with the official npm clients (openai, @anthropic-ai/sdk)"
+PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
+
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   echo "== ASan + UBSan build + tests"
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPENSIEVE_SANITIZE=ON >/dev/null

@@ -20,6 +20,7 @@ Command add_tokenize_command(CLI::App& root);
 Command add_perplexity_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_template_command(CLI::App& root);
+Command add_serve_command(CLI::App& root);
 Command add_quantize_command(CLI::App& root);
 Command add_cache_command(CLI::App& root);
 

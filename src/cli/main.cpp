@@ -20,7 +20,10 @@ int main(int argc, char** argv) {
     std::vector<Command> commands = {
         add_run_command(app),      add_info_command(app),  add_tokenize_command(app),
         add_perplexity_command(app), add_bench_command(app),
-        add_template_command(app),   add_quantize_command(app),   add_cache_command(app),
+        add_template_command(app),
+        add_serve_command(app),
+        add_quantize_command(app),
+        add_cache_command(app),
     };
 
     try {

@@ -1,0 +1,104 @@
+// `pensieve serve -m MODEL`: the OpenAI- and Anthropic-compatible HTTP server.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "model/model.h"
+#include "server/http_server.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace pensieve {
+
+namespace {
+
+struct ServeOptions {
+    ModelOptions model;
+    server::ServerOptions server;
+    std::string chat_template_file;
+    bool quiet = false;
+};
+
+std::string file_name(const std::string& path) {
+    const size_t slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+int serve(ServeOptions o) {
+    server::ServerOptions& so = o.server;
+    if (so.api_key.empty())
+        if (const char* k = std::getenv("PENSIEVE_API_KEY")) so.api_key = k;
+    if (!o.chat_template_file.empty()) so.chat_template_source = read_text_file(o.chat_template_file);
+    so.log_requests = !o.quiet;
+
+    // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken
+    // by sigwait() below, so shutdown runs as ordinary code, not in a signal handler.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not death
+
+    std::optional<LoadedModel> m;   // declared first: it must outlive the server's engine
+    server::HttpServer http(so);
+    http.bind();
+    http.start();
+    std::fprintf(stderr, "pensieve: listening on %s (loading the model; /health says 503 until ready)\n",
+                 http.url().c_str());
+
+    m.emplace(load(o.model));
+    http.set_model(*m->model, *m->tokenizer, *m->pool, file_name(o.model.path));
+    std::fprintf(stderr, "pensieve: serving %s at %s%s\n", file_name(o.model.path).c_str(), http.url().c_str(),
+                 so.api_key.empty() ? "" : " (API key required)");
+
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "pensieve: %s received; finishing requests in flight (up to %.0f s; again to force)\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM", so.shutdown_grace_seconds);
+    std::thread([signals] {
+        int again = 0;
+        sigwait(&signals, &again);
+        std::fprintf(stderr, "pensieve: forced exit\n");
+        _exit(130);
+    }).detach();
+    http.shutdown();
+    std::fprintf(stderr, "pensieve: stopped\n");
+    return 0;
+}
+
+}  // namespace
+
+Command add_serve_command(CLI::App& root) {
+    auto o = std::make_shared<ServeOptions>();
+    server::ServerOptions& s = o->server;
+    CLI::App* app = root.add_subcommand("serve", "Serve the model over OpenAI- and Anthropic-compatible HTTP APIs");
+    add_model_options(*app, o->model);
+    app->add_option("--host", s.host, "Address to listen on")->capture_default_str();
+    app->add_option("--port", s.port, "Port to listen on (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
+    app->add_option("--parallel,--np", s.n_parallel, "Requests generating at once (slots)")->check(CLI::Range(1, 256))->capture_default_str();
+    app->add_option("-c,--ctx-size", s.n_ctx, "Context per slot in tokens (0: the model's, at most 4096)")->check(CLI::Range(0, 1 << 20));
+    app->add_option("-b,--batch-size", s.n_batch, "Most tokens in one forward pass")->check(CLI::Range(1, 65536))->capture_default_str();
+    app->add_option("--max-queue", s.max_queue, "Requests waiting for a slot before 429")->check(CLI::Range(0, 100000))->capture_default_str();
+    app->add_option("--api-key", s.api_key, "Require this key (also $PENSIEVE_API_KEY)");
+    app->add_flag("--cors", s.cors, "Allow browser pages from any origin to call the API");
+    app->add_option("--chat-template-file", o->chat_template_file, "Jinja chat template to use instead of the model's")
+        ->check(CLI::ExistingFile);
+    app->add_flag("--log-prompts", s.log_prompts, "Log every prompt (off by default: prompts are private)");
+    app->add_option("--timeout-shutdown", s.shutdown_grace_seconds, "Seconds in-flight requests get at shutdown")
+        ->check(CLI::Range(0.0, 3600.0))->capture_default_str();
+    app->add_flag("-q,--quiet", o->quiet, "Do not log each HTTP request");
+    return {app, [o] { return serve(*o); }};
+}
+
+}  // namespace pensieve

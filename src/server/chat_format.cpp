@@ -1,0 +1,160 @@
+#include "server/chat_format.h"
+
+#include <cctype>
+
+#include "chat/chat_template.h"
+#include "gguf/gguf.h"
+#include "server/json_fields.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace pensieve::server {
+
+namespace {
+
+// For models that ship no template: ChatML turns, with tools described in the system
+// turn and calls / results in the Hermes tags that detect_tool_format() assigns to
+// models without a known syntax (so the parser reads back what this asks for).
+constexpr const char* kBuiltinTemplate = R"({%- if messages[0].role == 'system' or tools %}
+{{- '<|im_start|>system\n' }}
+{%- if messages[0].role == 'system' %}
+{{- messages[0].content }}
+{%- if tools %}{{- '\n\n' }}{%- endif %}
+{%- endif %}
+{%- if tools %}
+{{- '# Tools\n\nYou can call these functions (JSON schemas inside <tools></tools>):\n<tools>\n' }}
+{%- for tool in tools %}
+{{- tool | tojson }}{{- '\n' }}
+{%- endfor %}
+{{- '</tools>\n\nTo call one, reply with a JSON object with the function name and its arguments inside <tool_call></tool_call> tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>' }}
+{%- endif %}
+{{- '<|im_end|>\n' }}
+{%- endif %}
+{%- for message in messages %}
+{%- if message.role == 'system' and loop.first %}
+{%- elif message.role == 'tool' %}
+{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}
+{{- '\n<tool_response>\n' ~ message.content ~ '\n</tool_response>' }}
+{%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}
+{%- elif message.role == 'assistant' and message.tool_calls %}
+{{- '<|im_start|>assistant\n' }}
+{%- if message.content %}{{- message.content ~ '\n' }}{%- endif %}
+{%- for call in message.tool_calls %}
+{%- if not loop.first %}{{- '\n' }}{%- endif %}
+{{- '<tool_call>\n{"name": "' ~ call.function.name ~ '", "arguments": ' ~ (call.function.arguments | tojson) ~ '}\n</tool_call>' }}
+{%- endfor %}
+{{- '<|im_end|>\n' }}
+{%- else %}
+{{- '<|im_start|>' ~ message.role ~ '\n' ~ (message.content if message.content is string else '') ~ '<|im_end|>\n' }}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- '<|im_start|>assistant\n' }}
+{%- endif %})";
+
+}  // namespace
+
+ChatFormatter::ChatFormatter(std::string template_source, std::string bos_token, std::string eos_token)
+    : builtin_(template_source.empty()),
+      source_(builtin_ ? kBuiltinTemplate : std::move(template_source)),
+      bos_(std::move(bos_token)),
+      eos_(std::move(eos_token)),
+      tool_format_(detect_tool_format(source_)),
+      template_(std::make_unique<ChatTemplate>(source_, bos_, eos_)) {}
+
+ChatFormatter::~ChatFormatter() = default;
+ChatFormatter::ChatFormatter(ChatFormatter&&) noexcept = default;
+
+ChatFormatter ChatFormatter::for_model(const GgufFile& file, const Tokenizer& tok, const std::string& override_source) {
+    std::string src = override_source;
+    if (src.empty()) src = gguf_chat_template(file).value_or("");
+    auto token_text = [&](int32_t id) { return id >= 0 ? tok.token_text(id) : std::string(); };
+    return ChatFormatter(src, token_text(tok.bos_id()), token_text(tok.eos_id()));
+}
+
+std::string ChatFormatter::describe() const {
+    if (builtin_) return "built-in ChatML (the model has no chat template)";
+    return std::string("the model's chat template (tool calls: ") + tool_format_name(tool_format_) + ")";
+}
+
+namespace {
+
+// Templates disagree on the message shape they accept, and fail (rather than degrade)
+// on the wrong one: Qwen / Hermes / Llama 3 print tool-call arguments with tojson and
+// need an object, DeepSeek and Functionary concatenate them as a string; Phi-3 cannot
+// add a null content to a string; Gemma refuses a system role. Each step adapts the
+// conversation a little further; render() tries them in turn (as llama.cpp's template
+// layer does), so a conversation only changes shape for templates that need it. Mistral
+// templates insist on 9-character tool-call ids, which OpenAI / Anthropic ids are not.
+// A 9-character alphanumeric id derived from any id (a hash, so the call and its result
+// still match). Returns false if the id already has that form.
+bool mistral_id(json& id) {
+    const std::string s = id.get<std::string>();
+    bool ok = s.size() == 9;
+    for (char c : s) ok = ok && std::isalnum(static_cast<unsigned char>(c));
+    if (ok) return false;
+    static const char kAlnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    std::string out;
+    for (int i = 0; i < 9; ++i, h /= 62) out += kAlnum[h % 62];
+    id = out;
+    return true;
+}
+
+bool adapt(json& messages, int step) {
+    bool changed = false;
+    if (step == 0) {  // null content -> ""
+        for (json& m : messages)
+            if (m.contains("content") && m["content"].is_null()) {
+                m["content"] = "";
+                changed = true;
+            }
+    } else if (step == 1) {  // tool-call arguments as a JSON string
+        for (json& m : messages)
+            if (m.contains("tool_calls"))
+                for (json& c : m["tool_calls"]) {
+                    json& args = c["function"]["arguments"];
+                    if (!args.is_string()) {
+                        args = dump_json(args);
+                        changed = true;
+                    }
+                }
+    } else if (step == 2) {  // the system prompt as the start of the first user turn
+        if (messages.size() >= 2 && messages[0]["role"] == "system" && messages[1]["role"] == "user" &&
+            messages[1]["content"].is_string()) {
+            messages[1]["content"] = messages[0]["content"].get<std::string>() + "\n\n" +
+                                     messages[1]["content"].get<std::string>();
+            messages.erase(messages.begin());
+            changed = true;
+        }
+    } else if (step == 3) {  // Mistral: tool-call ids of exactly 9 alphanumerics
+        for (json& m : messages) {
+            if (m.contains("tool_calls"))
+                for (json& c : m["tool_calls"])
+                    if (c.contains("id") && c["id"].is_string()) changed |= mistral_id(c["id"]);
+            if (m.contains("tool_call_id") && m["tool_call_id"].is_string()) changed |= mistral_id(m["tool_call_id"]);
+        }
+    }
+    return changed;
+}
+
+}  // namespace
+
+std::string ChatFormatter::render(const json& messages, const json& tools, bool add_generation_prompt) const {
+    try {
+        return template_->render(messages, tools, add_generation_prompt);
+    } catch (const Error&) {
+        json adapted = messages;
+        for (int step = 0; step < 4; ++step) {
+            if (!adapt(adapted, step)) continue;
+            try {
+                return template_->render(adapted, tools, add_generation_prompt);
+            } catch (const Error&) {
+            }
+        }
+        throw;  // the template's own message about the original conversation
+    }
+}
+
+}  // namespace pensieve::server

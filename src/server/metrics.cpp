@@ -1,0 +1,70 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace pensieve::server {
+
+void Metrics::record_response(int status) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++responses_[status];
+}
+
+void Metrics::record_generation(const std::string& endpoint) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++generations_[endpoint];
+}
+
+namespace {
+
+void metric(std::string& out, const char* name, const char* type, const char* help, double value) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", value);
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + buf + "\n";
+}
+
+}  // namespace
+
+std::string Metrics::render(const SchedulerStats* s) const {
+    std::string out;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        out += "# HELP pensieve_requests_total Generation requests accepted, by endpoint.\n"
+               "# TYPE pensieve_requests_total counter\n";
+        for (const auto& [endpoint, n] : generations_) {
+            out += "pensieve_requests_total{endpoint=\"" + endpoint + "\"} " + std::to_string(n) + "\n";
+        }
+        if (generations_.empty()) out += "pensieve_requests_total{endpoint=\"all\"} 0\n";
+        out += "# HELP pensieve_http_responses_total HTTP responses, by status code.\n"
+               "# TYPE pensieve_http_responses_total counter\n";
+        for (const auto& [status, n] : responses_)
+            out += "pensieve_http_responses_total{code=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
+    }
+    if (!s) return out;
+
+    metric(out, "pensieve_requests_active", "gauge", "Requests generating now.", s->active);
+    metric(out, "pensieve_queue_depth", "gauge", "Requests waiting for a slot.", s->queued);
+    metric(out, "pensieve_slots", "gauge", "Requests that can generate at once.", s->n_slots);
+    metric(out, "pensieve_requests_finished_total", "counter", "Requests that ran to their end.", double(s->requests_finished));
+    metric(out, "pensieve_requests_cancelled_total", "counter", "Requests cancelled (client gone or shutdown).",
+           double(s->requests_cancelled));
+    metric(out, "pensieve_requests_rejected_total", "counter", "Requests refused because the queue was full.",
+           double(s->requests_rejected));
+    metric(out, "pensieve_prompt_tokens_total", "counter", "Prompt tokens computed.", double(s->prompt_tokens));
+    metric(out, "pensieve_cached_prompt_tokens_total", "counter", "Prompt tokens reused from the prefix cache.",
+           double(s->cached_prompt_tokens));
+    metric(out, "pensieve_generated_tokens_total", "counter", "Tokens generated.", double(s->generated_tokens));
+    metric(out, "pensieve_prompt_tokens_per_second", "gauge", "Prompt throughput over the server's lifetime.",
+           s->prompt_seconds > 0 ? double(s->prompt_tokens) / s->prompt_seconds : 0.0);
+    // Tokens from decode-only passes over their time; generation inside mixed passes
+    // (prompt chunks plus decode tokens) is not separated out.
+    metric(out, "pensieve_generation_tokens_per_second", "gauge", "Generation throughput over the server's lifetime.",
+           s->decode_seconds > 0 ? double(s->generated_tokens) / (s->decode_seconds + s->prompt_seconds) : 0.0);
+    metric(out, "pensieve_kv_cache_usage_ratio", "gauge", "Fraction of KV cache positions holding tokens.",
+           s->kv_tokens_capacity > 0 ? double(s->kv_tokens_used) / double(s->kv_tokens_capacity) : 0.0);
+    metric(out, "pensieve_kv_cache_tokens", "gauge", "KV cache positions holding tokens.", double(s->kv_tokens_used));
+    metric(out, "pensieve_kv_cache_bytes", "gauge", "Memory of the KV cache.", double(s->kv_bytes));
+    metric(out, "pensieve_forward_passes_total", "counter", "Batched forward passes run.", double(s->steps));
+    return out;
+}
+
+}  // namespace pensieve::server

@@ -1,0 +1,335 @@
+// OpenAI routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings,
+// GET /v1/models, GET /v1/models/{id}.
+#include <memory>
+
+#include "model/model.h"
+#include "server/json_fields.h"
+#include "server/request_parse.h"
+#include "server/routes.h"
+#include "server/sse.h"
+#include "server/tool_calls.h"
+#include "tokenizer/tokenizer.h"
+#include "util/utf8.h"
+
+namespace pensieve::server {
+
+namespace {
+
+json usage_json(const FinishEvent& f) {
+    return {{"prompt_tokens", f.n_prompt},
+            {"completion_tokens", f.n_generated},
+            {"total_tokens", f.n_prompt + f.n_generated},
+            {"prompt_tokens_details", {{"cached_tokens", f.n_cached}}}};
+}
+
+json usage_sum(const std::vector<Collected>& outs) {
+    // n > 1: the prompt counts once (as OpenAI reports it), completions add up.
+    FinishEvent sum = outs.front().finish;
+    sum.n_generated = 0;
+    for (const Collected& c : outs) sum.n_generated += c.finish.n_generated;
+    return usage_json(sum);
+}
+
+json bytes_of(const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(int(c));
+    return b;
+}
+
+// One token's entry in chat logprobs.content[].
+json chat_logprob(const Tokenizer& tok, const TokenEvent& t) {
+    const std::string piece = tok.token_to_piece(t.token);
+    json top = json::array();
+    for (const TopLogprob& alt : t.top) {
+        const std::string p = tok.token_to_piece(alt.token);
+        top.push_back({{"token", sanitize_utf8(p)}, {"logprob", alt.logprob}, {"bytes", bytes_of(p)}});
+    }
+    return {{"token", sanitize_utf8(piece)}, {"logprob", t.logprob}, {"bytes", bytes_of(piece)}, {"top_logprobs", top}};
+}
+
+// Legacy completions logprobs: parallel arrays.
+json completion_logprobs(const Tokenizer& tok, const std::vector<TokenEvent>& tokens) {
+    json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+                {"text_offset", json::array()}};
+    size_t offset = 0;
+    for (const TokenEvent& t : tokens) {
+        const std::string piece = sanitize_utf8(tok.token_to_piece(t.token));
+        out["tokens"].push_back(piece);
+        out["token_logprobs"].push_back(t.logprob);
+        json top = json::object();
+        for (const TopLogprob& alt : t.top) top[sanitize_utf8(tok.token_to_piece(alt.token))] = alt.logprob;
+        out["top_logprobs"].push_back(top);
+        out["text_offset"].push_back(offset);
+        offset += piece.size();
+    }
+    return out;
+}
+
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+    json out = json::array();
+    for (size_t i = 0; i < calls.size(); ++i) {
+        json c = {{"id", calls[i].id},
+                  {"type", "function"},
+                  {"function", {{"name", calls[i].name}, {"arguments", dump_json(calls[i].arguments)}}}};
+        if (with_index) c["index"] = i;
+        out.push_back(c);
+    }
+    return out;
+}
+
+const char* finish_reason(const FinishEvent& f) { return f.reason == "length" ? "length" : "stop"; }
+
+// Renders the conversation and tokenizes it into r.params.prompt.
+void prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
+    const std::string prompt = e.chat.render(r.messages, r.tools_active() ? r.tools : json(nullptr), true);
+    log_prompt(ctx, "chat", prompt);
+    r.params.prompt = e.tokenize_prompt(prompt);
+}
+
+// n > 1 runs n requests; with a fixed seed each gets its own (seed + i) so they differ.
+std::vector<std::unique_ptr<Tracked>> submit_n(ServerContext& ctx, Engine& e, const RequestParams& params, int n,
+                                               const char* endpoint) {
+    std::vector<std::unique_ptr<Tracked>> out;
+    for (int i = 0; i < n; ++i) {
+        RequestParams p = params;
+        if (p.options.sampling.seed != SamplingParams::kRandomSeed) p.options.sampling.seed += uint64_t(i);
+        out.push_back(ctx.submit(e, std::move(p), endpoint));
+    }
+    return out;
+}
+
+struct StreamIds {
+    std::string id;
+    int64_t created;
+    std::string model;
+};
+
+json chat_chunk(const StreamIds& s, json delta, json finish, json logprobs, bool include_usage) {
+    json c = {{"id", s.id},
+              {"object", "chat.completion.chunk"},
+              {"created", s.created},
+              {"model", s.model},
+              {"system_fingerprint", "pensieve"},
+              {"choices", json::array({{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)},
+                                        {"finish_reason", std::move(finish)}}})}};
+    if (include_usage) c["usage"] = nullptr;  // OpenAI: null on every chunk but the last
+    return c;
+}
+
+void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
+    ChatRequest r = parse_openai_chat(parse_body(req.body));
+    if (r.stream && r.n > 1) bad_request("n > 1 is not supported with stream", "n");
+    prepare_chat(ctx, e, r);
+    const bool want_lp = r.params.want_logprobs;
+
+    if (!r.stream) {
+        auto tracked = submit_n(ctx, e, r.params, r.n, "chat");
+        std::vector<Collected> outs;
+        for (auto& t : tracked) outs.push_back(collect(*t, want_lp));
+        json choices = json::array();
+        for (size_t i = 0; i < outs.size(); ++i) {
+            const Collected& c = outs[i];
+            check_finish(c.finish);
+            json message = {{"role", "assistant"}, {"content", c.text}};
+            std::string reason = finish_reason(c.finish);
+            if (r.tools_active()) {
+                ParsedReply p = parse_tool_calls(c.text, e.chat.tool_format());
+                if (!p.calls.empty()) {
+                    message["content"] = p.content.empty() ? json(nullptr) : json(p.content);
+                    message["tool_calls"] = tool_calls_json(p.calls, false);
+                    reason = "tool_calls";
+                }
+            }
+            json lp = nullptr;
+            if (want_lp) {
+                lp = {{"content", json::array()}};
+                for (const TokenEvent& t : c.tokens) lp["content"].push_back(chat_logprob(e.tokenizer, t));
+            }
+            choices.push_back({{"index", i}, {"message", message}, {"logprobs", lp}, {"finish_reason", reason}});
+        }
+        write_json(res, {{"id", make_id("chatcmpl-")},
+                         {"object", "chat.completion"},
+                         {"created", unix_time()},
+                         {"model", e.model_id},
+                         {"system_fingerprint", "pensieve"},
+                         {"choices", choices},
+                         {"usage", usage_sum(outs)}});
+        return;
+    }
+
+    // Streaming. Submit before answering so a refused request still gets its 4xx.
+    std::shared_ptr<Tracked> tracked = ctx.submit(e, r.params, "chat");
+    const StreamIds ids{make_id("chatcmpl-"), unix_time(), e.model_id};
+    const bool tools = r.tools_active();
+    const bool usage = r.include_usage;
+    const ToolFormat format = e.chat.tool_format();
+    const Tokenizer* tok = &e.tokenizer;
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
+        Tracked& t = *tracked;
+        ToolCallStreamer calls(format);
+        if (!send(t, sink, sse_data(chat_chunk(ids, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, usage))))
+            return false;
+        for (;;) {
+            auto ev = next_event(t, sink, kSseComment);
+            if (!ev) return false;
+            if (auto* tk = std::get_if<TokenEvent>(&*ev)) {
+                const std::string text = tools ? calls.feed(tk->text) : tk->text;
+                if (text.empty() && !want_lp) continue;
+                json lp = want_lp ? json{{"content", json::array({chat_logprob(*tok, *tk)})}} : json(nullptr);
+                if (!send(t, sink, sse_data(chat_chunk(ids, {{"content", text}}, nullptr, lp, usage)))) return false;
+                continue;
+            }
+            const FinishEvent& f = std::get<FinishEvent>(*ev);
+            if (f.reason == "error" || f.reason == "cancelled") {
+                const std::string msg = f.reason == "error" ? "generation failed: " + f.error : "the server is shutting down";
+                send(t, sink, sse_data(error_json(Dialect::OpenAI, f.reason == "error" ? 500 : 503, msg)));
+                sink.done();
+                return true;
+            }
+            std::string tail = tools ? calls.feed(f.tail_text) : f.tail_text;
+            std::string reason = finish_reason(f);
+            std::vector<ToolCall> found;
+            if (tools) {
+                ParsedReply p = calls.finish();
+                tail += p.content;
+                found = std::move(p.calls);
+            }
+            if (!tail.empty() && !send(t, sink, sse_data(chat_chunk(ids, {{"content", tail}}, nullptr, nullptr, usage))))
+                return false;
+            if (!found.empty()) {
+                reason = "tool_calls";
+                if (!send(t, sink, sse_data(chat_chunk(ids, {{"tool_calls", tool_calls_json(found, true)}}, nullptr,
+                                                       nullptr, usage))))
+                    return false;
+            }
+            if (!send(t, sink, sse_data(chat_chunk(ids, json::object(), reason, nullptr, usage)))) return false;
+            if (usage) {
+                json u = {{"id", ids.id}, {"object", "chat.completion.chunk"}, {"created", ids.created},
+                          {"model", ids.model}, {"system_fingerprint", "pensieve"},
+                          {"choices", json::array()}, {"usage", usage_json(f)}};
+                if (!send(t, sink, sse_data(u))) return false;
+            }
+            send(t, sink, kSseDone);
+            sink.done();
+            return true;
+        }
+    });
+}
+
+json completion_chunk(const StreamIds& s, const std::string& text, json finish, json logprobs) {
+    return {{"id", s.id},
+            {"object", "text_completion"},
+            {"created", s.created},
+            {"model", s.model},
+            {"system_fingerprint", "pensieve"},
+            {"choices", json::array({{{"index", 0}, {"text", text}, {"logprobs", std::move(logprobs)},
+                                      {"finish_reason", std::move(finish)}}})}};
+}
+
+void completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
+    CompletionRequest r = parse_openai_completion(parse_body(req.body));
+    if (r.stream && r.n > 1) bad_request("n > 1 is not supported with stream", "n");
+    if (r.prompt_is_tokens) {
+        r.params.prompt = r.prompt_tokens;
+    } else {
+        log_prompt(ctx, "completion", r.prompt_text);
+        r.params.prompt = e.tokenize_prompt(r.prompt_text);
+    }
+    const bool want_lp = r.params.want_logprobs;
+
+    if (!r.stream) {
+        auto tracked = submit_n(ctx, e, r.params, r.n, "completions");
+        std::vector<Collected> outs;
+        for (auto& t : tracked) outs.push_back(collect(*t, want_lp));
+        json choices = json::array();
+        for (size_t i = 0; i < outs.size(); ++i) {
+            check_finish(outs[i].finish);
+            choices.push_back({{"index", i},
+                               {"text", outs[i].text},
+                               {"logprobs", want_lp ? completion_logprobs(e.tokenizer, outs[i].tokens) : json(nullptr)},
+                               {"finish_reason", finish_reason(outs[i].finish)}});
+        }
+        write_json(res, {{"id", make_id("cmpl-")},
+                         {"object", "text_completion"},
+                         {"created", unix_time()},
+                         {"model", e.model_id},
+                         {"system_fingerprint", "pensieve"},
+                         {"choices", choices},
+                         {"usage", usage_sum(outs)}});
+        return;
+    }
+
+    std::shared_ptr<Tracked> tracked = ctx.submit(e, r.params, "completions");
+    const StreamIds ids{make_id("cmpl-"), unix_time(), e.model_id};
+    const bool usage = r.include_usage;
+    const Tokenizer* tok = &e.tokenizer;
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
+        Tracked& t = *tracked;
+        for (;;) {
+            auto ev = next_event(t, sink, kSseComment);
+            if (!ev) return false;
+            if (auto* tk = std::get_if<TokenEvent>(&*ev)) {
+                if (tk->text.empty() && !want_lp) continue;
+                json lp = want_lp ? completion_logprobs(*tok, {*tk}) : json(nullptr);
+                if (!send(t, sink, sse_data(completion_chunk(ids, tk->text, nullptr, lp)))) return false;
+                continue;
+            }
+            const FinishEvent& f = std::get<FinishEvent>(*ev);
+            if (f.reason == "error" || f.reason == "cancelled") {
+                const std::string msg = f.reason == "error" ? "generation failed: " + f.error : "the server is shutting down";
+                send(t, sink, sse_data(error_json(Dialect::OpenAI, f.reason == "error" ? 500 : 503, msg)));
+                sink.done();
+                return true;
+            }
+            if (!send(t, sink, sse_data(completion_chunk(ids, f.tail_text, finish_reason(f), nullptr)))) return false;
+            if (usage) {
+                json u = completion_chunk(ids, "", nullptr, nullptr);
+                u["choices"] = json::array();
+                u["usage"] = usage_json(f);
+                if (!send(t, sink, sse_data(u))) return false;
+            }
+            send(t, sink, kSseDone);
+            sink.done();
+            return true;
+        }
+    });
+}
+
+json model_json(const Engine& e) {
+    const ModelConfig& c = e.model.config();
+    return {{"id", e.model_id},
+            {"object", "model"},
+            {"created", e.created},
+            {"owned_by", "pensieve"},
+            {"meta",
+             {{"architecture", c.arch}, {"n_vocab", c.n_vocab}, {"n_ctx_train", c.n_ctx_train}, {"n_ctx", e.n_ctx},
+              {"n_embd", c.n_embd}, {"n_layer", c.n_layer}}}};
+}
+
+}  // namespace
+
+void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
+    auto bind = [&ctx](void (*fn)(ServerContext&, const httplib::Request&, httplib::Response&, Engine&)) {
+        return api_route(ctx, Dialect::OpenAI,
+                         [&ctx, fn](const httplib::Request& q, httplib::Response& s, Engine& e) { fn(ctx, q, s, e); });
+    };
+    svr.Post("/v1/chat/completions", bind(chat_completions));
+    svr.Post("/chat/completions", bind(chat_completions));
+    svr.Post("/v1/completions", bind(completions));
+    svr.Post("/completions", bind(completions));
+    svr.Post("/v1/embeddings", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response&, Engine&) {
+        throw ApiError(400, "this model does not produce embeddings", "model");
+    }));
+    svr.Get("/v1/models", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response& res, Engine& e) {
+        write_json(res, {{"object", "list"}, {"data", json::array({model_json(e)})}});
+    }));
+    svr.Get(R"(/v1/models/(.+))", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
+        const std::string id = req.matches[1];
+        if (id != e.model_id) throw ApiError(404, "model \"" + id + "\" does not exist; this server serves \"" + e.model_id + "\"", "model");
+        write_json(res, model_json(e));
+    }));
+}
+
+}  // namespace pensieve::server

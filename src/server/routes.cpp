@@ -1,0 +1,100 @@
+#include "server/routes.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "server/json_fields.h"
+#include "server/tool_calls.h"
+#include "util/error.h"
+
+namespace pensieve::server {
+
+void write_json(httplib::Response& res, const json& body, int status) {
+    res.status = status;
+    res.set_content(dump_json(body), "application/json");
+}
+
+void write_error(httplib::Response& res, Dialect d, int status, const std::string& message, const std::string& param) {
+    write_json(res, error_json(d, status, message, param), status);
+}
+
+httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler handler) {
+    return [&ctx, d, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+        try {
+            if (ctx.draining) throw ApiError(503, "the server is shutting down");
+            Engine* e = ctx.engine();
+            if (!e) throw ApiError(503, "the model is still loading; try again shortly");
+            handler(req, res, *e);
+        } catch (const ApiError& e) {
+            write_error(res, d, e.status(), e.message(), e.param());
+            if (e.status() == 503 || e.status() == 429) res.set_header("Retry-After", "1");
+        } catch (const QueueFullError& e) {
+            const int status = ctx.draining ? 503 : 429;
+            write_error(res, d, status, e.what());
+            res.set_header("Retry-After", "1");
+        } catch (const Error& e) {
+            write_error(res, d, 400, e.what());
+        } catch (const std::bad_alloc&) {
+            write_error(res, d, 500, "out of memory");
+        } catch (const std::exception& e) {
+            write_error(res, d, 500, std::string("internal error: ") + e.what());
+        }
+    };
+}
+
+Collected collect(Tracked& t, bool keep_tokens) {
+    Collected c;
+    for (;;) {
+        // The scheduler always ends a request (shutdown cancels it), so waiting is bounded.
+        auto e = t.stream().next(std::chrono::milliseconds(200));
+        if (!e) continue;
+        if (auto* tok = std::get_if<TokenEvent>(&*e)) {
+            c.text += tok->text;
+            if (keep_tokens) c.tokens.push_back(std::move(*tok));
+            continue;
+        }
+        c.finish = std::get<FinishEvent>(std::move(*e));
+        c.text += c.finish.tail_text;
+        t.mark_finished();
+        return c;
+    }
+}
+
+void check_finish(const FinishEvent& f) {
+    if (f.reason == "error") throw ApiError(500, "generation failed: " + f.error);
+    if (f.reason == "cancelled") throw ApiError(503, "the request was cancelled because the server is shutting down");
+}
+
+bool send(Tracked& t, httplib::DataSink& sink, const std::string& data) {
+    if (sink.write(data.data(), data.size())) return true;
+    t.stream().cancel();
+    return false;
+}
+
+std::optional<RequestStream::Event> next_event(Tracked& t, httplib::DataSink& sink, const std::string& keepalive) {
+    using namespace std::chrono;
+    auto idle_since = steady_clock::now();
+    for (;;) {
+        if (auto e = t.stream().next(milliseconds(100))) {
+            if (std::holds_alternative<FinishEvent>(*e)) t.mark_finished();
+            return e;
+        }
+        if (steady_clock::now() - idle_since >= seconds(1)) {
+            if (!send(t, sink, keepalive)) return std::nullopt;
+            idle_since = steady_clock::now();
+        }
+    }
+}
+
+std::string make_id(const char* prefix) { return make_tool_call_id(prefix); }
+
+int64_t unix_time() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+void log_prompt(const ServerContext& ctx, const char* endpoint, const std::string& prompt) {
+    if (!ctx.options.log_prompts) return;
+    std::fprintf(stderr, "pensieve: %s prompt:\n%s\n---\n", endpoint, prompt.c_str());
+}
+
+}  // namespace pensieve::server

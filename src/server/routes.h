@@ -1,0 +1,59 @@
+// What the route files (openai_api.cpp, anthropic_api.cpp, misc_api.cpp) share: the
+// wrapper that turns exceptions into error responses in the right dialect, response
+// writers, and the loops that drain a request's events (whole, or streamed as SSE).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "server/api_errors.h"
+#include "server/server_context.h"
+
+namespace pensieve::server {
+
+void write_json(httplib::Response& res, const json& body, int status = 200);
+void write_error(httplib::Response& res, Dialect d, int status, const std::string& message,
+                 const std::string& param = "");
+
+// A handler for a model route. The wrapper answers 503 while the model loads or the
+// server drains, and maps exceptions: ApiError -> its status; QueueFullError -> 429 with
+// Retry-After; pensieve::Error (bad prompt, context overflow, template error) -> 400;
+// anything else -> 500.
+using ApiHandler = std::function<void(const httplib::Request&, httplib::Response&, Engine&)>;
+httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler handler);
+
+// A request's whole output (non-streaming responses).
+struct Collected {
+    std::string text;
+    std::vector<TokenEvent> tokens;  // kept only when logprobs were asked for
+    FinishEvent finish;
+};
+Collected collect(Tracked& t, bool keep_tokens);
+
+// Throws ApiError unless the request ended normally (stop or length).
+void check_finish(const FinishEvent& f);
+
+// Streaming: the next event. While none comes, writes `keepalive` (an SSE comment or
+// ping event) every second, because a failed write is how a vanished client shows; on
+// failure cancels the request and returns nullopt.
+std::optional<RequestStream::Event> next_event(Tracked& t, httplib::DataSink& sink, const std::string& keepalive);
+
+// Writes to the client; false (and the request cancelled) if it has gone away.
+bool send(Tracked& t, httplib::DataSink& sink, const std::string& data);
+
+// Random id for responses: prefix + 24 alphanumerics.
+std::string make_id(const char* prefix);
+int64_t unix_time();
+
+// Logs the prompt when --log-prompts is on (never otherwise).
+void log_prompt(const ServerContext& ctx, const char* endpoint, const std::string& prompt);
+
+void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
+void register_anthropic_routes(httplib::Server& svr, ServerContext& ctx);
+void register_misc_routes(httplib::Server& svr, ServerContext& ctx);
+
+}  // namespace pensieve::server

@@ -1,0 +1,73 @@
+#include "server/server_context.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace pensieve::server {
+
+namespace {
+
+int default_ctx(const ServerOptions& o, const Model& m) {
+    if (o.n_ctx > 0) return o.n_ctx;
+    return std::min(m.config().n_ctx_train > 0 ? m.config().n_ctx_train : 4096, 4096);
+}
+
+SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx) {
+    SchedulerConfig c;
+    c.n_slots = std::max(1, o.n_parallel);
+    c.n_ctx = n_ctx;
+    c.n_batch = o.n_batch;
+    c.max_queue = std::max(0, o.max_queue);
+    return c;
+}
+
+}  // namespace
+
+Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOptions& o, std::string id)
+    : model(m),
+      tokenizer(tok),
+      model_id(std::move(id)),
+      created(std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::system_clock::now().time_since_epoch()).count()),
+      n_ctx(default_ctx(o, m)),
+      chat(ChatFormatter::for_model(m.file(), tok, o.chat_template_source)),
+      scheduler(m, tok, pool, scheduler_config(o, n_ctx)) {}
+
+std::vector<int32_t> Engine::tokenize_prompt(const std::string& text) const {
+    std::vector<int32_t> ids = tokenizer.encode(text, /*add_special=*/false, /*parse_special=*/true);
+    const int32_t bos = tokenizer.bos_id();
+    if (tokenizer.add_bos() && bos >= 0 && (ids.empty() || ids.front() != bos)) ids.insert(ids.begin(), bos);
+    return ids;
+}
+
+Tracked::Tracked(ServerContext& ctx, std::shared_ptr<RequestStream> stream) : ctx_(ctx), stream_(std::move(stream)) {
+    std::lock_guard<std::mutex> lock(ctx_.mutex_);
+    ctx_.streams_.insert(stream_);
+}
+
+Tracked::~Tracked() {
+    if (!finished_) stream_->cancel();  // nobody will read the rest: free the slot
+    std::lock_guard<std::mutex> lock(ctx_.mutex_);
+    ctx_.streams_.erase(stream_);
+}
+
+std::unique_ptr<Tracked> ServerContext::submit(Engine& e, RequestParams params, const std::string& endpoint) {
+    auto stream = e.scheduler.submit(std::move(params));
+    metrics.record_generation(endpoint);
+    return std::make_unique<Tracked>(*this, std::move(stream));
+}
+
+size_t ServerContext::in_flight() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return streams_.size();
+}
+
+void ServerContext::cancel_all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& s : streams_) s->cancel();
+}
+
+}  // namespace pensieve::server

@@ -1,0 +1,102 @@
+// State shared by every route: the options, the loaded model (once it is ready), the
+// metrics, and the set of requests in flight (so shutdown can cancel them).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "engine/scheduler.h"
+#include "server/chat_format.h"
+#include "server/metrics.h"
+
+namespace pensieve {
+class Model;
+class Tokenizer;
+class ThreadPool;
+}  // namespace pensieve
+
+namespace pensieve::server {
+
+struct ServerOptions {
+    std::string host = "127.0.0.1";
+    int port = 8080;                       // 0: any free port (tests)
+    int n_parallel = 4;                    // requests generating at once (scheduler slots)
+    int n_ctx = 0;                         // context per slot; 0: min(model's, 4096)
+    int n_batch = 512;
+    int max_queue = 64;                    // waiting requests before 429
+    std::string api_key;                   // empty: no authentication
+    bool cors = false;
+    bool log_prompts = false;
+    bool log_requests = true;              // one line per HTTP request (never bodies)
+    std::string chat_template_source;      // from --chat-template-file
+    size_t max_body_bytes = 32u << 20;
+    int http_threads = 0;                  // 0: parallel + queue + a few for /health etc.
+    double shutdown_grace_seconds = 10.0;  // in-flight requests get this long to finish
+};
+
+// The model and what serves it. Built once the model has loaded.
+struct Engine {
+    Engine(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, const ServerOptions& o,
+           std::string model_id);
+
+    // Rendered chat prompt or completion text -> token ids. Special-token text ("<s>",
+    // "<|im_start|>") becomes the control token, as the template intends; BOS is added
+    // when the model wants it and the text did not already start with it.
+    std::vector<int32_t> tokenize_prompt(const std::string& text) const;
+
+    Model& model;
+    const Tokenizer& tokenizer;
+    std::string model_id;     // the file name, reported by /v1/models and in responses
+    int64_t created;          // unix time the model was loaded
+    int n_ctx;                // per slot
+    ChatFormatter chat;
+    Scheduler scheduler;
+};
+
+// A submitted request, cancelled when the handler lets go of it before its end (client
+// gone, handler error), and registered with the context so shutdown can cancel it.
+class Tracked {
+public:
+    Tracked(class ServerContext& ctx, std::shared_ptr<RequestStream> stream);
+    ~Tracked();
+    Tracked(const Tracked&) = delete;
+    Tracked& operator=(const Tracked&) = delete;
+
+    RequestStream& stream() { return *stream_; }
+    void mark_finished() { finished_ = true; }
+
+private:
+    ServerContext& ctx_;
+    std::shared_ptr<RequestStream> stream_;
+    bool finished_ = false;
+};
+
+class ServerContext {
+public:
+    explicit ServerContext(ServerOptions o) : options(std::move(o)) {}
+
+    Engine* engine() const { return engine_.load(); }
+    void set_engine(Engine* e) { engine_.store(e); }
+
+    // Submits to the scheduler and tracks the request; throws what submit() throws.
+    std::unique_ptr<Tracked> submit(Engine& e, RequestParams params, const std::string& endpoint);
+
+    size_t in_flight() const;
+    void cancel_all();
+
+    const ServerOptions options;
+    Metrics metrics;
+    std::atomic<bool> draining{false};  // shutting down: refuse new work
+
+private:
+    friend class Tracked;
+    std::atomic<Engine*> engine_{nullptr};
+    mutable std::mutex mutex_;
+    std::set<std::shared_ptr<RequestStream>> streams_;
+};
+
+}  // namespace pensieve::server

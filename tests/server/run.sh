@@ -1,0 +1,9 @@
+#!/bin/sh
+# Runs the npm client tests against a pensieve binary: $PENSIEVE_BIN, else build/pensieve.
+# Installs the pinned dependencies (npm ci, from package-lock.json) on first use.
+set -eu
+cd "$(dirname "$0")"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+exec node --test --test-concurrency=1 "$@"

@@ -1,0 +1,710 @@
+// The HTTP server in-process: a real HttpServer on an ephemeral loopback port serving
+// stories260K, driven with httplib::Client. Covers every route, both SSE dialects, the
+// error shapes and statuses, auth, disconnects, queue limits and batch determinism.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "model/model.h"
+#include "server/http_server.h"
+#include "test_paths.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace pensieve::server {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// The model is loaded once for all tests; each server gets its own scheduler over it.
+struct SharedModel {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Tokenizer> tokenizer;
+    std::unique_ptr<ThreadPool> pool;
+    static SharedModel& get() {
+        static SharedModel m = [] {
+            std::signal(SIGPIPE, SIG_IGN);
+            SharedModel s;
+            s.model = load_model(shared_dir() + "/models/stories260K.gguf");
+            s.tokenizer = Tokenizer::from_gguf(s.model->file());
+            s.pool = std::make_unique<ThreadPool>(1);
+            return s;
+        }();
+        return m;
+    }
+};
+
+struct TestServer {
+    explicit TestServer(ServerOptions o = {}, bool load = true) {
+        o.host = "127.0.0.1";
+        o.port = 0;
+        o.log_requests = false;
+        if (o.n_ctx == 0) o.n_ctx = 1024;
+        http = std::make_unique<HttpServer>(o);
+        port = http->bind();
+        http->start();
+        if (load) {
+            SharedModel& m = SharedModel::get();
+            http->set_model(*m.model, *m.tokenizer, *m.pool, "stories260K.gguf");
+        }
+    }
+    httplib::Client client(const std::string& key = "") const {
+        httplib::Client c("127.0.0.1", port);
+        c.set_read_timeout(60, 0);
+        if (!key.empty()) c.set_bearer_token_auth(key.c_str());
+        return c;
+    }
+    SchedulerStats stats() { return http->engine()->scheduler.stats(); }
+    std::unique_ptr<HttpServer> http;
+    int port = 0;
+};
+
+TestServer& shared_server() {
+    static TestServer s;
+    return s;
+}
+
+struct Reply {
+    int status = 0;
+    json body;
+    std::string raw;
+    httplib::Headers headers;
+};
+
+Reply post(const TestServer& s, const std::string& path, const std::string& body, const httplib::Headers& h = {}) {
+    auto c = s.client();
+    auto r = c.Post(path.c_str(), h, body, "application/json");
+    Reply out;
+    if (!r) {
+        ADD_FAILURE() << "no response from " << path << ": " << httplib::to_string(r.error());
+        return out;
+    }
+    out.status = r->status;
+    out.raw = r->body;
+    out.headers = r->headers;
+    out.body = json::parse(r->body, nullptr, false);
+    return out;
+}
+Reply post(const TestServer& s, const std::string& path, const json& body, const httplib::Headers& h = {}) {
+    return post(s, path, body.dump(), h);
+}
+Reply get(const TestServer& s, const std::string& path, const httplib::Headers& h = {}) {
+    auto c = s.client();
+    auto r = c.Get(path.c_str(), h);
+    Reply out;
+    if (!r) {
+        ADD_FAILURE() << "no response from " << path;
+        return out;
+    }
+    out.status = r->status;
+    out.raw = r->body;
+    out.headers = r->headers;
+    out.body = json::parse(r->body, nullptr, false);
+    return out;
+}
+
+struct SseEvent {
+    std::string event;
+    std::string data;
+};
+
+std::vector<SseEvent> parse_sse(const std::string& text) {
+    std::vector<SseEvent> out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find("\n\n", pos);
+        if (end == std::string::npos) end = text.size();
+        SseEvent ev;
+        std::string block = text.substr(pos, end - pos);
+        size_t lp = 0;
+        while (lp < block.size()) {
+            size_t le = block.find('\n', lp);
+            if (le == std::string::npos) le = block.size();
+            std::string line = block.substr(lp, le - lp);
+            if (line.rfind("event: ", 0) == 0) ev.event = line.substr(7);
+            else if (line.rfind("data: ", 0) == 0) ev.data = line.substr(6);
+            lp = le + 1;
+        }
+        if (!ev.data.empty() || !ev.event.empty()) out.push_back(ev);
+        pos = end + 2;
+    }
+    return out;
+}
+
+json chat_body(const std::string& user, int max_tokens) {
+    return {{"model", "stories260K"},
+            {"messages", json::array({{{"role", "user"}, {"content", user}}})},
+            {"max_tokens", max_tokens},
+            {"temperature", 0}};
+}
+
+void expect_openai_error(const Reply& r, int status, const std::string& needle = "") {
+    EXPECT_EQ(r.status, status) << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << r.raw;
+    ASSERT_TRUE(r.body.contains("error")) << r.raw;
+    EXPECT_TRUE(r.body["error"]["message"].is_string());
+    EXPECT_TRUE(r.body["error"]["type"].is_string());
+    EXPECT_TRUE(r.body["error"].contains("param"));
+    EXPECT_TRUE(r.body["error"].contains("code"));
+    if (!needle.empty()) {
+        EXPECT_NE(r.body["error"]["message"].get<std::string>().find(needle), std::string::npos) << r.raw;
+    }
+}
+
+void expect_anthropic_error(const Reply& r, int status, const std::string& type) {
+    EXPECT_EQ(r.status, status) << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << r.raw;
+    EXPECT_EQ(r.body["type"], "error") << r.raw;
+    EXPECT_EQ(r.body["error"]["type"], type) << r.raw;
+    EXPECT_TRUE(r.body["error"]["message"].is_string());
+}
+
+// ------------------------------------------------------------------------------------
+// Basic routes
+
+TEST(ServerTest, HealthAndModels) {
+    auto& s = shared_server();
+    Reply h = get(s, "/health");
+    EXPECT_EQ(h.status, 200);
+    EXPECT_EQ(h.body["status"], "ok");
+    Reply m = get(s, "/v1/models");
+    ASSERT_EQ(m.status, 200);
+    EXPECT_EQ(m.body["object"], "list");
+    EXPECT_EQ(m.body["data"][0]["id"], "stories260K.gguf");
+    EXPECT_EQ(get(s, "/v1/models/stories260K.gguf").status, 200);
+    expect_openai_error(get(s, "/v1/models/gpt-4"), 404);
+    expect_openai_error(get(s, "/v1/nothing-here"), 404, "unknown route");
+}
+
+TEST(ServerTest, BusyPortIsAnError) {
+    auto& s = shared_server();
+    ServerOptions o;
+    o.port = s.port;
+    HttpServer second(o);
+    EXPECT_THROW(second.bind(), Error);
+}
+
+TEST(ServerTest, HealthSaysLoadingBeforeTheModelIsReady) {
+    TestServer s({}, /*load=*/false);
+    Reply h = get(s, "/health");
+    EXPECT_EQ(h.status, 503);
+    EXPECT_EQ(h.body["status"], "loading");
+    Reply c = post(s, "/v1/chat/completions", chat_body("Hi", 4));
+    expect_openai_error(c, 503, "loading");
+}
+
+TEST(ServerTest, ChatCompletion) {
+    auto& s = shared_server();
+    Reply r = post(s, "/v1/chat/completions", chat_body("Once upon a time", 12));
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body["object"], "chat.completion");
+    EXPECT_EQ(r.body["model"], "stories260K.gguf");
+    const json& choice = r.body["choices"][0];
+    EXPECT_EQ(choice["message"]["role"], "assistant");
+    EXPECT_FALSE(choice["message"]["content"].get<std::string>().empty());
+    EXPECT_EQ(choice["finish_reason"], "length");
+    EXPECT_EQ(r.body["usage"]["completion_tokens"], 12);
+    EXPECT_GT(r.body["usage"]["prompt_tokens"].get<int>(), 5);
+    EXPECT_EQ(r.body["usage"]["total_tokens"].get<int>(),
+              r.body["usage"]["prompt_tokens"].get<int>() + r.body["usage"]["completion_tokens"].get<int>());
+}
+
+TEST(ServerTest, ChatContentPartsSystemAndDeveloperRoles) {
+    auto& s = shared_server();
+    json body = chat_body("", 4);
+    body["messages"] = json::array({{{"role", "developer"}, {"content", "Tell a story."}},
+                                    {{"role", "user"}, {"content", json::array({{{"type", "text"}, {"text", "Once"}},
+                                                                                {{"type", "text"}, {"text", "upon"}}})}}});
+    Reply r = post(s, "/v1/chat/completions", body);
+    EXPECT_EQ(r.status, 200) << r.raw;
+}
+
+TEST(ServerTest, ChatStreamMatchesNonStream) {
+    auto& s = shared_server();
+    Reply whole = post(s, "/v1/chat/completions", chat_body("The little dog", 16));
+    ASSERT_EQ(whole.status, 200);
+    json body = chat_body("The little dog", 16);
+    body["stream"] = true;
+    body["stream_options"] = {{"include_usage", true}};
+    Reply r = post(s, "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200);
+    EXPECT_NE(r.headers.find("Content-Type")->second.find("text/event-stream"), std::string::npos);
+    auto events = parse_sse(r.raw);
+    ASSERT_GE(events.size(), 4u);
+    EXPECT_EQ(events.back().data, "[DONE]");
+    std::string text;
+    std::string finish;
+    json usage;
+    for (size_t i = 0; i + 1 < events.size(); ++i) {
+        json c = json::parse(events[i].data);
+        EXPECT_EQ(c["object"], "chat.completion.chunk");
+        if (i == 0) {
+            EXPECT_EQ(c["choices"][0]["delta"]["role"], "assistant");
+        }
+        if (c["choices"].empty()) {
+            usage = c["usage"];
+            continue;
+        }
+        const json& d = c["choices"][0]["delta"];
+        if (d.contains("content")) text += d["content"].get<std::string>();
+        if (!c["choices"][0]["finish_reason"].is_null()) finish = c["choices"][0]["finish_reason"];
+    }
+    EXPECT_EQ(text, whole.body["choices"][0]["message"]["content"].get<std::string>());
+    EXPECT_EQ(finish, "length");
+    EXPECT_EQ(usage["completion_tokens"], 16);
+}
+
+TEST(ServerTest, ChatLogprobs) {
+    auto& s = shared_server();
+    json body = chat_body("Once upon a time", 3);
+    body["logprobs"] = true;
+    body["top_logprobs"] = 2;
+    Reply r = post(s, "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    const json& lp = r.body["choices"][0]["logprobs"]["content"];
+    ASSERT_EQ(lp.size(), 3u);
+    EXPECT_LE(lp[0]["logprob"].get<double>(), 0.0);
+    EXPECT_EQ(lp[0]["top_logprobs"].size(), 2u);
+    EXPECT_TRUE(lp[0]["bytes"].is_array());
+}
+
+TEST(ServerTest, StopStringEndsChatWithStop) {
+    auto& s = shared_server();
+    Reply whole = post(s, "/v1/chat/completions", chat_body("Once upon a time", 24));
+    const std::string text = whole.body["choices"][0]["message"]["content"];
+    ASSERT_GT(text.size(), 8u);
+    const std::string stop = text.substr(4, 3);
+    json body = chat_body("Once upon a time", 24);
+    body["stop"] = stop;
+    Reply r = post(s, "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.body["choices"][0]["finish_reason"], "stop");
+    EXPECT_EQ(r.body["choices"][0]["message"]["content"], text.substr(0, text.find(stop)));
+}
+
+TEST(ServerTest, NGreaterThanOneGivesNChoices) {
+    auto& s = shared_server();
+    json body = chat_body("Once", 4);
+    body["n"] = 2;
+    Reply r = post(s, "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    ASSERT_EQ(r.body["choices"].size(), 2u);
+    EXPECT_EQ(r.body["choices"][1]["index"], 1);
+}
+
+TEST(ServerTest, Completions) {
+    auto& s = shared_server();
+    json body = {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}, {"logprobs", 1}};
+    Reply r = post(s, "/v1/completions", body);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body["object"], "text_completion");
+    const std::string text = r.body["choices"][0]["text"];
+    EXPECT_FALSE(text.empty());
+    EXPECT_EQ(r.body["choices"][0]["logprobs"]["tokens"].size(), 8u);
+
+    // Same prompt as token ids gives the same text.
+    SharedModel& m = SharedModel::get();
+    std::vector<int32_t> ids = m.tokenizer->encode("Once upon a time", true);
+    json by_ids = {{"prompt", ids}, {"max_tokens", 8}, {"temperature", 0}};
+    Reply r2 = post(s, "/v1/completions", by_ids);
+    ASSERT_EQ(r2.status, 200) << r2.raw;
+    EXPECT_EQ(r2.body["choices"][0]["text"], text);
+
+    body["stream"] = true;
+    body.erase("logprobs");
+    Reply st = post(s, "/v1/completions", body);
+    ASSERT_EQ(st.status, 200);
+    std::string streamed;
+    auto events = parse_sse(st.raw);
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.back().data, "[DONE]");
+    for (size_t i = 0; i + 1 < events.size(); ++i)
+        streamed += json::parse(events[i].data)["choices"][0]["text"].get<std::string>();
+    EXPECT_EQ(streamed, text);
+}
+
+TEST(ServerTest, TokenizeDetokenize) {
+    auto& s = shared_server();
+    Reply t = post(s, "/tokenize", json{{"content", "Hello world"}});
+    ASSERT_EQ(t.status, 200) << t.raw;
+    ASSERT_FALSE(t.body["tokens"].empty());
+    Reply d = post(s, "/detokenize", json{{"tokens", t.body["tokens"]}});
+    ASSERT_EQ(d.status, 200);
+    EXPECT_EQ(d.body["content"], "Hello world");
+    Reply p = post(s, "/tokenize", json{{"content", "Hi"}, {"with_pieces", true}});
+    EXPECT_TRUE(p.body["tokens"][0].contains("piece"));
+    expect_openai_error(post(s, "/detokenize", json{{"tokens", {99999}}}), 400, "vocabulary");
+}
+
+TEST(ServerTest, EmbeddingsAreRefusedInOpenAIShape) {
+    expect_openai_error(post(shared_server(), "/v1/embeddings", json{{"input", "x"}, {"model", "m"}}), 400, "embeddings");
+}
+
+// ------------------------------------------------------------------------------------
+// Anthropic
+
+json messages_body(const std::string& user, int max_tokens) {
+    return {{"model", "claude-whatever"},
+            {"max_tokens", max_tokens},
+            {"temperature", 0},
+            {"messages", json::array({{{"role", "user"}, {"content", user}}})}};
+}
+
+TEST(ServerTest, AnthropicMessages) {
+    auto& s = shared_server();
+    json body = messages_body("Once upon a time", 10);
+    body["system"] = json::array({{{"type", "text"}, {"text", "You tell stories."}}});
+    Reply r = post(s, "/v1/messages", body, {{"anthropic-version", "2023-06-01"}});
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body["type"], "message");
+    EXPECT_EQ(r.body["role"], "assistant");
+    EXPECT_EQ(r.body["content"][0]["type"], "text");
+    EXPECT_EQ(r.body["stop_reason"], "max_tokens");
+    EXPECT_TRUE(r.body["stop_sequence"].is_null());
+    EXPECT_EQ(r.body["usage"]["output_tokens"], 10);
+    EXPECT_GT(r.body["usage"]["input_tokens"].get<int>(), 0);
+
+    // stop_sequences: cut at a string the model is known to produce.
+    const std::string text = r.body["content"][0]["text"];
+    ASSERT_GT(text.size(), 6u);
+    const std::string stop = text.substr(3, 2);
+    body["stop_sequences"] = {stop};
+    Reply r2 = post(s, "/v1/messages", body);
+    ASSERT_EQ(r2.status, 200);
+    EXPECT_EQ(r2.body["stop_reason"], "stop_sequence");
+    EXPECT_EQ(r2.body["stop_sequence"], stop);
+}
+
+TEST(ServerTest, AnthropicStreamEventSequence) {
+    auto& s = shared_server();
+    Reply whole = post(s, "/v1/messages", messages_body("The cat", 12));
+    json body = messages_body("The cat", 12);
+    body["stream"] = true;
+    Reply r = post(s, "/v1/messages", body);
+    ASSERT_EQ(r.status, 200);
+    auto events = parse_sse(r.raw);
+    std::vector<std::string> kinds;
+    std::string text;
+    for (const SseEvent& e : events) {
+        json d = json::parse(e.data);
+        EXPECT_EQ(d["type"], e.event);
+        if (e.event != "ping" && (kinds.empty() || kinds.back() != e.event)) kinds.push_back(e.event);
+        if (e.event == "content_block_delta") text += d["delta"]["text"].get<std::string>();
+        if (e.event == "message_delta") {
+            EXPECT_EQ(d["delta"]["stop_reason"], "max_tokens");
+            EXPECT_EQ(d["usage"]["output_tokens"], 12);
+        }
+    }
+    std::vector<std::string> want = {"message_start", "content_block_start", "content_block_delta",
+                                     "content_block_stop", "message_delta", "message_stop"};
+    EXPECT_EQ(kinds, want);
+    EXPECT_EQ(text, whole.body["content"][0]["text"].get<std::string>());
+}
+
+TEST(ServerTest, AnthropicToolResultRoundTripShapes) {
+    auto& s = shared_server();
+    json body = {
+        {"model", "m"},
+        {"max_tokens", 4},
+        {"tools", json::array({{{"name", "get_weather"},
+                                {"description", "Weather for a city"},
+                                {"input_schema", {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}}}}}}})},
+        {"messages",
+         json::array({{{"role", "user"}, {"content", "Weather in Paris?"}},
+                      {{"role", "assistant"},
+                       {"content", json::array({{{"type", "text"}, {"text", "Let me check."}},
+                                                {{"type", "tool_use"}, {"id", "toolu_1"}, {"name", "get_weather"},
+                                                 {"input", {{"city", "Paris"}}}}})}},
+                      {{"role", "user"},
+                       {"content", json::array({{{"type", "tool_result"}, {"tool_use_id", "toolu_1"},
+                                                 {"content", json::array({{{"type", "text"}, {"text", "sunny"}}})}}})}}})}};
+    Reply r = post(s, "/v1/messages", body);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body["content"][0]["type"], "text");
+    Reply c = post(s, "/v1/messages/count_tokens", body);
+    ASSERT_EQ(c.status, 200) << c.raw;
+    EXPECT_GT(c.body["input_tokens"].get<int>(), 20);
+}
+
+TEST(ServerTest, AnthropicCountTokens) {
+    auto& s = shared_server();
+    Reply c = post(s, "/v1/messages/count_tokens", json{{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}});
+    ASSERT_EQ(c.status, 200) << c.raw;
+    Reply m = post(s, "/v1/messages", messages_body("Hi", 1));
+    EXPECT_EQ(c.body["input_tokens"], m.body["usage"]["input_tokens"]);
+}
+
+TEST(ServerTest, AnthropicErrors) {
+    auto& s = shared_server();
+    json no_max = messages_body("Hi", 1);
+    no_max.erase("max_tokens");
+    expect_anthropic_error(post(s, "/v1/messages", no_max), 400, "invalid_request_error");
+    expect_anthropic_error(post(s, "/v1/messages", std::string("{nope")), 400, "invalid_request_error");
+    json bad_role = messages_body("Hi", 1);
+    bad_role["messages"][0]["role"] = "system";
+    expect_anthropic_error(post(s, "/v1/messages", bad_role), 400, "invalid_request_error");
+    json image = messages_body("Hi", 1);
+    image["messages"][0]["content"] = json::array({{{"type", "image"}, {"source", json::object()}}});
+    expect_anthropic_error(post(s, "/v1/messages", image), 400, "invalid_request_error");
+    json temp = messages_body("Hi", 1);
+    temp["temperature"] = "hot";
+    expect_anthropic_error(post(s, "/v1/messages", temp), 400, "invalid_request_error");
+}
+
+// ------------------------------------------------------------------------------------
+// Validation and error shapes
+
+TEST(ServerTest, MalformedRequestsGet400InOpenAIShape) {
+    auto& s = shared_server();
+    expect_openai_error(post(s, "/v1/chat/completions", std::string("{\"messages\": [")), 400, "not valid JSON");
+    expect_openai_error(post(s, "/v1/chat/completions", std::string("")), 400);
+    expect_openai_error(post(s, "/v1/chat/completions", std::string("[1,2]")), 400, "object");
+    expect_openai_error(post(s, "/v1/chat/completions", json{{"messages", "hello"}}), 400, "messages must be an array");
+    expect_openai_error(post(s, "/v1/chat/completions", json{{"model", "x"}}), 400, "messages is required");
+    expect_openai_error(post(s, "/v1/chat/completions", json{{"messages", json::array()}}), 400);
+
+    json temp = chat_body("Hi", 2);
+    temp["temperature"] = "0.5";
+    Reply t = post(s, "/v1/chat/completions", temp);
+    expect_openai_error(t, 400, "temperature");
+    EXPECT_EQ(t.body["error"]["param"], "temperature");
+
+    json range = chat_body("Hi", 2);
+    range["top_p"] = 1.5;
+    expect_openai_error(post(s, "/v1/chat/completions", range), 400, "top_p");
+    json role = chat_body("Hi", 2);
+    role["messages"][0]["role"] = "wizard";
+    expect_openai_error(post(s, "/v1/chat/completions", role), 400, "wizard");
+    json img = chat_body("Hi", 2);
+    img["messages"][0]["content"] = json::array({{{"type", "image_url"}, {"image_url", {{"url", "x"}}}}});
+    expect_openai_error(post(s, "/v1/chat/completions", img), 400, "image_url");
+    json fmt = chat_body("Hi", 2);
+    fmt["response_format"] = {{"type", "json_object"}};
+    expect_openai_error(post(s, "/v1/chat/completions", fmt), 400, "not supported yet");
+    json maxt = chat_body("Hi", 2);
+    maxt["max_tokens"] = -3;
+    expect_openai_error(post(s, "/v1/chat/completions", maxt), 400, "max_tokens");
+    json stop = chat_body("Hi", 2);
+    stop["stop"] = json::array({1, 2});
+    expect_openai_error(post(s, "/v1/chat/completions", stop), 400, "stop");
+}
+
+TEST(ServerTest, InvalidUtf8Is400) {
+    auto& s = shared_server();
+    const std::string body = "{\"messages\":[{\"role\":\"user\",\"content\":\"bad \xff\xfe bytes\"}],\"max_tokens\":2}";
+    expect_openai_error(post(s, "/v1/chat/completions", body), 400);
+    const std::string lone_surrogate = R"({"messages":[{"role":"user","content":"\ud800"}],"max_tokens":2})";
+    expect_openai_error(post(s, "/v1/chat/completions", lone_surrogate), 400);
+}
+
+TEST(ServerTest, PromptPlusMaxTokensOverContextIs400) {
+    auto& s = shared_server();  // 1024 tokens per slot
+    Reply r = post(s, "/v1/chat/completions", chat_body("Hi", 100000));
+    expect_openai_error(r, 400, "context");
+    std::string long_text;
+    for (int i = 0; i < 400; ++i) long_text += "once upon a time ";
+    expect_openai_error(post(s, "/v1/chat/completions", chat_body(long_text, 4)), 400, "context");
+    expect_anthropic_error(post(s, "/v1/messages", messages_body(long_text, 4)), 400, "invalid_request_error");
+}
+
+TEST(ServerTest, TenThousandMessagesGetACleanAnswer) {
+    auto& s = shared_server();
+    json body = chat_body("", 2);
+    body["messages"] = json::array();
+    for (int i = 0; i < 10000; ++i) body["messages"].push_back({{"role", i % 2 ? "assistant" : "user"}, {"content", "hi"}});
+    Reply r = post(s, "/v1/chat/completions", body);
+    expect_openai_error(r, 400, "context");
+}
+
+TEST(ServerTest, BodyTooLargeIs413) {
+    ServerOptions o;
+    o.max_body_bytes = 4096;
+    TestServer s(o);
+    std::string big(8192, 'a');
+    Reply r = post(s, "/v1/chat/completions", chat_body(big, 2));
+    expect_openai_error(r, 413, "too large");
+    Reply a = post(s, "/v1/messages", messages_body(big, 2));
+    EXPECT_EQ(a.status, 413);
+    EXPECT_EQ(a.body["type"], "error");
+}
+
+// ------------------------------------------------------------------------------------
+// Auth
+
+TEST(ServerTest, ApiKeyIsEnforcedExceptOnHealth) {
+    ServerOptions o;
+    o.api_key = "sekrit-key";
+    TestServer s(o);
+    EXPECT_EQ(get(s, "/health").status, 200);
+    expect_openai_error(get(s, "/v1/models"), 401);
+    expect_openai_error(get(s, "/v1/models", {{"Authorization", "Bearer wrong"}}), 401);
+    expect_openai_error(post(s, "/v1/chat/completions", chat_body("Hi", 2)), 401);
+    EXPECT_EQ(get(s, "/metrics").status, 401);
+    EXPECT_EQ(get(s, "/v1/models", {{"Authorization", "Bearer sekrit-key"}}).status, 200);
+    EXPECT_EQ(post(s, "/v1/chat/completions", chat_body("Hi", 2), {{"Authorization", "Bearer sekrit-key"}}).status, 200);
+    // Anthropic clients send x-api-key and get Anthropic-shaped errors.
+    expect_anthropic_error(post(s, "/v1/messages", messages_body("Hi", 2)), 401, "authentication_error");
+    expect_anthropic_error(post(s, "/v1/messages", messages_body("Hi", 2), {{"x-api-key", "nope"}}), 401,
+                           "authentication_error");
+    EXPECT_EQ(post(s, "/v1/messages", messages_body("Hi", 2), {{"x-api-key", "sekrit-key"}}).status, 200);
+}
+
+TEST(ServerTest, ConstantTimeEqual) {
+    EXPECT_TRUE(constant_time_equal("abc", "abc"));
+    EXPECT_FALSE(constant_time_equal("abd", "abc"));
+    EXPECT_FALSE(constant_time_equal("ab", "abc"));
+    EXPECT_FALSE(constant_time_equal("abcd", "abc"));
+    EXPECT_FALSE(constant_time_equal("", "abc"));
+}
+
+TEST(ServerTest, CorsPreflight) {
+    ServerOptions o;
+    o.cors = true;
+    o.api_key = "k";
+    TestServer s(o);
+    auto c = s.client();
+    auto r = c.Options("/v1/chat/completions", {{"Origin", "http://example.com"}, {"Access-Control-Request-Method", "POST"}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 204);
+    EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "http://example.com");
+    Reply h = get(s, "/health", {{"Origin", "http://example.com"}});
+    EXPECT_EQ(h.headers.find("Access-Control-Allow-Origin")->second, "http://example.com");
+}
+
+// ------------------------------------------------------------------------------------
+// Concurrency, disconnects, queue limits, metrics
+
+// Posts a streaming request and hangs up after the first chunk of data.
+void stream_then_disconnect(const TestServer& s, const json& body) {
+    auto c = s.client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/chat/completions";
+    req.headers = {{"Content-Type", "application/json"}};
+    req.body = body.dump();
+    int chunks = 0;
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };
+    c.send(req);  // returns once the receiver said stop; the connection is closed
+    c.stop();
+}
+
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return cond();
+}
+
+TEST(ServerTest, ClientDisconnectMidStreamCancelsTheRequest) {
+    ServerOptions o;
+    o.n_parallel = 1;
+    TestServer s(o);
+    json body = chat_body("Once upon a time", 400);
+    body["stream"] = true;
+    body["ignore_eos"] = true;
+    stream_then_disconnect(s, body);
+    EXPECT_TRUE(wait_for([&] { return s.stats().requests_cancelled == 1 && s.stats().active == 0; }, 10s))
+        << "cancelled " << s.stats().requests_cancelled << " active " << s.stats().active;
+    EXPECT_LT(s.stats().generated_tokens, 400u);
+    // The slot is free again: a new request runs.
+    EXPECT_EQ(post(s, "/v1/chat/completions", chat_body("Hi", 3)).status, 200);
+}
+
+TEST(ServerTest, QueueFullIs429WithRetryAfter) {
+    ServerOptions o;
+    o.n_parallel = 1;
+    o.max_queue = 1;
+    TestServer s(o);
+    // A: occupies the only slot for a while.
+    json long_body = chat_body("Once upon a time", 450);
+    long_body["ignore_eos"] = true;
+    auto a = std::async(std::launch::async, [&] { return post(s, "/v1/chat/completions", long_body); });
+    ASSERT_TRUE(wait_for([&] { return s.stats().active == 1; }, 10s));
+    // B: waits in the queue.
+    auto b = std::async(std::launch::async, [&] { return post(s, "/v1/chat/completions", chat_body("Hi", 2)); });
+    ASSERT_TRUE(wait_for([&] { return s.stats().queued == 1; }, 10s));
+    // C: no room.
+    Reply c = post(s, "/v1/chat/completions", chat_body("Hi", 2));
+    expect_openai_error(c, 429);
+    EXPECT_EQ(c.headers.count("Retry-After"), 1u);
+    expect_anthropic_error(post(s, "/v1/messages", messages_body("Hi", 2)), 429, "rate_limit_error");
+    EXPECT_EQ(a.get().status, 200);
+    EXPECT_EQ(b.get().status, 200);
+}
+
+TEST(ServerTest, ConcurrentGreedyRequestsMatchSoloOutputs) {
+    auto& s = shared_server();
+    const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Lily and Tom went", "A big red ball"};
+    std::vector<std::string> solo;
+    for (const auto& p : prompts) solo.push_back(post(s, "/v1/completions", json{{"prompt", p}, {"max_tokens", 24}, {"temperature", 0}})
+                                                     .body["choices"][0]["text"]);
+    for (int round = 0; round < 2; ++round) {
+        std::vector<std::future<Reply>> futures;
+        for (const auto& p : prompts)
+            futures.push_back(std::async(std::launch::async, [&s, p] {
+                return post(s, "/v1/completions", json{{"prompt", p}, {"max_tokens", 24}, {"temperature", 0}});
+            }));
+        for (size_t i = 0; i < prompts.size(); ++i) {
+            Reply r = futures[i].get();
+            ASSERT_EQ(r.status, 200);
+            EXPECT_EQ(r.body["choices"][0]["text"], solo[i]) << prompts[i];
+        }
+    }
+}
+
+TEST(ServerTest, MetricsCountRequestsAndTokens) {
+    ServerOptions o;
+    TestServer s(o);
+    post(s, "/v1/chat/completions", chat_body("Hi", 5));
+    post(s, "/v1/messages", messages_body("Hi", 5));
+    get(s, "/nope");
+    // Responses are counted once written, which may be just after the client has them.
+    Reply m;
+    EXPECT_TRUE(wait_for(
+        [&] {
+            m = get(s, "/metrics");
+            return m.raw.find("pensieve_http_responses_total{code=\"404\"} 1") != std::string::npos;
+        },
+        5s));
+    ASSERT_EQ(m.status, 200);
+    for (const char* name :
+         {"pensieve_requests_total{endpoint=\"chat\"} 1", "pensieve_requests_total{endpoint=\"messages\"} 1",
+          "pensieve_requests_active 0", "pensieve_queue_depth 0", "pensieve_generated_tokens_total 10",
+          "pensieve_prompt_tokens_total", "pensieve_cached_prompt_tokens_total", "pensieve_prompt_tokens_per_second",
+          "pensieve_generation_tokens_per_second", "pensieve_kv_cache_usage_ratio", "pensieve_kv_cache_bytes",
+          "pensieve_http_responses_total{code=\"200\"}", "pensieve_http_responses_total{code=\"404\"} 1"})
+        EXPECT_NE(m.raw.find(name), std::string::npos) << name << "\n" << m.raw;
+}
+
+TEST(ServerTest, ShutdownCancelsStreamsAfterGracePeriod) {
+    ServerOptions o;
+    o.n_parallel = 1;
+    o.shutdown_grace_seconds = 0.2;
+    auto s = std::make_unique<TestServer>(o);
+    json body = chat_body("Once upon a time", 450);
+    body["stream"] = true;
+    body["ignore_eos"] = true;
+    auto f = std::async(std::launch::async, [&] { return post(*s, "/v1/chat/completions", body); });
+    ASSERT_TRUE(wait_for([&] { return s->stats().active == 1; }, 10s));
+    const auto t0 = std::chrono::steady_clock::now();
+    s->http->shutdown();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s);
+    Reply r = f.get();
+    // The stream ended early with an error event, or (if it raced to the end) normally.
+    EXPECT_EQ(r.status, 200);
+    EXPECT_FALSE(r.raw.empty());
+}
+
+}  // namespace
+}  // namespace pensieve::server

@@ -1,0 +1,161 @@
+// Tool-call parsing on canned model outputs (stories260K cannot produce real calls), and
+// the streaming filter that keeps call syntax out of streamed content.
+#include <gtest/gtest.h>
+
+#include "server/request_parse.h"
+#include "server/tool_calls.h"
+
+namespace pensieve::server {
+namespace {
+
+TEST(ToolCalls, HermesSingleAndMultiple) {
+    ParsedReply r = parse_tool_calls(
+        "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+        ToolFormat::Hermes);
+    EXPECT_EQ(r.content, "Let me look.");
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(r.calls[0].name, "get_weather");
+    EXPECT_EQ(r.calls[0].arguments["city"], "Paris");
+    EXPECT_EQ(r.calls[0].id.rfind("call_", 0), 0u);
+
+    r = parse_tool_calls(
+        "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>\n<tool_call>{\"name\": \"b\", \"arguments\": "
+        "\"{\\\"x\\\": 1}\"}</tool_call>",
+        ToolFormat::Hermes);
+    ASSERT_EQ(r.calls.size(), 2u);
+    EXPECT_EQ(r.calls[1].name, "b");
+    EXPECT_EQ(r.calls[1].arguments["x"], 1);  // string arguments are parsed
+    EXPECT_EQ(r.content, "");
+}
+
+TEST(ToolCalls, HermesUnclosedAtEndOfOutputStillParses) {
+    ParsedReply r = parse_tool_calls("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": [1, 2]}}\n", ToolFormat::Hermes);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(r.calls[0].arguments["a"][1], 2);
+}
+
+TEST(ToolCalls, BrokenCallStaysContent) {
+    const std::string text = "<tool_call>{\"name\": \"f\", \"arguments\": {oops}}</tool_call>";
+    ParsedReply r = parse_tool_calls(text, ToolFormat::Hermes);
+    EXPECT_TRUE(r.calls.empty());
+    EXPECT_EQ(r.content, text);
+    EXPECT_TRUE(parse_tool_calls("Just prose { with braces }.", ToolFormat::Llama3).calls.empty());
+}
+
+TEST(ToolCalls, Llama3Json) {
+    ParsedReply r = parse_tool_calls("{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}", ToolFormat::Llama3);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(r.calls[0].name, "get_weather");
+    EXPECT_EQ(r.calls[0].arguments["city"], "Oslo");
+
+    r = parse_tool_calls("<|python_tag|>{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", \"parameters\": {\"k\": \"}\"}}",
+                         ToolFormat::Llama3);
+    ASSERT_EQ(r.calls.size(), 2u);
+    EXPECT_EQ(r.calls[1].arguments["k"], "}");
+}
+
+TEST(ToolCalls, MistralBothSyntaxes) {
+    ParsedReply r = parse_tool_calls(
+        "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"q\": 1}, \"id\": \"abc123def\"}, {\"name\": \"g\", \"arguments\": {}}]",
+        ToolFormat::Mistral);
+    ASSERT_EQ(r.calls.size(), 2u);
+    EXPECT_EQ(r.calls[0].id, "abc123def");
+    EXPECT_EQ(r.calls[1].name, "g");
+
+    r = parse_tool_calls("[TOOL_CALLS]search[ARGS]{\"q\": \"x\"}", ToolFormat::Mistral);
+    ASSERT_EQ(r.calls.size(), 1u);
+    EXPECT_EQ(r.calls[0].name, "search");
+    EXPECT_EQ(r.calls[0].arguments["q"], "x");
+}
+
+TEST(ToolCalls, DetectFormatFromTemplate) {
+    EXPECT_EQ(detect_tool_format("{{ '<tool_call>' }}"), ToolFormat::Hermes);
+    EXPECT_EQ(detect_tool_format("[TOOL_CALLS] {{ tools }}"), ToolFormat::Mistral);
+    EXPECT_EQ(detect_tool_format("<|start_header_id|>ipython ... \"parameters\": d"), ToolFormat::Llama3);
+    EXPECT_EQ(detect_tool_format(""), ToolFormat::Hermes);
+}
+
+// Feeding a reply in small pieces: ordinary text streams at once, the call never leaks.
+std::string stream_all(ToolCallStreamer& s, const std::string& text, size_t piece) {
+    std::string out;
+    for (size_t i = 0; i < text.size(); i += piece) out += s.feed(text.substr(i, piece));
+    return out;
+}
+
+TEST(ToolCalls, StreamerHoldsBackCallSyntax) {
+    const std::string text = "Checking <now>. <tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>";
+    for (size_t piece : {1u, 2u, 5u, 100u}) {
+        ToolCallStreamer s(ToolFormat::Hermes);
+        std::string streamed = stream_all(s, text, piece);
+        ParsedReply end = s.finish();
+        EXPECT_EQ(streamed + end.content, "Checking <now>. ") << piece;
+        ASSERT_EQ(end.calls.size(), 1u) << piece;
+        EXPECT_EQ(end.calls[0].name, "f");
+    }
+}
+
+TEST(ToolCalls, StreamerPassesPlainTextThrough) {
+    ToolCallStreamer s(ToolFormat::Hermes);
+    std::string out = stream_all(s, "No calls here, just <b>text</b> <tool", 3);
+    ParsedReply end = s.finish();
+    EXPECT_TRUE(end.calls.empty());
+    EXPECT_EQ(out + end.content, "No calls here, just <b>text</b> <tool");
+    EXPECT_EQ(out, "No calls here, just <b>text</b> ");  // only the possible marker waited
+}
+
+TEST(ToolCalls, StreamerLlama3WholeReplyJson) {
+    ToolCallStreamer s(ToolFormat::Llama3);
+    std::string out = stream_all(s, "  {\"name\": \"f\", \"parameters\": {\"a\": 1}}", 4);
+    EXPECT_EQ(out, "");
+    ParsedReply end = s.finish();
+    ASSERT_EQ(end.calls.size(), 1u);
+
+    ToolCallStreamer prose(ToolFormat::Llama3);
+    out = stream_all(prose, "Hello {there}", 2);
+    EXPECT_EQ(out + prose.finish().content, "Hello {there}");
+}
+
+TEST(ToolCalls, OpenAIToolsAreValidated) {
+    using json = pensieve::server::json;
+    json ok = json::parse(R"([{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}])");
+    EXPECT_EQ(normalize_openai_tools(ok)[0]["function"]["name"], "f");
+    EXPECT_THROW(normalize_openai_tools(json::parse(R"([{"type":"function"}])")), ApiError);
+    EXPECT_THROW(normalize_openai_tools(json::parse(R"([{"type":"function","function":{"name":3}}])")), ApiError);
+    EXPECT_THROW(normalize_openai_tools(json::parse(R"({"a":1})")), ApiError);
+}
+
+TEST(ToolCalls, OpenAIChatParseNormalizesToolMessages) {
+    using json = pensieve::server::json;
+    json body = json::parse(R"({"messages":[
+        {"role":"user","content":"hi"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]},
+        {"role":"tool","tool_call_id":"c1","content":[{"type":"text","text":"42"}]}],
+        "tools":[{"type":"function","function":{"name":"f"}}], "tool_choice":"auto"})");
+    ChatRequest r = parse_openai_chat(body);
+    EXPECT_TRUE(r.tools_active());
+    EXPECT_EQ(r.messages[1]["tool_calls"][0]["function"]["arguments"]["x"], 1);
+    EXPECT_EQ(r.messages[2]["content"], "42");
+    EXPECT_EQ(r.messages[2]["tool_call_id"], "c1");
+    body["tool_choice"] = {{"type", "function"}, {"function", {{"name", "missing"}}}};
+    EXPECT_THROW(parse_openai_chat(body), ApiError);
+}
+
+TEST(ToolCalls, AnthropicMessagesBecomeOpenAIShaped) {
+    using json = pensieve::server::json;
+    json body = json::parse(R"({"model":"m","max_tokens":5,"system":"sys","messages":[
+        {"role":"user","content":"weather?"},
+        {"role":"assistant","content":[{"type":"thinking","thinking":"hmm"},{"type":"tool_use","id":"t1","name":"w","input":{"c":"P"}}]},
+        {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"sunny"},{"type":"text","text":"thanks"}]}]})");
+    ChatRequest r = parse_anthropic_messages(body, false);
+    ASSERT_EQ(r.messages.size(), 5u);
+    EXPECT_EQ(r.messages[0]["role"], "system");
+    EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["arguments"]["c"], "P");
+    EXPECT_TRUE(r.messages[2]["content"].is_null());
+    EXPECT_EQ(r.messages[3]["role"], "tool");
+    EXPECT_EQ(r.messages[3]["content"], "sunny");
+    EXPECT_EQ(r.messages[4]["content"], "thanks");
+    EXPECT_EQ(r.params.options.n_predict, 5);
+}
+
+}  // namespace
+}  // namespace pensieve::server
