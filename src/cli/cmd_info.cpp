@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "gguf/gguf.h"
 #include "kernels/cpu_features.h"
+#include "kernels/dispatch.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -61,7 +62,7 @@ std::string human_bytes(double b) {
 int info(const InfoOptions& o) {
     if (o.cpu) {
         std::printf("cpu features: %s\n", describe_cpu_features().c_str());
-        std::printf("kernels: scalar reference (SIMD kernels: not built yet)\n");
+        std::printf("%s", describe_kernels().c_str());
         if (o.path.empty()) return 0;
     }
     if (o.path.empty()) fail("info needs a model file (or --cpu)");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/dispatch.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -23,6 +24,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
     const TypeTraits& wt = type_traits(w.type);
     if (!wt.supported || !wt.vec_dot) fail("no kernel for weight type ", wt.name);
     const TypeTraits& xt = type_traits(wt.vec_dot_type);
+    const FromFloatFn quantize = kernels_for(wt.vec_dot_type).from_float;  // fastest path (dispatch.h)
     if (w.cols % xt.block_size != 0)
         fail("matmul: ", w.cols, " columns is not a multiple of ", xt.name, " blocks");
 
@@ -36,14 +38,14 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
         uint8_t* dst = scratch.activations.data();
         pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; ++t)
-                xt.from_float(x + t * w.cols, dst + size_t(t) * x_row_bytes, w.cols);
+                quantize(x + t * w.cols, dst + size_t(t) * x_row_bytes, w.cols);
         });
         xq = dst;
     }
 
     // 2. Each thread owns a range of output rows; tokens are tiled so a W row is read
     //    from memory once per tile rather than once per token.
-    const VecDotFn dot = wt.vec_dot;
+    const VecDotFn dot = kernels_for(w.type).vec_dot;
     const size_t w_row_bytes = w.row_bytes();
     const auto* wdata = static_cast<const uint8_t*>(w.data);
     pool.parallel_for(w.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
