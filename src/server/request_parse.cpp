@@ -4,6 +4,8 @@
 
 #include <climits>
 
+#include "engine/grammar.h"
+#include "util/error.h"
 #include "server/json_fields.h"
 
 namespace pensieve::server {
@@ -156,15 +158,38 @@ void parse_tool_choice(const json& body, ChatRequest& r) {
     if (!known) bad_request("tool_choice names function \"" + r.tool_choice_name + "\", which is not in tools", "tool_choice");
 }
 
-void parse_response_format(const json& body) {
-    const json* rf = field(body, "response_format");
-    if (!rf) return;
-    if (!rf->is_object()) bad_request("response_format must be an object", "response_format");
-    const std::string type = get_string(*rf, "type", "text");
-    if (type == "text") return;
-    if (type == "json_object" || type == "json_schema")
-        bad_request("response_format type \"" + type + "\" is not supported yet (constrained decoding is not implemented)",
-                    "response_format");
+// response_format (OpenAI) and grammar (llama.cpp extension) -> a grammar the sampler
+// enforces, so the reply always parses.
+void parse_response_format(const json& body, RequestParams& p) {
+    try {
+        if (const json* g = field(body, "grammar")) {
+            if (!g->is_string()) bad_request("grammar must be a string (GBNF)", "grammar");
+            if (!g->get_ref<const std::string&>().empty()) p.options.grammar = Grammar::parse_gbnf(g->get<std::string>());
+        }
+        const json* rf = field(body, "response_format");
+        if (!rf) return;
+        if (!rf->is_object()) bad_request("response_format must be an object", "response_format");
+        const std::string type = get_string(*rf, "type", "text");
+        if (type == "text") return;
+        if (p.options.grammar) bad_request("give either grammar or response_format, not both", "response_format");
+        if (type == "json_object") {
+            p.options.grammar = Grammar::any_json();
+            return;
+        }
+        if (type == "json_schema") {
+            const json* js = field(*rf, "json_schema");
+            if (!js || !js->is_object()) bad_request("response_format.json_schema must be an object", "response_format");
+            const json* schema = field(*js, "schema");
+            if (!schema || !(schema->is_object() || schema->is_boolean()))
+                bad_request("response_format.json_schema.schema must be a JSON schema object", "response_format");
+            p.options.grammar = Grammar::from_json_schema(*schema);
+            return;
+        }
+    } catch (const ApiError&) {
+        throw;
+    } catch (const pensieve::Error& e) {
+        bad_request(std::string("response_format: ") + e.what(), "response_format");
+    }
     bad_request("response_format.type must be text, json_object or json_schema", "response_format");
 }
 
@@ -221,8 +246,8 @@ ChatRequest parse_openai_chat(const json& body) {
     r.messages = parse_messages(body);
     if (const json* tools = field(body, "tools")) r.tools = normalize_openai_tools(*tools);
     parse_tool_choice(body, r);
-    parse_response_format(body);
     parse_openai_sampling(body, r.params);
+    parse_response_format(body, r.params);
     r.n = parse_n(body);
     r.stream = get_bool(body, "stream", false);
     r.include_usage = parse_include_usage(body);
@@ -263,6 +288,7 @@ CompletionRequest parse_openai_completion(const json& body) {
         if (!s->is_string() || !s->get_ref<const std::string&>().empty()) bad_request("suffix is not supported", "suffix");
     if (get_int(body, "best_of", 1, 1).value_or(1) != 1) bad_request("best_of is not supported", "best_of");
     parse_openai_sampling(body, r.params);
+    parse_response_format(body, r.params);
     // Legacy completions default to 16 tokens when max_tokens is absent.
     if (!field(body, "max_tokens") && !field(body, "max_completion_tokens")) r.params.options.n_predict = 16;
     r.n = parse_n(body);

@@ -1,6 +1,6 @@
 // Request bodies -> what the engine runs. Validation is strict: a field with the wrong
 // type or out of range is a 400 naming the field, and parameters we cannot honour
-// (images, constrained JSON output, logit_bias) are refused rather than ignored, so a
+// (images, logit_bias) are refused rather than ignored, so a
 // client never gets output that silently differs from what it asked for. Unknown fields
 // are ignored: SDKs send many (user, store, metadata, ...) that do not change output.
 //

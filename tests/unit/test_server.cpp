@@ -277,6 +277,38 @@ TEST(ServerTest, ChatLogprobs) {
     EXPECT_TRUE(lp[0]["bytes"].is_array());
 }
 
+// response_format: sampled replies (temperature 1) always parse and follow the schema.
+TEST(ServerTest, JsonSchemaResponseFormat) {
+    auto& s = shared_server();
+    for (int i = 0; i < 6; ++i) {
+        json body = chat_body("Tell me about a dog", 200);
+        body["temperature"] = 1.0;
+        body["seed"] = 7 + i;
+        body["response_format"] = {
+            {"type", "json_schema"},
+            {"json_schema",
+             {{"name", "dog"},
+              {"schema",
+               {{"type", "object"},
+                {"properties", {{"name", {{"type", "string"}, {"maxLength", 10}}}, {"good", {{"type", "boolean"}}}}},
+                {"required", json::array({"name", "good"})},
+                {"additionalProperties", false}}}}}};
+        Reply r = post(s, "/v1/chat/completions", body);
+        ASSERT_EQ(r.status, 200) << r.raw;
+        const std::string content = r.body["choices"][0]["message"]["content"];
+        json parsed;
+        ASSERT_NO_THROW(parsed = json::parse(content)) << content;
+        EXPECT_TRUE(parsed["name"].is_string()) << content;
+        EXPECT_TRUE(parsed["good"].is_boolean()) << content;
+        EXPECT_EQ(r.body["choices"][0]["finish_reason"], "stop");
+    }
+    json obj = chat_body("Tell me about a dog", 120);
+    obj["response_format"] = {{"type", "json_object"}};
+    Reply r = post(s, "/v1/chat/completions", obj);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_TRUE(json::parse(r.body["choices"][0]["message"]["content"].get<std::string>()).is_object()) << r.raw;
+}
+
 TEST(ServerTest, StopStringEndsChatWithStop) {
     auto& s = shared_server();
     Reply whole = post(s, "/v1/chat/completions", chat_body("Once upon a time", 24));
@@ -488,8 +520,13 @@ TEST(ServerTest, MalformedRequestsGet400InOpenAIShape) {
     img["messages"][0]["content"] = json::array({{{"type", "image_url"}, {"image_url", {{"url", "x"}}}}});
     expect_openai_error(post(s, "/v1/chat/completions", img), 400, "image_url");
     json fmt = chat_body("Hi", 2);
-    fmt["response_format"] = {{"type", "json_object"}};
-    expect_openai_error(post(s, "/v1/chat/completions", fmt), 400, "not supported yet");
+    fmt["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"schema", {{"type", "object"}, {"not", json::object()}}}}}};
+    expect_openai_error(post(s, "/v1/chat/completions", fmt), 400, "not");
+    fmt["response_format"] = {{"type", "xml"}};
+    expect_openai_error(post(s, "/v1/chat/completions", fmt), 400, "response_format");
+    json gbnf = chat_body("Hi", 2);
+    gbnf["grammar"] = "root ::= undefined_rule";
+    expect_openai_error(post(s, "/v1/chat/completions", gbnf), 400, "undefined_rule");
     json maxt = chat_body("Hi", 2);
     maxt["max_tokens"] = -3;
     expect_openai_error(post(s, "/v1/chat/completions", maxt), 400, "max_tokens");
