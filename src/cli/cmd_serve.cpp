@@ -26,6 +26,7 @@ struct ServeOptions {
     ModelOptions model;
     server::ServerOptions server;
     std::string chat_template_file;
+    std::string draft_model;
     bool quiet = false;
 };
 
@@ -50,6 +51,12 @@ int serve(ServeOptions o) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not death
 
+    // The draft model (small) loads before the server exists: its options are fixed then.
+    std::unique_ptr<Model> draft;
+    if (!o.draft_model.empty()) {
+        draft = load_model(o.draft_model);
+        so.draft_model = draft.get();
+    }
     std::optional<LoadedModel> m;   // declared first: it must outlive the server's engine
     server::HttpServer http(so);
     http.bind();
@@ -98,6 +105,18 @@ Command add_serve_command(CLI::App& root) {
     app->add_option("--timeout-shutdown", s.shutdown_grace_seconds, "Seconds in-flight requests get at shutdown")
         ->check(CLI::Range(0.0, 3600.0))->capture_default_str();
     app->add_flag("-q,--quiet", o->quiet, "Do not log each HTTP request");
+    app->add_flag("--context-shift", s.context_shift,
+                  "When a chat does not fit the context, drop its oldest turns (after the system prompt) "
+                  "instead of refusing it; the usage reports how many");
+    app->add_option("--lookup", s.lookup_draft, "Speculative decoding by prompt lookup: draft tokens per step (0: off)")
+        ->check(CLI::Range(0, 64));
+    app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
+        ->check(CLI::ExistingFile);
+    app->add_option("--draft-max", s.draft_max, "Draft tokens per step with --draft-model")->check(CLI::Range(1, 64));
+    app->add_option("--cache-dir", s.cache_dir,
+                    "Persistent prefix cache: KV of earlier prompts is kept here and reused across restarts");
+    app->add_option("--cache-ram", s.cache_ram_mib, "MiB of RAM for cached prompt prefixes beyond the slots' own")
+        ->check(CLI::Range(0, 1 << 20));
     return {app, [o] { return serve(*o); }};
 }
 

@@ -26,6 +26,7 @@ struct RequestParams {
     GenerateOptions options;         // n_predict, sampling, stop strings, ignore_eos
     int n_top_logprobs = 0;          // > 0: report this many alternatives per token
     bool want_logprobs = false;
+    int dropped_messages = 0;        // set by the caller (context shift); reported back as is
 };
 
 struct TopLogprob {
@@ -50,6 +51,7 @@ struct FinishEvent {
     int n_prompt = 0;
     int n_cached = 0;          // prompt tokens whose KV was reused from an earlier request
     int n_generated = 0;
+    int dropped_messages = 0;  // RequestParams::dropped_messages, echoed for the usage report
     double queue_seconds = 0;
     double prompt_seconds = 0;
     double generate_seconds = 0;

@@ -542,6 +542,7 @@ void Scheduler::finish(Slot& slot, const std::string& reason, const std::string&
     f.n_prompt = int(slot.params.prompt.size());
     f.n_cached = slot.n_cached;
     f.n_generated = slot.n_generated;
+    f.dropped_messages = slot.params.dropped_messages;
     f.queue_seconds = slot.started_at - slot.submitted_at;
     f.prompt_seconds = (slot.first_token_at > 0 ? slot.first_token_at : now) - slot.started_at;
     f.generate_seconds = slot.first_token_at > 0 ? now - slot.first_token_at : 0.0;

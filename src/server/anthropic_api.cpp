@@ -8,6 +8,7 @@
 //   after the first block starts and whenever the model is silent for a second.
 #include <memory>
 
+#include "server/context_fit.h"
 #include "server/json_fields.h"
 #include "server/request_parse.h"
 #include "server/routes.h"
@@ -19,9 +20,8 @@ namespace pensieve::server {
 namespace {
 
 std::string prepare(ServerContext& ctx, Engine& e, ChatRequest& r) {
-    const std::string prompt = e.chat.render(r.messages, r.tools_active() ? r.tools : json(nullptr), true);
+    const std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
     log_prompt(ctx, "messages", prompt);
-    r.params.prompt = e.tokenize_prompt(prompt);
     return prompt;
 }
 
@@ -43,7 +43,8 @@ json usage_json(const FinishEvent& f) {
     return {{"input_tokens", f.n_prompt},
             {"output_tokens", f.n_generated},
             {"cache_read_input_tokens", f.n_cached},
-            {"cache_creation_input_tokens", 0}};
+            {"cache_creation_input_tokens", 0},
+            {"dropped_messages", f.dropped_messages}};  // --context-shift: old turns left out
 }
 
 void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {

@@ -98,7 +98,8 @@ void HttpServer::install_handlers() {
                 return httplib::Server::HandlerResponse::Handled;
             }
         }
-        if (!o.api_key.empty() && req.path != "/health" && !constant_time_equal(presented_key(req), o.api_key)) {
+        if (!o.api_key.empty() && req.path != "/health" && !(req.method == "GET" && is_web_path(req.path)) &&
+            !constant_time_equal(presented_key(req), o.api_key)) {
             write_error(res, dialect_for_path(req.path), 401,
                         "invalid or missing API key (send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
             return httplib::Server::HandlerResponse::Handled;
@@ -135,6 +136,7 @@ void HttpServer::install_handlers() {
     register_misc_routes(svr, ctx);
     register_openai_routes(svr, ctx);
     register_anthropic_routes(svr, ctx);
+    register_web_routes(svr);
 }
 
 int HttpServer::bind() {

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "model/model.h"
+#include "server/context_fit.h"
 #include "server/json_fields.h"
 #include "server/request_parse.h"
 #include "server/routes.h"
@@ -19,7 +20,8 @@ json usage_json(const FinishEvent& f) {
     return {{"prompt_tokens", f.n_prompt},
             {"completion_tokens", f.n_generated},
             {"total_tokens", f.n_prompt + f.n_generated},
-            {"prompt_tokens_details", {{"cached_tokens", f.n_cached}}}};
+            {"prompt_tokens_details", {{"cached_tokens", f.n_cached}}},
+            {"dropped_messages", f.dropped_messages}};  // --context-shift: old turns left out
 }
 
 json usage_sum(const std::vector<Collected>& outs) {
@@ -81,9 +83,8 @@ const char* finish_reason(const FinishEvent& f) { return f.reason == "length" ? 
 
 // Renders the conversation and tokenizes it into r.params.prompt.
 void prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
-    const std::string prompt = e.chat.render(r.messages, r.tools_active() ? r.tools : json(nullptr), true);
+    const std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
     log_prompt(ctx, "chat", prompt);
-    r.params.prompt = e.tokenize_prompt(prompt);
 }
 
 // n > 1 runs n requests; with a fixed seed each gets its own (seed + i) so they differ.

@@ -55,5 +55,8 @@ void log_prompt(const ServerContext& ctx, const char* endpoint, const std::strin
 void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
 void register_anthropic_routes(httplib::Server& svr, ServerContext& ctx);
 void register_misc_routes(httplib::Server& svr, ServerContext& ctx);
+void register_web_routes(httplib::Server& svr);
+// Paths of the embedded chat page (served without the API key, like /health).
+bool is_web_path(const std::string& path);
 
 }  // namespace pensieve::server

@@ -15,12 +15,21 @@ int default_ctx(const ServerOptions& o, const Model& m) {
     return std::min(m.config().n_ctx_train > 0 ? m.config().n_ctx_train : 4096, 4096);
 }
 
-SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx) {
+SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model& m) {
     SchedulerConfig c;
     c.n_slots = std::max(1, o.n_parallel);
     c.n_ctx = n_ctx;
     c.n_batch = o.n_batch;
     c.max_queue = std::max(0, o.max_queue);
+    c.lookup_draft = o.lookup_draft;
+    c.draft_model = o.draft_model;
+    c.draft_max = o.draft_max;
+    c.cache_dir = o.cache_dir;
+    if (o.cache_ram_mib >= 0) {
+        // MiB -> KV blocks of this model (fp16 K and V, every layer, kBlockSize positions).
+        const size_t block_bytes = 2 * size_t(m.config().n_layer) * KvCache::kBlockSize * size_t(m.config().kv_dim()) * 2;
+        c.cache_blocks = int(size_t(o.cache_ram_mib) * (size_t(1) << 20) / block_bytes);
+    }
     return c;
 }
 
@@ -34,7 +43,7 @@ Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOpt
                   std::chrono::system_clock::now().time_since_epoch()).count()),
       n_ctx(default_ctx(o, m)),
       chat(ChatFormatter::for_model(m.file(), tok, o.chat_template_source)),
-      scheduler(m, tok, pool, scheduler_config(o, n_ctx)) {}
+      scheduler(m, tok, pool, scheduler_config(o, n_ctx, m)) {}
 
 std::vector<int32_t> Engine::tokenize_prompt(const std::string& text) const {
     std::vector<int32_t> ids = tokenizer.encode(text, /*add_special=*/false, /*parse_special=*/true);

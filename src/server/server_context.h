@@ -36,6 +36,12 @@ struct ServerOptions {
     size_t max_body_bytes = 32u << 20;
     int http_threads = 0;                  // 0: parallel + queue + a few for /health etc.
     double shutdown_grace_seconds = 10.0;  // in-flight requests get this long to finish
+    bool context_shift = false;            // drop old turns instead of refusing a long chat
+    int lookup_draft = 0;                  // prompt-lookup speculation: draft tokens per step
+    Model* draft_model = nullptr;          // draft-model speculation (same vocabulary)
+    int draft_max = 8;
+    std::string cache_dir;                 // persistent prefix cache
+    int cache_ram_mib = -1;                // RAM for cached prefixes beyond the slots (-1: one context)
 };
 
 // The model and what serves it. Built once the model has loaded.

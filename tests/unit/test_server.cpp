@@ -185,6 +185,21 @@ TEST(ServerTest, HealthAndModels) {
     expect_openai_error(get(s, "/v1/nothing-here"), 404, "unknown route");
 }
 
+TEST(ServerTest, ChatPageIsEmbeddedAndPublic) {
+    ServerOptions o;
+    o.api_key = "sekret";
+    TestServer s(o);
+    auto c = s.client();
+    auto page = c.Get("/");
+    ASSERT_TRUE(page);
+    EXPECT_EQ(page->status, 200);
+    EXPECT_NE(page->get_header_value("Content-Type").find("text/html"), std::string::npos);
+    EXPECT_NE(page->body.find("/v1/chat/completions"), std::string::npos);
+    EXPECT_EQ(c.Get("/index.html")->status, 200);
+    // The API behind it still needs the key.
+    EXPECT_EQ(c.Get("/v1/models")->status, 401);
+}
+
 TEST(ServerTest, BusyPortIsAnError) {
     auto& s = shared_server();
     ServerOptions o;
@@ -307,6 +322,41 @@ TEST(ServerTest, JsonSchemaResponseFormat) {
     Reply r = post(s, "/v1/chat/completions", obj);
     ASSERT_EQ(r.status, 200) << r.raw;
     EXPECT_TRUE(json::parse(r.body["choices"][0]["message"]["content"].get<std::string>()).is_object()) << r.raw;
+}
+
+// A conversation longer than the context: refused by default (never silently cut); with
+// --context-shift the oldest turns after the system prompt go, and usage says how many.
+TEST(ServerTest, ContextShiftDropsOldTurnsOnlyWhenAsked) {
+    json long_chat = chat_body("And then?", 16);
+    json msgs = json::array({{{"role", "system"}, {"content", "You tell short stories."}}});
+    for (int i = 0; i < 30; ++i) {
+        msgs.push_back({{"role", "user"}, {"content", "Tell me about Lily and her red ball, part " + std::to_string(i)}});
+        msgs.push_back({{"role", "assistant"}, {"content", "Lily played with her red ball in the park all day."}});
+    }
+    msgs.push_back({{"role", "user"}, {"content", "And then?"}});
+    long_chat["messages"] = msgs;
+
+    ServerOptions plain;
+    plain.n_ctx = 256;
+    TestServer refusing(plain);
+    expect_openai_error(post(refusing, "/v1/chat/completions", long_chat), 400, "context");
+
+    ServerOptions shifting = plain;
+    shifting.context_shift = true;
+    TestServer s(shifting);
+    Reply r = post(s, "/v1/chat/completions", long_chat);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    const int dropped = r.body["usage"]["dropped_messages"];
+    EXPECT_GT(dropped, 0);
+    EXPECT_LT(dropped, int(msgs.size()) - 1);
+    EXPECT_LE(r.body["usage"]["prompt_tokens"].get<int>() + 16, 256);
+    // The Anthropic dialect shifts the same way.
+    json am = {{"model", "x"}, {"max_tokens", 16}, {"system", "You tell short stories."},
+               {"messages", json::array()}};
+    for (size_t i = 1; i < msgs.size(); ++i) am["messages"].push_back(msgs[i]);
+    Reply a = post(s, "/v1/messages", am);
+    ASSERT_EQ(a.status, 200) << a.raw;
+    EXPECT_GT(a.body["usage"]["dropped_messages"].get<int>(), 0);
 }
 
 TEST(ServerTest, StopStringEndsChatWithStop) {
