@@ -43,6 +43,15 @@ enum class Flow { Normal, Break, Continue };
 class Interp {
 public:
     Interp(const RenderOptions& opt, std::string* out) : opt_(opt), out_(out) {}
+    // A macro lives in the frame it closes over (frame -> macro value -> closure ->
+    // frame), a reference cycle shared_ptr cannot free. The render is over when the
+    // interpreter goes: empty those frames so the cycles fall apart.
+    ~Interp() {
+        for (const std::shared_ptr<Frame>& f : closure_frames_) {
+            f->vars.clear();
+            f->parent.reset();
+        }
+    }
 
     void run(const TemplateAst& ast, const std::vector<std::pair<std::string, Value>>& context) {
         frame_ = std::make_shared<Frame>();
@@ -57,6 +66,7 @@ private:
     const RenderOptions& opt_;
     std::string* out_;
     std::shared_ptr<Frame> frame_;
+    std::vector<std::shared_ptr<Frame>> closure_frames_;  // frames a macro closes over
     int line_ = 0;
     int depth_ = 0;  // macro call depth (runaway recursion must not overflow the stack)
 
@@ -297,6 +307,7 @@ private:
     // A macro (or a call block's `caller`) as a function value closing over the current frame.
     Value make_macro(const Stmt& m, const std::string& name) {
         std::shared_ptr<Frame> closure = frame_;
+        closure_frames_.push_back(closure);
         const Stmt* stmt = &m;
         return function(name, [this, stmt, closure, name](CallArgs& a) { return call_macro(*stmt, name, closure, a); });
     }
