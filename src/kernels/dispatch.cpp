@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/cpu_features.h"
+#include "kernels/gemm.h"
 #include "kernels/simd_kernels.h"
 
 namespace pensieve {
@@ -67,6 +68,8 @@ Table build_table() {
                 k.from_float = f;
                 k.from_float_level = level;
             }
+            // Only with the vec_dot of the same level: lower levels keep plain tiling.
+            k.gemm = gemm_at(tt->type, level);
         }
     }
     return t;
@@ -118,6 +121,11 @@ FromFloatFn from_float_at(GgmlType type, KernelLevel level) {
     return nullptr;
 }
 
+const GemmKernels* gemm_at(GgmlType type, KernelLevel level) {
+    if (level != KernelLevel::Avx512 || !cpu_supports(level)) return nullptr;
+    return simd::avx512_gemm(type);
+}
+
 const TypeKernels& kernels_for(GgmlType type) {
     static const TypeKernels none;
     const uint32_t id = uint32_t(type);
@@ -134,9 +142,10 @@ std::string describe_kernels() {
         if (!tt || !tt->supported) continue;
         const TypeKernels& k = kernels_for(tt->type);
         char line[128];
-        std::snprintf(line, sizeof line, "  %-7s vec_dot %-7s from_float %s\n", tt->name,
+        std::snprintf(line, sizeof line, "  %-7s vec_dot %-7s from_float %-7s%s\n", tt->name,
                       kernel_level_name(k.vec_dot_level),
-                      tt->from_float ? kernel_level_name(k.from_float_level) : "-");
+                      tt->from_float ? kernel_level_name(k.from_float_level) : "-",
+                      k.gemm ? " gemm avx512" : "");
         s += line;
     }
     return s;

@@ -16,6 +16,8 @@
 
 namespace pensieve {
 
+struct GemmKernels;  // kernels/gemm.h
+
 enum class KernelLevel { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
 const char* kernel_level_name(KernelLevel level);  // "scalar", "avx2", "avx512"
@@ -26,6 +28,10 @@ struct TypeKernels {
     FromFloatFn from_float = nullptr;  // quantizer of this type (activations)
     KernelLevel vec_dot_level = KernelLevel::Scalar;
     KernelLevel from_float_level = KernelLevel::Scalar;
+    // Multi-token kernels (gemm.h), or nullptr: then matmul tiles vec_dot. When set,
+    // matmul uses them for every call of this type (even one token), so results never
+    // depend on which path a token took.
+    const GemmKernels* gemm = nullptr;
 };
 
 // The chosen kernels of a type (decided once, thread-safe). Types without kernels get
@@ -42,6 +48,7 @@ bool cpu_supports(KernelLevel level);
 // CPU cannot run it. Scalar always returns the reference. For tests and benchmarks.
 VecDotFn vec_dot_at(GgmlType type, KernelLevel level);
 FromFloatFn from_float_at(GgmlType type, KernelLevel level);
+const GemmKernels* gemm_at(GgmlType type, KernelLevel level);
 
 // One line per supported type: "Q4_0  vec_dot avx512  from_float scalar", for
 // `pensieve info --cpu`.

@@ -1,8 +1,10 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "kernels/dispatch.h"
+#include "kernels/gemm.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -16,6 +18,70 @@ constexpr int64_t kRowGrain = 16;
 // Tokens per tile: the W rows of a tile are reused for this many activation rows while
 // they are still in cache.
 constexpr int64_t kTokenTile = 8;
+
+// gemm path: a last partial panel with at least this many tokens is padded and run
+// through gemm; fewer tokens go one by one through gemv (same results either way).
+constexpr int kMinPanelTokens = 4;
+// Activation bytes per gemm pass: one pass's panels stay in L2 while each row group of
+// a thread runs over all of them, so weights are streamed once per pass.
+constexpr size_t kPassBytes = 768 * 1024;
+constexpr size_t kAlign = 64;  // panels are read with aligned 512-bit loads
+
+uint8_t* aligned_buffer(std::vector<uint8_t>& v, size_t bytes) {
+    v.resize(bytes + kAlign);
+    const auto p = reinterpret_cast<uintptr_t>(v.data());
+    return v.data() + ((kAlign - p % kAlign) % kAlign);
+}
+
+size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+// Weights with multi-token kernels (gemm.h): whole 16-token panels through gemm, the
+// few tokens left over through gemv. Both give bit-identical results per token.
+void matmul_gemm(const GemmKernels& g, const WeightMatrix& w, const uint8_t* xq, size_t x_row_bytes,
+                 int64_t n_tokens, float* y, ThreadPool& pool, MatmulScratch& scratch) {
+    const int64_t lanes = g.panel_tokens;
+    int64_t n_panels = n_tokens / lanes;
+    if (n_tokens % lanes >= kMinPanelTokens) ++n_panels;
+    const int64_t gemm_tokens = std::min(n_tokens, n_panels * lanes);
+    const int last_n = int(gemm_tokens - (n_panels - 1) * lanes);
+
+    // 1. Pack the gemm tokens into panels.
+    const size_t pbytes = g.panel_bytes(w.cols);
+    uint8_t* panels = n_panels > 0 ? aligned_buffer(scratch.panels, pbytes * size_t(n_panels)) : nullptr;
+    if (n_panels > 0) {
+        pool.parallel_for(n_panels, 1, [&](int64_t p0, int64_t p1) {
+            for (int64_t p = p0; p < p1; ++p) {
+                const int n = int(std::min(lanes, gemm_tokens - p * lanes));
+                g.pack(xq + size_t(p * lanes) * x_row_bytes, x_row_bytes, n, w.cols, panels + size_t(p) * pbytes);
+            }
+        });
+    }
+
+    // 2. Rows split across threads in groups of 16 (gemv's lane count); each thread runs
+    //    its rows over the panels pass by pass, then over the leftover tokens.
+    const size_t tbytes = round_up(g.scratch_bytes(w.cols), kAlign);
+    uint8_t* thread_scratch = aligned_buffer(scratch.per_thread, tbytes * size_t(pool.size()));
+    const int64_t pass_panels = std::max<int64_t>(2, int64_t(kPassBytes / pbytes) & ~int64_t(1));
+    const auto* wdata = static_cast<const uint8_t*>(w.data);
+    const size_t w_row_bytes = w.row_bytes();
+    const int64_t units = (w.rows + lanes - 1) / lanes;
+    const int threads = int(std::min<int64_t>(pool.size(), units));
+    pool.run([&](int index, int) {
+        if (index >= threads) return;
+        const int64_t r0 = std::min(w.rows, units * index / threads * lanes);
+        const int64_t r1 = std::min(w.rows, units * (index + 1) / threads * lanes);
+        if (r0 >= r1) return;
+        uint8_t* ts = thread_scratch + tbytes * size_t(index);
+        for (int64_t p0 = 0; p0 < n_panels; p0 += pass_panels) {
+            const int64_t np = std::min(pass_panels, n_panels - p0);
+            const int n_last = p0 + np == n_panels ? last_n : int(lanes);
+            g.gemm(wdata, w_row_bytes, w.cols, r0, r1, panels + size_t(p0) * pbytes, np, n_last,
+                   y + p0 * lanes * w.rows, w.rows, ts);
+        }
+        for (int64_t t = gemm_tokens; t < n_tokens; ++t)
+            g.gemv(wdata, w_row_bytes, w.cols, r0, r1, xq + size_t(t) * x_row_bytes, y + t * w.rows);
+    });
+}
 
 }  // namespace
 
@@ -41,6 +107,11 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
                 quantize(x + t * w.cols, dst + size_t(t) * x_row_bytes, w.cols);
         });
         xq = dst;
+    }
+
+    if (const GemmKernels* g = kernels_for(w.type).gemm) {
+        matmul_gemm(*g, w, xq, x_row_bytes, n_tokens, y, pool, scratch);
+        return;
     }
 
     // 2. Each thread owns a range of output rows; tokens are tiled so a W row is read

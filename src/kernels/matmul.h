@@ -29,6 +29,8 @@ struct WeightMatrix {
 // it has grown to the largest shape).
 struct MatmulScratch {
     std::vector<uint8_t> activations;  // x converted to the weight type's vec_dot_type
+    std::vector<uint8_t> panels;       // activations packed for the gemm kernels (gemm.h)
+    std::vector<uint8_t> per_thread;   // gemm kernels' per-thread scratch
 };
 
 // y[t * w.rows + r] = dot(w.row(r), x[t * w.cols ...]) for t in [0, n_tokens).
