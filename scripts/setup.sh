@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libutf8proc-dev libpcre2-dev pkg-config
   python3 python3-numpy python3-jinja2
+  chromium                            # headless browser test of the chat page (tests/browser)
 )
 
 missing=()

@@ -16,6 +16,9 @@ BUILD_DIR=build ./scripts/build.sh
 echo "== server tests with the official npm clients (openai, @anthropic-ai/sdk)"
 PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
 
+echo "== chat page in headless chromium (puppeteer-core); screenshots in tests/browser/artifacts/"
+PENSIEVE_BIN="$PWD/build/pensieve" sh ./tests/browser/run.sh
+
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   echo "== ASan + UBSan build + tests"
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPENSIEVE_SANITIZE=ON >/dev/null
