@@ -385,7 +385,7 @@ async function main() {
 const cleanup = async () => {
   for (const s of [...running]) await s.stop().catch(() => {});
 };
-process.once('SIGINT', async () => { await cleanup(); process.exit(130); });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, async () => { await cleanup(); process.exit(130); });
 main().catch(async (e) => {
   console.error(e);
   await cleanup();

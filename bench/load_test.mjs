@@ -251,8 +251,7 @@ async function main() {
   const load0 = os.loadavg()[0];
   const server = opt.url ? { url: opt.url.replace(/\/$/, ''), stop: async () => {} } : await startServer();
   const onSignal = async () => { await server.stop(); process.exit(130); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, onSignal);
   let failed = false;
   const rows = [];
   try {

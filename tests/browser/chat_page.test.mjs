@@ -299,12 +299,21 @@ describe('chat page', () => {
     assert.deepEqual(stored.map((m) => m.role), ['user', 'assistant', 'user', 'assistant', 'user', 'assistant']);
   });
 
-  test('New chat clears the conversation', async () => {
+  test('New chat clears the conversation, even while a reply streams', async () => {
+    await setSetting(page, 'max-tokens', '7000');
+    const i = await sendMessage(page, 'Tell me another long story');
+    await page.waitForFunction((i) => document.querySelectorAll('.msg.assistant')[i]
+      .querySelector('.content').textContent.length > 20, {}, i);
     await page.click('#clear-btn');
     assert.equal(await page.$$eval('.msg', (els) => els.length), 0);
+    // The running request is stopped, and its reply does not land in the new chat.
+    await page.waitForFunction(() => !document.getElementById('send').disabled);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('pensieve.messages'))), []);
     await page.reload({ waitUntil: 'load' });
     await waitModelShown(page);
     assert.equal(await page.$$eval('.msg', (els) => els.length), 0);
+    assert.equal(await server.metric('pensieve_requests_active'), 0);
   });
 
   test('no page errors, no requests off the server', () => {
