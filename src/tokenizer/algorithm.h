@@ -36,6 +36,24 @@ public:
     virtual bool decode_strips_leading_space() const { return false; }
 };
 
+// SentencePiece's space mark U+2581 "▁", which stands for ' ' in vocab strings.
+inline constexpr std::string_view kSpaceMark = "\xE2\x96\x81";
+
+// A SentencePiece vocab string as text: every "▁" becomes a space (spm.cpp, ugm.cpp).
+inline std::string spaces_from_marks(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t pos = 0; pos < s.size();) {
+        if (s.substr(pos, kSpaceMark.size()) == kSpaceMark) {
+            out += ' ';
+            pos += kSpaceMark.size();
+        } else {
+            out += s[pos++];
+        }
+    }
+    return out;
+}
+
 class GgufFile;
 
 // SentencePiece BPE ("llama"), spm.cpp.

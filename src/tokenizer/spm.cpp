@@ -18,7 +18,6 @@
 namespace pensieve {
 namespace {
 
-const std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 "▁"
 
 // Length of the UTF-8 sequence that starts with byte c, judged from the first byte
 // only. A stray continuation byte counts as a character of its own.
@@ -81,19 +80,7 @@ public:
         }
     }
 
-    std::string normal_piece(const TokenData& token) const override {
-        std::string out;
-        std::string_view s = token.text;
-        for (size_t pos = 0; pos < s.size();) {
-            if (s.substr(pos, kSpaceMark.size()) == kSpaceMark) {
-                out += ' ';
-                pos += kSpaceMark.size();
-            } else {
-                out += s[pos++];
-            }
-        }
-        return out;
-    }
+    std::string normal_piece(const TokenData& token) const override { return spaces_from_marks(token.text); }
 
     bool decode_strips_leading_space() const override { return vocab_.add_space_prefix; }
 

@@ -20,7 +20,6 @@
 namespace pensieve {
 namespace {
 
-const std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 "▁"
 
 size_t utf8_len(unsigned char c) {
     if (c < 0x80) return 1;
@@ -170,19 +169,7 @@ public:
         std::reverse(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
     }
 
-    std::string normal_piece(const TokenData& token) const override {
-        std::string out;
-        std::string_view s = token.text;
-        for (size_t pos = 0; pos < s.size();) {
-            if (s.substr(pos, kSpaceMark.size()) == kSpaceMark) {
-                out += ' ';
-                pos += kSpaceMark.size();
-            } else {
-                out += s[pos++];
-            }
-        }
-        return out;
-    }
+    std::string normal_piece(const TokenData& token) const override { return spaces_from_marks(token.text); }
 
     bool decode_strips_leading_space() const override { return vocab_.add_space_prefix; }
 

@@ -19,7 +19,6 @@
 namespace pensieve {
 namespace {
 
-const std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 "▁"
 const size_t kMaxWordChars = 100;                     // BERT's max_input_chars_per_word
 
 // CJK Unified Ideographs and their extensions, as BERT's _is_chinese_char lists them
