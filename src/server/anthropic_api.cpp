@@ -14,6 +14,7 @@
 #include "server/routes.h"
 #include "server/sse.h"
 #include "server/tool_calls.h"
+#include "server/tool_grammar.h"
 
 namespace pensieve::server {
 
@@ -21,6 +22,7 @@ namespace {
 
 std::string prepare(ServerContext& ctx, Engine& e, ChatRequest& r) {
     const std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
+    apply_tool_choice(r, e.chat.tool_format());
     log_prompt(ctx, "messages", prompt);
     return prompt;
 }

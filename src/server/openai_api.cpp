@@ -9,6 +9,7 @@
 #include "server/routes.h"
 #include "server/sse.h"
 #include "server/tool_calls.h"
+#include "server/tool_grammar.h"
 #include "tokenizer/tokenizer.h"
 #include "util/utf8.h"
 
@@ -84,6 +85,7 @@ const char* finish_reason(const FinishEvent& f) { return f.reason == "length" ? 
 // Renders the conversation and tokenizes it into r.params.prompt.
 void prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
     const std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
+    apply_tool_choice(r, e.chat.tool_format());
     log_prompt(ctx, "chat", prompt);
 }
 

@@ -132,6 +132,47 @@ describe('OpenAI SDK', () => {
     assert.ok(['length', 'stop', 'tool_calls'].includes(r.choices[0].finish_reason));
   });
 
+  test('tool call round trip: tool_choice required makes the model call, the result goes back', async () => {
+    const tools = [{
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] },
+      },
+    }];
+    const messages = [{ role: 'user', content: 'Weather in Paris?' }];
+    const first = await openai().chat.completions.create({
+      model: MODEL_ID, max_tokens: 60, temperature: 0, tools, tool_choice: 'required', messages,
+    });
+    const msg = first.choices[0].message;
+    assert.equal(first.choices[0].finish_reason, 'tool_calls');
+    assert.equal(msg.tool_calls.length, 1);
+    const call = msg.tool_calls[0];
+    assert.equal(call.type, 'function');
+    assert.equal(call.function.name, 'get_weather');
+    assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
+
+    // Streamed, the same call arrives as tool_calls deltas.
+    const stream = await openai().chat.completions.create({
+      model: MODEL_ID, max_tokens: 60, temperature: 0, tools, tool_choice: 'required', messages, stream: true,
+    });
+    let args = '';
+    let name = '';
+    for await (const chunk of stream) {
+      const tc = chunk.choices[0]?.delta?.tool_calls?.[0];
+      if (tc?.function?.name) name += tc.function.name;
+      if (tc?.function?.arguments) args += tc.function.arguments;
+    }
+    assert.equal(name, 'get_weather');
+    assert.deepEqual(JSON.parse(args), JSON.parse(call.function.arguments));
+
+    const second = await openai().chat.completions.create({
+      model: MODEL_ID, max_tokens: 8, temperature: 0, tools,
+      messages: [...messages, msg, { role: 'tool', tool_call_id: call.id, content: 'sunny, 21 C' }],
+    });
+    assert.equal(typeof second.choices[0].message.content, 'string');
+  });
+
   test('completions, whole and streamed', async () => {
     const whole = await openai().completions.create({ model: MODEL_ID, prompt: 'Once upon a time', max_tokens: 10, temperature: 0 });
     assert.equal(whole.object, 'text_completion');
@@ -234,6 +275,24 @@ describe('Anthropic SDK', () => {
     });
     assert.equal(m.type, 'message');
     assert.ok(['max_tokens', 'end_turn', 'tool_use'].includes(m.stop_reason));
+  });
+
+  test('tool_use round trip: tool_choice any makes the model call, tool_result goes back', async () => {
+    const tools = [{ name: 'get_weather', description: 'Weather for a city',
+      input_schema: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] } }];
+    const messages = [{ role: 'user', content: 'Weather in Paris?' }];
+    const m = await anthropic().messages.create({ ...base, max_tokens: 60, tools, tool_choice: { type: 'any' }, messages });
+    assert.equal(m.stop_reason, 'tool_use');
+    const use = m.content.find((b) => b.type === 'tool_use');
+    assert.ok(use, JSON.stringify(m.content));
+    assert.equal(use.name, 'get_weather');
+    assert.equal(typeof use.input.city, 'string');
+    const next = await anthropic().messages.create({
+      ...base, max_tokens: 8, tools,
+      messages: [...messages, { role: 'assistant', content: m.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: 'sunny' }] }],
+    });
+    assert.equal(next.type, 'message');
   });
 
   test('a wrong key is an AuthenticationError', async () => {

@@ -383,6 +383,106 @@ TEST(ServerTest, NGreaterThanOneGivesNChoices) {
     EXPECT_EQ(r.body["choices"][1]["index"], 1);
 }
 
+// tool_choice "required" / named forces a call through the grammar (tool_grammar.h):
+// even stories260K, which knows nothing of tools, then replies with a call that parses
+// and whose arguments satisfy the schema; the result goes back for the next turn.
+json weather_tools() {
+    return json::parse(R"([
+      {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12},
+          "days": {"type": "integer"}}, "required": ["city"], "additionalProperties": false}}},
+      {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}])");
+}
+
+TEST(ServerTest, ToolChoiceRequiredForcesValidCallsAndRoundTrips) {
+    auto& s = shared_server();
+    for (int i = 0; i < 8; ++i) {
+        json body = chat_body("What is the weather in Paris?", 120);
+        body["tools"] = weather_tools();
+        body["tool_choice"] = "required";
+        body["temperature"] = 1.0;
+        body["seed"] = 100 + i;
+        Reply r = post(s, "/v1/chat/completions", body);
+        ASSERT_EQ(r.status, 200) << r.raw;
+        const json& choice = r.body["choices"][0];
+        EXPECT_EQ(choice["finish_reason"], "tool_calls") << r.raw;
+        ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << r.raw;
+        const json& call = choice["message"]["tool_calls"][0];
+        const std::string name = call["function"]["name"];
+        const json args = json::parse(call["function"]["arguments"].get<std::string>());
+        if (name == "get_weather") {
+            ASSERT_TRUE(args["city"].is_string()) << args;
+            EXPECT_LE(args["city"].get<std::string>().size(), 12u);
+            if (args.contains("days")) {
+                EXPECT_TRUE(args["days"].is_number_integer()) << args;
+            }
+            for (auto& [k, v] : args.items()) EXPECT_TRUE(k == "city" || k == "days") << args;
+        } else {
+            EXPECT_EQ(name, "get_time");
+            EXPECT_TRUE(args.is_object());
+        }
+
+        // Round trip: the call and its result go back; the model answers (auto: free text).
+        json next = body;
+        next["tool_choice"] = "auto";
+        next["max_tokens"] = 8;
+        next["messages"].push_back({{"role", "assistant"}, {"content", nullptr}, {"tool_calls", choice["message"]["tool_calls"]}});
+        next["messages"].push_back({{"role", "tool"}, {"tool_call_id", call["id"]}, {"content", "sunny, 21 C"}});
+        Reply r2 = post(s, "/v1/chat/completions", next);
+        ASSERT_EQ(r2.status, 200) << r2.raw;
+        EXPECT_TRUE(r2.body["choices"][0]["message"].contains("content"));
+    }
+}
+
+TEST(ServerTest, ToolChoiceNamedStreamsThatTool) {
+    auto& s = shared_server();
+    json body = chat_body("What time is it?", 60);
+    body["tools"] = weather_tools();
+    body["tool_choice"] = {{"type", "function"}, {"function", {{"name", "get_time"}}}};
+    body["stream"] = true;
+    auto c = s.client();
+    auto res = c.Post("/v1/chat/completions", body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    std::string name, finish, content;
+    for (const SseEvent& ev : parse_sse(res->body)) {
+        if (ev.data == "[DONE]") continue;
+        const json j = json::parse(ev.data);
+        if (j["choices"].empty()) continue;
+        const json& d = j["choices"][0]["delta"];
+        if (d.contains("tool_calls")) name += d["tool_calls"][0]["function"].value("name", "");
+        if (d.contains("content") && d["content"].is_string()) content += d["content"].get<std::string>();
+        if (!j["choices"][0]["finish_reason"].is_null()) finish = j["choices"][0]["finish_reason"];
+    }
+    EXPECT_EQ(name, "get_time");
+    EXPECT_EQ(finish, "tool_calls");
+    EXPECT_EQ(content.find("<tool_call>"), std::string::npos) << content;
+}
+
+TEST(ServerTest, AnthropicToolChoiceAnyGivesToolUse) {
+    auto& s = shared_server();
+    json body = {{"model", "m"},
+                 {"max_tokens", 80},
+                 {"temperature", 0},
+                 {"tool_choice", {{"type", "tool"}, {"name", "get_weather"}}},
+                 {"tools", json::array({{{"name", "get_weather"},
+                                         {"input_schema", {{"type", "object"},
+                                                           {"properties", {{"city", {{"type", "string"}, {"maxLength", 12}}}}},
+                                                           {"required", json::array({"city"})}}}}})},
+                 {"messages", json::array({{{"role", "user"}, {"content", "Weather in Paris?"}}})}};
+    Reply r = post(s, "/v1/messages", body);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body["stop_reason"], "tool_use") << r.raw;
+    bool found = false;
+    for (const json& block : r.body["content"]) {
+        if (block["type"] != "tool_use") continue;
+        found = true;
+        EXPECT_EQ(block["name"], "get_weather");
+        EXPECT_TRUE(block["input"]["city"].is_string()) << r.raw;
+    }
+    EXPECT_TRUE(found) << r.raw;
+}
+
 TEST(ServerTest, Completions) {
     auto& s = shared_server();
     json body = {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}, {"logprobs", 1}};

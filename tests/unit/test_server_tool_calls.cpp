@@ -1,9 +1,17 @@
-// Tool-call parsing on canned model outputs (stories260K cannot produce real calls), and
-// the streaming filter that keeps call syntax out of streamed content.
+// Tool-call parsing on canned model outputs, the streaming filter that keeps call syntax
+// out of streamed content, and the grammars that force a call for tool_choice
+// "required"/named (test_server.cpp runs those through a real model).
 #include <gtest/gtest.h>
 
+#include "engine/grammar.h"
+#include "engine/grammar_matcher.h"
+#include "gguf/gguf.h"
 #include "server/request_parse.h"
 #include "server/tool_calls.h"
+#include "server/tool_grammar.h"
+#include "test_paths.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
 
 namespace pensieve::server {
 namespace {
@@ -155,6 +163,93 @@ TEST(ToolCalls, AnthropicMessagesBecomeOpenAIShaped) {
     EXPECT_EQ(r.messages[3]["content"], "sunny");
     EXPECT_EQ(r.messages[4]["content"], "thanks");
     EXPECT_EQ(r.params.options.n_predict, 5);
+}
+
+// ------------------------------------------------------------------------------------
+// tool_choice grammars
+
+const Tokenizer& llama_tokenizer() {
+    static std::unique_ptr<GgufFile> file = GgufFile::open(shared_dir() + "/vocab/ggml-vocab-llama-spm.gguf");
+    static std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(*file);
+    return *tok;
+}
+
+ChatRequest weather_request(ToolChoice choice, const std::string& name = "") {
+    ChatRequest r;
+    r.tools = normalize_openai_tools(json::parse(R"([
+      {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}},
+      {"type": "function", "function": {"name": "get_time"}}])"));
+    r.tool_choice = choice;
+    r.tool_choice_name = name;
+    return r;
+}
+
+// True when `text` is a complete sentence of g (throws inside mean: not even a prefix).
+bool grammar_accepts(const std::shared_ptr<const Grammar>& g, const std::string& text) {
+    GrammarMatcher m(g, llama_tokenizer());
+    try {
+        m.accept_bytes(text);
+    } catch (const Error&) {
+        return false;
+    }
+    return m.is_complete();
+}
+
+TEST(ToolChoiceGrammar, AutoAndNoneAreUnconstrained) {
+    EXPECT_EQ(tool_choice_grammar(weather_request(ToolChoice::Auto), ToolFormat::Hermes), nullptr);
+    EXPECT_EQ(tool_choice_grammar(weather_request(ToolChoice::None), ToolFormat::Hermes), nullptr);
+    ChatRequest no_tools;
+    no_tools.tool_choice = ToolChoice::Required;
+    EXPECT_EQ(tool_choice_grammar(no_tools, ToolFormat::Hermes), nullptr);
+}
+
+TEST(ToolChoiceGrammar, RequiredHermesAcceptsOnlyValidCalls) {
+    auto g = tool_choice_grammar(weather_request(ToolChoice::Required), ToolFormat::Hermes);
+    ASSERT_NE(g, nullptr);
+    EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
+    EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\",\"days\":3}}\n</tool_call>"));
+    EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"));
+    EXPECT_FALSE(grammar_accepts(g, "Sure! The weather is nice."));                      // prose
+    EXPECT_FALSE(grammar_accepts(g, "<tool_call>\n{\"name\": \"rm_rf\", \"arguments\": {}}\n</tool_call>"));  // unknown tool
+    EXPECT_FALSE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>"));  // city missing
+    EXPECT_FALSE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": 5}}\n</tool_call>"));
+    EXPECT_FALSE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}"));  // unclosed
+    // What the grammar produces, the parser reads back as a call.
+    ParsedReply p = parse_tool_calls("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>", ToolFormat::Hermes);
+    ASSERT_EQ(p.calls.size(), 1u);
+}
+
+TEST(ToolChoiceGrammar, NamedAllowsOnlyThatTool) {
+    auto g = tool_choice_grammar(weather_request(ToolChoice::Named, "get_time"), ToolFormat::Hermes);
+    ASSERT_NE(g, nullptr);
+    EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"));
+    EXPECT_FALSE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
+}
+
+TEST(ToolChoiceGrammar, Llama3AndMistralSyntaxes) {
+    auto l = tool_choice_grammar(weather_request(ToolChoice::Required), ToolFormat::Llama3);
+    EXPECT_TRUE(grammar_accepts(l, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}"));
+    EXPECT_FALSE(grammar_accepts(l, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}"));
+    ParsedReply pl = parse_tool_calls("{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}", ToolFormat::Llama3);
+    ASSERT_EQ(pl.calls.size(), 1u);
+    EXPECT_EQ(pl.calls[0].arguments["city"], "Rome");
+
+    auto m = tool_choice_grammar(weather_request(ToolChoice::Required), ToolFormat::Mistral);
+    const std::string call = "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]";
+    EXPECT_TRUE(grammar_accepts(m, call));
+    ParsedReply pm = parse_tool_calls(call, ToolFormat::Mistral);
+    ASSERT_EQ(pm.calls.size(), 1u);
+    EXPECT_EQ(pm.calls[0].name, "get_weather");
+}
+
+TEST(ToolChoiceGrammar, ConflictsAndUnsupportedSchemasAre400) {
+    ChatRequest r = weather_request(ToolChoice::Required);
+    r.params.options.grammar = Grammar::any_json();
+    EXPECT_THROW(tool_choice_grammar(r, ToolFormat::Hermes), ApiError);
+    ChatRequest bad = weather_request(ToolChoice::Required);
+    bad.tools[0]["function"]["parameters"] = json::parse(R"({"type": "object", "not": {}})");
+    EXPECT_THROW(tool_choice_grammar(bad, ToolFormat::Hermes), ApiError);
 }
 
 }  // namespace
