@@ -8,10 +8,8 @@
 // only the new tail is computed. Measured: time to first token (request sent -> first
 // content delta) for each of 10 turns, in four runs, each against its own fresh server:
 //
-//   off      no reuse. The server has no switch for that, so it is emulated: a unique
-//            nonce is the first line of the system prompt of every request, so no
-//            request shares a prefix with an earlier one beyond the chat template's
-//            first tokens.
+//   off      no reuse: the server runs with --no-prefix-cache, so every turn computes
+//            its whole prompt.
 //   ram      the default server (prefix cache in RAM).
 //   disk-1   a server with --cache-dir DIR (empty), first pass of the conversation; it
 //            is then stopped with SIGTERM, which saves the cache to DIR.
@@ -19,7 +17,7 @@
 //            finds its whole prefix on disk only.
 //
 // Every run sends the same conversation (the replies recorded in the ram run, so the
-// prompts are identical token for token apart from off's nonce). max_tokens 16,
+// prompts are identical token for token). max_tokens 16,
 // temperature 0: time to first token dominates. Exit status 1 if the turn-10 time to
 // first token of off is not at least --min-ratio (10) times that of ram and of disk.
 //
@@ -251,13 +249,12 @@ async function chat(url, messages) {
 
 // Runs the conversation; replies: the assistant messages to put back (null: use the
 // model's own, recorded in the result).
-async function conversation(url, system, replies, { nonce = false } = {}) {
+async function conversation(url, system, replies) {
   const rows = [];
   const history = [];
   for (let t = 1; t <= TURNS; t++) {
     history.push({ role: 'user', content: userMessage(t) });
-    const sys = nonce ? `Session ${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}\n${system}` : system;
-    const r = await chat(url, [{ role: 'system', content: sys }, ...history]);
+    const r = await chat(url, [{ role: 'system', content: system }, ...history]);
     rows.push(r);
     process.stderr.write(`    turn ${t}: prompt ${r.prompt}, cached ${r.cached}, TTFT ${r.ttft.toFixed(1)} ms\n`);
     const reply = replies ? replies[t - 1] : r.text;
@@ -314,10 +311,10 @@ async function main() {
     }
   }
   if (modes.has('off')) {
-    console.error('off: no reuse (a unique nonce starts every system prompt)');
-    const s = await startServer();
+    console.error('off: no reuse (--no-prefix-cache)');
+    const s = await startServer(['--no-prefix-cache']);
     try {
-      results.off = await conversation(s.url, system.text, replies, { nonce: true });
+      results.off = await conversation(s.url, system.text, replies);
     } finally {
       await s.stop();
     }

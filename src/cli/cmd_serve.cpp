@@ -41,6 +41,7 @@ int serve(ServeOptions o) {
         if (const char* k = std::getenv("PENSIEVE_API_KEY")) so.api_key = k;
     if (!o.chat_template_file.empty()) so.chat_template_source = read_text_file(o.chat_template_file);
     so.log_requests = !o.quiet;
+    if (!so.prefix_cache && !so.cache_dir.empty()) fail("--no-prefix-cache and --cache-dir exclude each other");
 
     // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken
     // by sigwait() below, so shutdown runs as ordinary code, not in a signal handler.
@@ -117,6 +118,8 @@ Command add_serve_command(CLI::App& root) {
                     "Persistent prefix cache: KV of earlier prompts is kept here and reused across restarts");
     app->add_option("--cache-ram", s.cache_ram_mib, "MiB of RAM for cached prompt prefixes beyond the slots' own")
         ->check(CLI::Range(0, 1 << 20));
+    app->add_flag("!--no-prefix-cache", s.prefix_cache,
+                  "Never reuse the KV of earlier prompts: every prompt is computed in full (for measurements)");
     return {app, [o] { return serve(*o); }};
 }
 

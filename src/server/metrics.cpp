@@ -64,6 +64,22 @@ std::string Metrics::render(const SchedulerStats* s) const {
     metric(out, "pensieve_kv_cache_tokens", "gauge", "KV cache positions holding tokens.", double(s->kv_tokens_used));
     metric(out, "pensieve_kv_cache_bytes", "gauge", "Memory of the KV cache.", double(s->kv_bytes));
     metric(out, "pensieve_forward_passes_total", "counter", "Batched forward passes run.", double(s->steps));
+    metric(out, "pensieve_draft_tokens_total", "counter", "Speculative tokens proposed (prompt lookup or draft model).",
+           double(s->draft_tokens));
+    metric(out, "pensieve_draft_tokens_accepted_total", "counter", "Speculative tokens the model confirmed.",
+           double(s->draft_accepted));
+    metric(out, "pensieve_draft_acceptance_ratio", "gauge", "Accepted / proposed speculative tokens.",
+           s->draft_tokens > 0 ? double(s->draft_accepted) / double(s->draft_tokens) : 0.0);
+    const PrefixCacheStats& p = s->prefix;
+    metric(out, "pensieve_prefix_cache_lookups_total", "counter", "Prompts looked up in the prefix cache.", double(p.lookups));
+    metric(out, "pensieve_prefix_cache_hit_blocks_total", "counter", "KV blocks reused from RAM.", double(p.hit_blocks));
+    metric(out, "pensieve_prefix_cache_disk_hit_blocks_total", "counter", "KV blocks loaded back from --cache-dir.",
+           double(p.disk_hit_blocks));
+    metric(out, "pensieve_prefix_cache_disk_writes_total", "counter", "KV blocks written to --cache-dir.", double(p.disk_writes));
+    metric(out, "pensieve_prefix_cache_disk_rejected_total", "counter", "Cache files ignored because they failed validation.",
+           double(p.disk_rejected));
+    metric(out, "pensieve_prefix_cache_evicted_blocks_total", "counter", "KV blocks evicted from RAM.", double(p.evicted_blocks));
+    metric(out, "pensieve_prefix_cache_blocks", "gauge", "KV blocks the prefix cache holds now.", double(p.cached_blocks));
     return out;
 }
 

@@ -25,6 +25,7 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
     c.draft_model = o.draft_model;
     c.draft_max = o.draft_max;
     c.cache_dir = o.cache_dir;
+    c.reuse_prefix = o.prefix_cache;
     if (o.cache_ram_mib >= 0) {
         // MiB -> KV blocks of this model (fp16 K and V, every layer, kBlockSize positions).
         const size_t block_bytes = 2 * size_t(m.config().n_layer) * KvCache::kBlockSize * size_t(m.config().kv_dim()) * 2;

@@ -42,6 +42,7 @@ struct ServerOptions {
     int draft_max = 8;
     std::string cache_dir;                 // persistent prefix cache
     int cache_ram_mib = -1;                // RAM for cached prefixes beyond the slots (-1: one context)
+    bool prefix_cache = true;              // reuse the KV of earlier prompts (--no-prefix-cache: off)
 };
 
 // The model and what serves it. Built once the model has loaded.

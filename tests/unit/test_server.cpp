@@ -870,8 +870,44 @@ TEST(ServerTest, MetricsCountRequestsAndTokens) {
           "pensieve_requests_active 0", "pensieve_queue_depth 0", "pensieve_generated_tokens_total 10",
           "pensieve_prompt_tokens_total", "pensieve_cached_prompt_tokens_total", "pensieve_prompt_tokens_per_second",
           "pensieve_generation_tokens_per_second", "pensieve_kv_cache_usage_ratio", "pensieve_kv_cache_bytes",
-          "pensieve_http_responses_total{code=\"200\"}", "pensieve_http_responses_total{code=\"404\"} 1"})
+          "pensieve_http_responses_total{code=\"200\"}", "pensieve_http_responses_total{code=\"404\"} 1",
+          "pensieve_draft_tokens_total 0", "pensieve_draft_acceptance_ratio", "pensieve_prefix_cache_lookups_total 2",
+          "pensieve_prefix_cache_hit_blocks_total", "pensieve_prefix_cache_disk_hit_blocks_total 0",
+          "pensieve_prefix_cache_blocks"})
         EXPECT_NE(m.raw.find(name), std::string::npos) << name << "\n" << m.raw;
+}
+
+// Prompt lookup on a repetitive prompt: drafts are proposed and accepted, and /metrics
+// says how many.
+TEST(ServerTest, MetricsReportSpeculationAcceptance) {
+    ServerOptions o;
+    o.lookup_draft = 4;
+    TestServer s(o);
+    json body = chat_body("Once upon a time there was a cat. Once upon a time there was a cat. Once upon a time", 48);
+    ASSERT_EQ(post(s, "/v1/chat/completions", body).status, 200);
+    const SchedulerStats st = s.stats();
+    EXPECT_GT(st.draft_tokens, 0u);
+    Reply m = get(s, "/metrics");
+    EXPECT_NE(m.raw.find("pensieve_draft_tokens_total " + std::to_string(st.draft_tokens)), std::string::npos) << m.raw;
+    EXPECT_NE(m.raw.find("pensieve_draft_tokens_accepted_total " + std::to_string(st.draft_accepted)), std::string::npos);
+}
+
+// --no-prefix-cache: the same prompt twice is computed twice.
+TEST(ServerTest, NoPrefixCacheComputesEveryPrompt) {
+    json body = chat_body("Once upon a time there was a little girl who liked to play in the park with her dog", 2);
+    ServerOptions off;
+    off.prefix_cache = false;
+    TestServer s(off);
+    ASSERT_EQ(post(s, "/v1/chat/completions", body).status, 200);
+    Reply r = post(s, "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(s.stats().cached_prompt_tokens, 0u);
+    EXPECT_EQ(s.stats().prompt_tokens, 2 * r.body["usage"]["prompt_tokens"].get<uint64_t>());
+
+    TestServer on;  // default: the second request reuses the first one's blocks
+    ASSERT_EQ(post(on, "/v1/chat/completions", body).status, 200);
+    ASSERT_EQ(post(on, "/v1/chat/completions", body).status, 200);
+    EXPECT_GT(on.stats().cached_prompt_tokens, 0u);
 }
 
 TEST(ServerTest, ShutdownCancelsStreamsAfterGracePeriod) {
