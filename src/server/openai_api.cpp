@@ -25,12 +25,18 @@ json usage_json(const FinishEvent& f) {
             {"dropped_messages", f.dropped_messages}};  // --context-shift: old turns left out
 }
 
-json usage_sum(const std::vector<Collected>& outs) {
-    // n > 1: the prompt counts once (as OpenAI reports it), completions add up.
-    FinishEvent sum = outs.front().finish;
+// n > 1: the prompt counts once (as OpenAI reports it), completions add up.
+json usage_sum(const std::vector<FinishEvent>& ends) {
+    FinishEvent sum = ends.front();
     sum.n_generated = 0;
-    for (const Collected& c : outs) sum.n_generated += c.finish.n_generated;
+    for (const FinishEvent& f : ends) sum.n_generated += f.n_generated;
     return usage_json(sum);
+}
+
+json usage_sum(const std::vector<Collected>& outs) {
+    std::vector<FinishEvent> ends;
+    for (const Collected& c : outs) ends.push_back(c.finish);
+    return usage_sum(ends);
 }
 
 json bytes_of(const std::string& s) {
@@ -90,9 +96,9 @@ void prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
 }
 
 // n > 1 runs n requests; with a fixed seed each gets its own (seed + i) so they differ.
-std::vector<std::unique_ptr<Tracked>> submit_n(ServerContext& ctx, Engine& e, const RequestParams& params, int n,
+std::vector<std::shared_ptr<Tracked>> submit_n(ServerContext& ctx, Engine& e, const RequestParams& params, int n,
                                                const char* endpoint) {
-    std::vector<std::unique_ptr<Tracked>> out;
+    std::vector<std::shared_ptr<Tracked>> out;
     for (int i = 0; i < n; ++i) {
         RequestParams p = params;
         if (p.options.sampling.seed != SamplingParams::kRandomSeed) p.options.sampling.seed += uint64_t(i);
@@ -107,21 +113,37 @@ struct StreamIds {
     std::string model;
 };
 
-json chat_chunk(const StreamIds& s, json delta, json finish, json logprobs, bool include_usage) {
+json chat_chunk(const StreamIds& s, size_t index, json delta, json finish, json logprobs, bool include_usage) {
     json c = {{"id", s.id},
               {"object", "chat.completion.chunk"},
               {"created", s.created},
               {"model", s.model},
               {"system_fingerprint", "pensieve"},
-              {"choices", json::array({{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)},
+              {"choices", json::array({{{"index", index}, {"delta", std::move(delta)}, {"logprobs", std::move(logprobs)},
                                         {"finish_reason", std::move(finish)}}})}};
     if (include_usage) c["usage"] = nullptr;  // OpenAI: null on every chunk but the last
     return c;
 }
 
+// Writes to the client; on a hang-up cancels all n requests of the stream.
+bool send_all(const std::vector<std::shared_ptr<Tracked>>& ts, httplib::DataSink& sink, const std::string& data) {
+    if (sink.write(data.data(), data.size())) return true;
+    for (const auto& t : ts) t->stream().cancel();
+    return false;
+}
+
+// An error or shutdown ends the whole stream: one error event, the other choices cancelled.
+bool ended_abnormally(const std::vector<std::shared_ptr<Tracked>>& ts, httplib::DataSink& sink, const FinishEvent& f) {
+    if (f.reason != "error" && f.reason != "cancelled") return false;
+    const std::string msg = f.reason == "error" ? "generation failed: " + f.error : "the server is shutting down";
+    send_all(ts, sink, sse_data(error_json(Dialect::OpenAI, f.reason == "error" ? 500 : 503, msg)));
+    for (const auto& t : ts) t->stream().cancel();
+    sink.done();
+    return true;
+}
+
 void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
     ChatRequest r = parse_openai_chat(parse_body(req.body));
-    if (r.stream && r.n > 1) bad_request("n > 1 is not supported with stream", "n");
     prepare_chat(ctx, e, r);
     const bool want_lp = r.params.want_logprobs;
 
@@ -160,8 +182,9 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
         return;
     }
 
-    // Streaming. Submit before answering so a refused request still gets its 4xx.
-    std::shared_ptr<Tracked> tracked = ctx.submit(e, r.params, "chat");
+    // Streaming: n choices interleave, each chunk naming its index. Submit before
+    // answering so a refused request still gets its 4xx.
+    const std::vector<std::shared_ptr<Tracked>> tracked = submit_n(ctx, e, r.params, r.n, "chat");
     const StreamIds ids{make_id("chatcmpl-"), unix_time(), e.model_id};
     const bool tools = r.tools_active();
     const bool usage = r.include_usage;
@@ -169,70 +192,68 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
     const Tokenizer* tok = &e.tokenizer;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
-        Tracked& t = *tracked;
-        ToolCallStreamer calls(format);
-        if (!send(t, sink, sse_data(chat_chunk(ids, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, usage))))
-            return false;
-        for (;;) {
-            auto ev = next_event(t, sink, kSseComment);
-            if (!ev) return false;
-            if (auto* tk = std::get_if<TokenEvent>(&*ev)) {
-                const std::string text = tools ? calls.feed(tk->text) : tk->text;
+        const size_t n = tracked.size();
+        auto emit = [&](const json& chunk) { return send_all(tracked, sink, sse_data(chunk)); };
+        std::vector<ToolCallStreamer> calls(n, ToolCallStreamer(format));
+        std::vector<bool> finished(n, false);
+        std::vector<FinishEvent> ends(n);
+        for (size_t i = 0; i < n; ++i)
+            if (!emit(chat_chunk(ids, i, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, usage))) return false;
+        for (size_t left = n; left > 0;) {
+            auto got = next_event_any(tracked, finished, sink, kSseComment);
+            if (!got) return false;
+            const size_t i = got->first;
+            if (auto* tk = std::get_if<TokenEvent>(&got->second)) {
+                const std::string text = tools ? calls[i].feed(tk->text) : tk->text;
                 if (text.empty() && !want_lp) continue;
                 json lp = want_lp ? json{{"content", json::array({chat_logprob(*tok, *tk)})}} : json(nullptr);
-                if (!send(t, sink, sse_data(chat_chunk(ids, {{"content", text}}, nullptr, lp, usage)))) return false;
+                if (!emit(chat_chunk(ids, i, {{"content", text}}, nullptr, lp, usage))) return false;
                 continue;
             }
-            const FinishEvent& f = std::get<FinishEvent>(*ev);
-            if (f.reason == "error" || f.reason == "cancelled") {
-                const std::string msg = f.reason == "error" ? "generation failed: " + f.error : "the server is shutting down";
-                send(t, sink, sse_data(error_json(Dialect::OpenAI, f.reason == "error" ? 500 : 503, msg)));
-                sink.done();
-                return true;
-            }
-            std::string tail = tools ? calls.feed(f.tail_text) : f.tail_text;
+            const FinishEvent& f = std::get<FinishEvent>(got->second);
+            if (ended_abnormally(tracked, sink, f)) return true;
+            std::string tail = tools ? calls[i].feed(f.tail_text) : f.tail_text;
             std::string reason = finish_reason(f);
             std::vector<ToolCall> found;
             if (tools) {
-                ParsedReply p = calls.finish();
+                ParsedReply p = calls[i].finish();
                 tail += p.content;
                 found = std::move(p.calls);
             }
-            if (!tail.empty() && !send(t, sink, sse_data(chat_chunk(ids, {{"content", tail}}, nullptr, nullptr, usage))))
-                return false;
+            if (!tail.empty() && !emit(chat_chunk(ids, i, {{"content", tail}}, nullptr, nullptr, usage))) return false;
             if (!found.empty()) {
                 reason = "tool_calls";
-                if (!send(t, sink, sse_data(chat_chunk(ids, {{"tool_calls", tool_calls_json(found, true)}}, nullptr,
-                                                       nullptr, usage))))
+                if (!emit(chat_chunk(ids, i, {{"tool_calls", tool_calls_json(found, true)}}, nullptr, nullptr, usage)))
                     return false;
             }
-            if (!send(t, sink, sse_data(chat_chunk(ids, json::object(), reason, nullptr, usage)))) return false;
-            if (usage) {
-                json u = {{"id", ids.id}, {"object", "chat.completion.chunk"}, {"created", ids.created},
-                          {"model", ids.model}, {"system_fingerprint", "pensieve"},
-                          {"choices", json::array()}, {"usage", usage_json(f)}};
-                if (!send(t, sink, sse_data(u))) return false;
-            }
-            send(t, sink, kSseDone);
-            sink.done();
-            return true;
+            if (!emit(chat_chunk(ids, i, json::object(), reason, nullptr, usage))) return false;
+            ends[i] = f;
+            --left;
         }
+        if (usage) {
+            json u = {{"id", ids.id}, {"object", "chat.completion.chunk"}, {"created", ids.created},
+                      {"model", ids.model}, {"system_fingerprint", "pensieve"},
+                      {"choices", json::array()}, {"usage", usage_sum(ends)}};
+            if (!emit(u)) return false;
+        }
+        send_all(tracked, sink, kSseDone);
+        sink.done();
+        return true;
     });
 }
 
-json completion_chunk(const StreamIds& s, const std::string& text, json finish, json logprobs) {
+json completion_chunk(const StreamIds& s, size_t index, const std::string& text, json finish, json logprobs) {
     return {{"id", s.id},
             {"object", "text_completion"},
             {"created", s.created},
             {"model", s.model},
             {"system_fingerprint", "pensieve"},
-            {"choices", json::array({{{"index", 0}, {"text", text}, {"logprobs", std::move(logprobs)},
+            {"choices", json::array({{{"index", index}, {"text", text}, {"logprobs", std::move(logprobs)},
                                       {"finish_reason", std::move(finish)}}})}};
 }
 
 void completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
     CompletionRequest r = parse_openai_completion(parse_body(req.body));
-    if (r.stream && r.n > 1) bad_request("n > 1 is not supported with stream", "n");
     if (r.prompt_is_tokens) {
         r.params.prompt = r.prompt_tokens;
     } else {
@@ -263,40 +284,41 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
         return;
     }
 
-    std::shared_ptr<Tracked> tracked = ctx.submit(e, r.params, "completions");
+    const std::vector<std::shared_ptr<Tracked>> tracked = submit_n(ctx, e, r.params, r.n, "completions");
     const StreamIds ids{make_id("cmpl-"), unix_time(), e.model_id};
     const bool usage = r.include_usage;
     const Tokenizer* tok = &e.tokenizer;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
-        Tracked& t = *tracked;
-        for (;;) {
-            auto ev = next_event(t, sink, kSseComment);
-            if (!ev) return false;
-            if (auto* tk = std::get_if<TokenEvent>(&*ev)) {
+        const size_t n = tracked.size();
+        auto emit = [&](const json& chunk) { return send_all(tracked, sink, sse_data(chunk)); };
+        std::vector<bool> finished(n, false);
+        std::vector<FinishEvent> ends(n);
+        for (size_t left = n; left > 0;) {
+            auto got = next_event_any(tracked, finished, sink, kSseComment);
+            if (!got) return false;
+            const size_t i = got->first;
+            if (auto* tk = std::get_if<TokenEvent>(&got->second)) {
                 if (tk->text.empty() && !want_lp) continue;
                 json lp = want_lp ? completion_logprobs(*tok, {*tk}) : json(nullptr);
-                if (!send(t, sink, sse_data(completion_chunk(ids, tk->text, nullptr, lp)))) return false;
+                if (!emit(completion_chunk(ids, i, tk->text, nullptr, lp))) return false;
                 continue;
             }
-            const FinishEvent& f = std::get<FinishEvent>(*ev);
-            if (f.reason == "error" || f.reason == "cancelled") {
-                const std::string msg = f.reason == "error" ? "generation failed: " + f.error : "the server is shutting down";
-                send(t, sink, sse_data(error_json(Dialect::OpenAI, f.reason == "error" ? 500 : 503, msg)));
-                sink.done();
-                return true;
-            }
-            if (!send(t, sink, sse_data(completion_chunk(ids, f.tail_text, finish_reason(f), nullptr)))) return false;
-            if (usage) {
-                json u = completion_chunk(ids, "", nullptr, nullptr);
-                u["choices"] = json::array();
-                u["usage"] = usage_json(f);
-                if (!send(t, sink, sse_data(u))) return false;
-            }
-            send(t, sink, kSseDone);
-            sink.done();
-            return true;
+            const FinishEvent& f = std::get<FinishEvent>(got->second);
+            if (ended_abnormally(tracked, sink, f)) return true;
+            if (!emit(completion_chunk(ids, i, f.tail_text, finish_reason(f), nullptr))) return false;
+            ends[i] = f;
+            --left;
         }
+        if (usage) {
+            json u = completion_chunk(ids, 0, "", nullptr, nullptr);
+            u["choices"] = json::array();
+            u["usage"] = usage_sum(ends);
+            if (!emit(u)) return false;
+        }
+        send_all(tracked, sink, kSseDone);
+        sink.done();
+        return true;
     });
 }
 

@@ -86,6 +86,46 @@ std::optional<RequestStream::Event> next_event(Tracked& t, httplib::DataSink& si
     }
 }
 
+std::optional<std::pair<size_t, RequestStream::Event>> next_event_any(const std::vector<std::shared_ptr<Tracked>>& ts,
+                                                                      std::vector<bool>& finished,
+                                                                      httplib::DataSink& sink,
+                                                                      const std::string& keepalive) {
+    using namespace std::chrono;
+    auto idle_since = steady_clock::now();
+    for (;;) {
+        // One non-blocking look at every stream, then a short wait on the first
+        // unfinished one: events of one scheduler step arrive together, so this costs
+        // at most a few milliseconds of latency for the others.
+        size_t first = ts.size();
+        for (size_t i = 0; i < ts.size(); ++i) {
+            if (finished[i]) continue;
+            if (first == ts.size()) first = i;
+            if (auto e = ts[i]->stream().next(milliseconds(0))) {
+                if (std::holds_alternative<FinishEvent>(*e)) {
+                    ts[i]->mark_finished();
+                    finished[i] = true;
+                }
+                return std::make_pair(i, std::move(*e));
+            }
+        }
+        if (first == ts.size()) return std::nullopt;  // nothing left (callers stop before this)
+        if (auto e = ts[first]->stream().next(milliseconds(10))) {
+            if (std::holds_alternative<FinishEvent>(*e)) {
+                ts[first]->mark_finished();
+                finished[first] = true;
+            }
+            return std::make_pair(first, std::move(*e));
+        }
+        if (steady_clock::now() - idle_since >= seconds(1)) {
+            if (!sink.write(keepalive.data(), keepalive.size())) {
+                for (const auto& t : ts) t->stream().cancel();
+                return std::nullopt;
+            }
+            idle_since = steady_clock::now();
+        }
+    }
+}
+
 std::string make_id(const char* prefix) { return make_tool_call_id(prefix); }
 
 int64_t unix_time() {

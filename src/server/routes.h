@@ -4,8 +4,11 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -41,6 +44,14 @@ void check_finish(const FinishEvent& f);
 // ping event) every second, because a failed write is how a vanished client shows; on
 // failure cancels the request and returns nullopt.
 std::optional<RequestStream::Event> next_event(Tracked& t, httplib::DataSink& sink, const std::string& keepalive);
+
+// n > 1 streaming: the next event of any unfinished stream (finished[i] is set when
+// stream i ends), with the same keep-alive and hang-up handling as next_event; on a
+// hang-up every stream is cancelled.
+std::optional<std::pair<size_t, RequestStream::Event>> next_event_any(const std::vector<std::shared_ptr<Tracked>>& ts,
+                                                                      std::vector<bool>& finished,
+                                                                      httplib::DataSink& sink,
+                                                                      const std::string& keepalive);
 
 // Writes to the client; false (and the request cancelled) if it has gone away.
 bool send(Tracked& t, httplib::DataSink& sink, const std::string& data);

@@ -483,6 +483,49 @@ TEST(ServerTest, AnthropicToolChoiceAnyGivesToolUse) {
     EXPECT_TRUE(found) << r.raw;
 }
 
+// n > 1 with stream: the choices interleave, each chunk names its index; the texts are
+// those of the same request without stream (seeded sampling: seed + index per choice).
+TEST(ServerTest, NGreaterThanOneStreams) {
+    auto& s = shared_server();
+    for (const char* path : {"/v1/chat/completions", "/v1/completions"}) {
+        const bool chat = std::string(path) == "/v1/chat/completions";
+        json body = chat ? chat_body("Once", 12) : json{{"prompt", "Once upon a time"}, {"max_tokens", 12}};
+        body["n"] = 3;
+        body["temperature"] = 0.9;
+        body["seed"] = 11;
+        Reply whole = post(s, path, body);
+        ASSERT_EQ(whole.status, 200) << whole.raw;
+        body["stream"] = true;
+        body["stream_options"] = {{"include_usage", true}};
+        auto c = s.client();
+        auto res = c.Post(path, body.dump(), "application/json");
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 200) << res->body;
+        std::vector<std::string> text(3);
+        std::vector<std::string> finish(3);
+        json usage;
+        for (const SseEvent& ev : parse_sse(res->body)) {
+            if (ev.data == "[DONE]") continue;
+            const json j = json::parse(ev.data);
+            if (!j["usage"].is_null() && j.contains("usage")) usage = j["usage"];
+            for (const json& ch : j["choices"]) {
+                const size_t i = ch["index"].get<size_t>();
+                ASSERT_LT(i, 3u);
+                const json& piece = chat ? ch["delta"]["content"] : ch["text"];
+                if (piece.is_string()) text[i] += piece.get<std::string>();
+                if (!ch["finish_reason"].is_null()) finish[i] = ch["finish_reason"];
+            }
+        }
+        for (size_t i = 0; i < 3; ++i) {
+            const json& wc = whole.body["choices"][i];
+            EXPECT_EQ(text[i], chat ? wc["message"]["content"].get<std::string>() : wc["text"].get<std::string>()) << path << i;
+            EXPECT_EQ(finish[i], "length");
+        }
+        EXPECT_EQ(usage["completion_tokens"], 36) << usage;
+        EXPECT_EQ(usage["prompt_tokens"], whole.body["usage"]["prompt_tokens"]);
+    }
+}
+
 TEST(ServerTest, Completions) {
     auto& s = shared_server();
     json body = {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}, {"logprobs", 1}};
