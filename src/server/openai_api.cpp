@@ -142,6 +142,35 @@ bool ended_abnormally(const std::vector<std::shared_ptr<Tracked>>& ts, httplib::
     return true;
 }
 
+// The SSE body of an n-choice stream: on_token(i, token) and on_finish(i, finish) write
+// the endpoint's chunks for choice i (false: the client is gone); once every choice has
+// ended, on_done(ends) writes the trailer (usage) before [DONE].
+template <class OnToken, class OnFinish, class OnDone>
+bool stream_choices(const std::vector<std::shared_ptr<Tracked>>& tracked, httplib::DataSink& sink, OnToken on_token,
+                    OnFinish on_finish, OnDone on_done) {
+    const size_t n = tracked.size();
+    std::vector<bool> finished(n, false);
+    std::vector<FinishEvent> ends(n);
+    for (size_t left = n; left > 0;) {
+        auto got = next_event_any(tracked, finished, sink, kSseComment);
+        if (!got) return false;
+        const size_t i = got->first;
+        if (auto* tk = std::get_if<TokenEvent>(&got->second)) {
+            if (!on_token(i, *tk)) return false;
+            continue;
+        }
+        const FinishEvent& f = std::get<FinishEvent>(got->second);
+        if (ended_abnormally(tracked, sink, f)) return true;
+        if (!on_finish(i, f)) return false;
+        ends[i] = f;
+        --left;
+    }
+    if (!on_done(ends)) return false;
+    send_all(tracked, sink, kSseDone);
+    sink.done();
+    return true;
+}
+
 void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
     ChatRequest r = parse_openai_chat(parse_body(req.body));
     prepare_chat(ctx, e, r);
@@ -192,26 +221,17 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
     const Tokenizer* tok = &e.tokenizer;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
-        const size_t n = tracked.size();
         auto emit = [&](const json& chunk) { return send_all(tracked, sink, sse_data(chunk)); };
-        std::vector<ToolCallStreamer> calls(n, ToolCallStreamer(format));
-        std::vector<bool> finished(n, false);
-        std::vector<FinishEvent> ends(n);
-        for (size_t i = 0; i < n; ++i)
+        std::vector<ToolCallStreamer> calls(tracked.size(), ToolCallStreamer(format));
+        for (size_t i = 0; i < tracked.size(); ++i)
             if (!emit(chat_chunk(ids, i, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, usage))) return false;
-        for (size_t left = n; left > 0;) {
-            auto got = next_event_any(tracked, finished, sink, kSseComment);
-            if (!got) return false;
-            const size_t i = got->first;
-            if (auto* tk = std::get_if<TokenEvent>(&got->second)) {
-                const std::string text = tools ? calls[i].feed(tk->text) : tk->text;
-                if (text.empty() && !want_lp) continue;
-                json lp = want_lp ? json{{"content", json::array({chat_logprob(*tok, *tk)})}} : json(nullptr);
-                if (!emit(chat_chunk(ids, i, {{"content", text}}, nullptr, lp, usage))) return false;
-                continue;
-            }
-            const FinishEvent& f = std::get<FinishEvent>(got->second);
-            if (ended_abnormally(tracked, sink, f)) return true;
+        auto on_token = [&](size_t i, const TokenEvent& tk) {
+            const std::string text = tools ? calls[i].feed(tk.text) : tk.text;
+            if (text.empty() && !want_lp) return true;
+            json lp = want_lp ? json{{"content", json::array({chat_logprob(*tok, tk)})}} : json(nullptr);
+            return emit(chat_chunk(ids, i, {{"content", text}}, nullptr, lp, usage));
+        };
+        auto on_finish = [&](size_t i, const FinishEvent& f) {
             std::string tail = tools ? calls[i].feed(f.tail_text) : f.tail_text;
             std::string reason = finish_reason(f);
             std::vector<ToolCall> found;
@@ -226,19 +246,15 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
                 if (!emit(chat_chunk(ids, i, {{"tool_calls", tool_calls_json(found, true)}}, nullptr, nullptr, usage)))
                     return false;
             }
-            if (!emit(chat_chunk(ids, i, json::object(), reason, nullptr, usage))) return false;
-            ends[i] = f;
-            --left;
-        }
-        if (usage) {
-            json u = {{"id", ids.id}, {"object", "chat.completion.chunk"}, {"created", ids.created},
-                      {"model", ids.model}, {"system_fingerprint", "pensieve"},
-                      {"choices", json::array()}, {"usage", usage_sum(ends)}};
-            if (!emit(u)) return false;
-        }
-        send_all(tracked, sink, kSseDone);
-        sink.done();
-        return true;
+            return emit(chat_chunk(ids, i, json::object(), reason, nullptr, usage));
+        };
+        auto on_done = [&](const std::vector<FinishEvent>& ends) {
+            if (!usage) return true;
+            return emit({{"id", ids.id}, {"object", "chat.completion.chunk"}, {"created", ids.created},
+                         {"model", ids.model}, {"system_fingerprint", "pensieve"},
+                         {"choices", json::array()}, {"usage", usage_sum(ends)}});
+        };
+        return stream_choices(tracked, sink, on_token, on_finish, on_done);
     });
 }
 
@@ -290,35 +306,23 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     const Tokenizer* tok = &e.tokenizer;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
-        const size_t n = tracked.size();
         auto emit = [&](const json& chunk) { return send_all(tracked, sink, sse_data(chunk)); };
-        std::vector<bool> finished(n, false);
-        std::vector<FinishEvent> ends(n);
-        for (size_t left = n; left > 0;) {
-            auto got = next_event_any(tracked, finished, sink, kSseComment);
-            if (!got) return false;
-            const size_t i = got->first;
-            if (auto* tk = std::get_if<TokenEvent>(&got->second)) {
-                if (tk->text.empty() && !want_lp) continue;
-                json lp = want_lp ? completion_logprobs(*tok, {*tk}) : json(nullptr);
-                if (!emit(completion_chunk(ids, i, tk->text, nullptr, lp))) return false;
-                continue;
-            }
-            const FinishEvent& f = std::get<FinishEvent>(got->second);
-            if (ended_abnormally(tracked, sink, f)) return true;
-            if (!emit(completion_chunk(ids, i, f.tail_text, finish_reason(f), nullptr))) return false;
-            ends[i] = f;
-            --left;
-        }
-        if (usage) {
+        auto on_token = [&](size_t i, const TokenEvent& tk) {
+            if (tk.text.empty() && !want_lp) return true;
+            json lp = want_lp ? completion_logprobs(*tok, {tk}) : json(nullptr);
+            return emit(completion_chunk(ids, i, tk.text, nullptr, lp));
+        };
+        auto on_finish = [&](size_t i, const FinishEvent& f) {
+            return emit(completion_chunk(ids, i, f.tail_text, finish_reason(f), nullptr));
+        };
+        auto on_done = [&](const std::vector<FinishEvent>& ends) {
+            if (!usage) return true;
             json u = completion_chunk(ids, 0, "", nullptr, nullptr);
             u["choices"] = json::array();
             u["usage"] = usage_sum(ends);
-            if (!emit(u)) return false;
-        }
-        send_all(tracked, sink, kSseDone);
-        sink.done();
-        return true;
+            return emit(u);
+        };
+        return stream_choices(tracked, sink, on_token, on_finish, on_done);
     });
 }
 
