@@ -23,13 +23,13 @@
 //
 //   node bench/agent_bench.mjs                               # synth-tiny-Q8_0, -c 8192
 //   node bench/agent_bench.mjs --model /work/models/synth-1b-Q4_0.gguf --system-tokens 2000
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+
+import { startServer as startPensieve } from '../tests/lib/pensieve_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -62,55 +62,23 @@ const modes = new Set(opt.modes.split(','));
 
 // ---------------------------------------------------------------- server
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 const running = new Set();
 
 async function startServer(extraArgs = []) {
-  if (!fs.existsSync(opt.bin)) throw new Error(`no pensieve binary at ${opt.bin} (--bin or PENSIEVE_BIN)`);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const args = ['serve', '-m', opt.model, '--port', String(port), '-c', opt.ctx, '-t', opt.threads,
-    '--parallel', opt.parallel, '-q', ...extraArgs];
-  console.error(`  server: ${path.basename(opt.bin)} ${args.join(' ')}`);
-  const proc = spawn(opt.bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const s = await startPensieve({
+    bin: opt.bin, readyMs: 300000, log: (m) => console.error(`  ${m}`),
+    args: ['-m', opt.model, '-c', opt.ctx, '-t', opt.threads, '--parallel', opt.parallel, '-q', ...extraArgs],
+  });
   const server = {
-    url,
+    url: s.url,
     async stop() {
       running.delete(server);
-      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 60000);
-      const r = await exited;
-      clearTimeout(t);
-      if (r.code !== 0) throw new Error(`server exit ${JSON.stringify(r)}:\n${stderr}`);
+      const r = await s.stop();
+      if (r.code !== 0) throw new Error(`server exit ${JSON.stringify(r)}:\n${s.stderr()}`);
       return r;
     },
   };
   running.add(server);
-  const end = Date.now() + 300000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`server exited (${proc.exitCode}):\n${stderr}`);
-    try {
-      if ((await fetch(`${url}/health`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > end) throw new Error(`server not ready after 300 s:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
   return server;
 }
 

@@ -16,13 +16,13 @@
 //   node bench/load_test.mjs                       # stories260K, 1/4/16 clients, 15 s each
 //   node bench/load_test.mjs --model /work/models/synth-1b-Q4_0.gguf --duration 20 --max-tokens 32
 //   node bench/load_test.mjs --url http://127.0.0.1:8080 --levels 1,4
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+
+import { startServer as startPensieve } from '../tests/lib/pensieve_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -81,48 +81,17 @@ function prompt(client, n) {
 
 // ---------------------------------------------------------------- server
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function startServer() {
-  if (!fs.existsSync(opt.bin)) throw new Error(`no pensieve binary at ${opt.bin} (--bin or PENSIEVE_BIN)`);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const args = ['serve', '-m', opt.model, '--port', String(port), '--parallel', String(parallel),
-    '-t', opt.threads, '-c', opt.ctx, '--max-queue', String(Math.max(64, 2 * Math.max(...levels))), '-q'];
-  console.error(`starting: ${opt.bin} ${args.join(' ')}`);
-  const proc = spawn(opt.bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const end = Date.now() + 300000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`server exited (${proc.exitCode}):\n${stderr}`);
-    try {
-      if ((await fetch(`${url}/health`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > end) throw new Error(`server not ready after 300 s:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const s = await startPensieve({
+    bin: opt.bin, readyMs: 300000, killAfterMs: 30000, log: (m) => console.error(`starting ${m}`),
+    args: ['-m', opt.model, '--parallel', String(parallel), '-t', opt.threads, '-c', opt.ctx,
+      '--max-queue', String(Math.max(64, 2 * Math.max(...levels))), '-q'],
+  });
   const stop = async () => {
-    if (proc.exitCode !== null) return;
-    proc.kill('SIGTERM');
-    const t = setTimeout(() => proc.kill('SIGKILL'), 30000);
-    const r = await exited;
-    clearTimeout(t);
-    if (r.code !== 0) console.error(`server exit: ${JSON.stringify(r)}\n${stderr}`);
+    const r = await s.stop();
+    if (r.code !== 0) console.error(`server exit: ${JSON.stringify(r)}\n${s.stderr()}`);
   };
-  return { url, stop };
+  return { url: s.url, stop };
 }
 
 async function metric(url, name) {

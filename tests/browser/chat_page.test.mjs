@@ -6,14 +6,14 @@
 // the API key in the Settings panel. Screenshots go to tests/browser/artifacts/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import puppeteer from 'puppeteer-core';
+
+import { startServer as startPensieve } from '../lib/pensieve_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -29,54 +29,20 @@ const STEP_MS = 30000;
 
 // ---------------------------------------------------------------- server helpers
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 // A pensieve server on a free port; stop() sends SIGTERM and checks for a clean exit.
 async function startServer(extraArgs = []) {
-  if (!fs.existsSync(BIN)) throw new Error(`no pensieve binary at ${BIN} (build it, or set PENSIEVE_BIN)`);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
   // -c 8192: room for the long generation the Stop test interrupts (stories260K makes
   // ~500-2000 tokens/s, so 7000 tokens take several seconds).
-  const args = ['serve', '-m', MODEL, '--port', String(port), '-t', '1', '--parallel', '2', '-c', '8192', '-q',
-    ...extraArgs];
-  const proc = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const end = Date.now() + 30000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode}); stderr:\n${stderr}`);
-    try {
-      if ((await fetch(`${url}/health`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > end) throw new Error(`server did not become healthy; stderr:\n${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const s = await startPensieve({
+    bin: BIN, apiKey: KEY,
+    args: ['-m', MODEL, '-t', '1', '--parallel', '2', '-c', '8192', '-q', ...extraArgs],
+  });
   return {
-    url,
-    stderr: () => stderr,
-    async metric(name) {
-      const text = await (await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } })).text();
-      const m = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm'));
-      return m ? Number(m[1]) : NaN;
-    },
+    ...s,
     async stop() {
-      proc.kill('SIGTERM');
-      const { code, signal } = await exited;
-      assert.equal(signal, null, `server died by ${signal}; stderr:\n${stderr}`);
-      assert.equal(code, 0, `server exit code ${code}; stderr:\n${stderr}`);
+      const { code, signal } = await s.stop();
+      assert.equal(signal, null, `server died by ${signal}; stderr:\n${s.stderr()}`);
+      assert.equal(code, 0, `server exit code ${code}; stderr:\n${s.stderr()}`);
     },
   };
 }

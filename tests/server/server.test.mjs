@@ -5,13 +5,13 @@
 // API key, runs the tests, then stops it with SIGTERM and checks it exits cleanly.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
+
+import { startServer } from '../lib/pensieve_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -22,51 +22,21 @@ const KEY = 'test-key-123';
 const MODEL_ID = 'stories260K.gguf';
 
 let server;
-let exited;
 let baseURL;
-let stderr = '';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitHealthy(url, ms) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      const r = await fetch(`${url}/health`);
-      if (r.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`server did not become healthy; stderr:\n${stderr}`);
-}
 
 before(async () => {
-  const port = await freePort();
-  baseURL = `http://127.0.0.1:${port}`;
-  server = spawn(BIN, ['serve', '-m', MODEL, '--port', String(port), '--api-key', KEY, '-t', '1',
-    '--parallel', '2', '-c', '1024', '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  server.stderr.on('data', (d) => { stderr += d; });
-  exited = new Promise((resolve) => server.on('exit', (code, signal) => resolve({ code, signal })));
-  await waitHealthy(baseURL, 30000);
+  server = await startServer({
+    bin: BIN, apiKey: KEY,
+    args: ['-m', MODEL, '--api-key', KEY, '-t', '1', '--parallel', '2', '-c', '1024', '-q'],
+  });
+  baseURL = server.url;
 });
 
 after(async () => {
   if (!server) return;
-  server.kill('SIGTERM');
-  const { code, signal } = await exited;
-  assert.equal(signal, null, `server died by ${signal}; stderr:\n${stderr}`);
-  assert.equal(code, 0, `server exit code ${code}; stderr:\n${stderr}`);
+  const { code, signal } = await server.stop();
+  assert.equal(signal, null, `server died by ${signal}; stderr:\n${server.stderr()}`);
+  assert.equal(code, 0, `server exit code ${code}; stderr:\n${server.stderr()}`);
 });
 
 const openai = () => new OpenAI({ apiKey: KEY, baseURL: `${baseURL}/v1`, maxRetries: 0 });
