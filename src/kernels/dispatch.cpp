@@ -7,6 +7,7 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
+#include "kernels/lut.h"
 #include "kernels/simd_kernels.h"
 
 namespace pensieve {
@@ -40,6 +41,13 @@ KernelLevel requested_level() {
 // Remove F32 here once that tolerance is revisited.
 bool keep_reference(GgmlType t) { return t == GgmlType::F32; }
 
+// PENSIEVE_LUT=1: TQ2_0 through the lookup-table kernel (kernels/lut.h). Off by default:
+// slower than the VNNI vec_dot (figures in lut.h).
+bool lut_requested() {
+    const char* env = std::getenv("PENSIEVE_LUT");
+    return env && !std::strcmp(env, "1");
+}
+
 struct Table {
     KernelLevel level;
     std::array<TypeKernels, kMaxTypeId> per_type;
@@ -70,6 +78,8 @@ Table build_table() {
             }
             // Only with the vec_dot of the same level: lower levels keep plain tiling.
             k.gemm = gemm_at(tt->type, level);
+            if (level == KernelLevel::Avx512 && lut_requested())
+                if (const GemmKernels* g = simd::avx512_lut_gemm(tt->type)) k.gemm = g;
         }
     }
     return t;
@@ -123,7 +133,8 @@ FromFloatFn from_float_at(GgmlType type, KernelLevel level) {
 
 const GemmKernels* gemm_at(GgmlType type, KernelLevel level) {
     if (level != KernelLevel::Avx512 || !cpu_supports(level)) return nullptr;
-    return simd::avx512_gemm(type);
+    if (const GemmKernels* g = simd::avx512_gemm(type)) return g;
+    return simd::avx512_gemm_kquant(type);
 }
 
 const TypeKernels& kernels_for(GgmlType type) {

@@ -51,6 +51,9 @@ struct GemmKernels {
 namespace simd {
 // nullptr when the type has no AVX-512 gemm. Needs AVX512F/BW/VL/DQ + VNNI.
 const GemmKernels* avx512_gemm(GgmlType type);
+// The same for the K-quants Q4_K, Q5_K, Q6_K (Q8_K activations; gemm_kquant_avx512.cpp
+// states their float order).
+const GemmKernels* avx512_gemm_kquant(GgmlType type);
 }  // namespace simd
 
 }  // namespace pensieve

@@ -361,6 +361,134 @@ float vec_dot_tq2_0_q8_K(int64_t n, const void* w, const void* x) {
     return hsum(acc);
 }
 
+// Q2_K: 16 sub-blocks of 16, q in 0..3, 4-bit scale (low nibble) and min (high nibble):
+// sum_j sc_j q_j.y_j - sum_j mn_j bsum_j. Each shift slot s of half h is 32 weights =
+// sub-blocks 8h+2s (low lane) and 8h+2s+1 (high lane), so the scales pair up as in Q6_K.
+// vpmaddubsw pairs stay below 2*3*127. The min term meets dmin in float, as in the reference.
+float vec_dot_q2_K_q8_K(int64_t n, const void* w, const void* x) {
+    const auto* a = static_cast<const BlockQ2_K*>(w);
+    const auto* b = static_cast<const BlockQ8_K*>(x);
+    const __m256i two_bits = _mm256_set1_epi8(3);
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m128i packed = load128(a[i].scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, low4));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+        const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i v = load256(a[i].qs + 32 * h);
+            for (int s = 0; s < 4; ++s) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), two_bits);
+                const __m256i p = _mm256_maddubs_epi16(q, load256(b[i].qs + 128 * h + 32 * s));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, splat_pair_i16(sc_half[h], 2 * s)));
+            }
+        }
+        const __m256i msum = _mm256_madd_epi16(mn16, load256(b[i].bsums));
+        const float dy = b[i].d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dy * f16(a[i].d)), acc);
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dy * f16(a[i].dmin)), acc);
+    }
+    return hsum(acc);
+}
+
+// The 16 six-bit Q3_K scales minus 32, as int8 (layout in blocks.h). Word ops: the low
+// nibbles are bytes 0..7 (low, then high nibble); the top 2 bits of scales 4g..4g+3 are
+// bits 2g..2g+1 of bytes 8..11, moved to bits 4..5.
+inline __m128i q3k_scales(const uint8_t* s) {
+    const uint32_t a = load_u32(s), b = load_u32(s + 4), c = load_u32(s + 8);
+    const uint32_t w0 = (a & 0x0f0f0f0f) | ((c << 4) & 0x30303030);
+    const uint32_t w1 = (b & 0x0f0f0f0f) | ((c << 2) & 0x30303030);
+    const uint32_t w2 = ((a >> 4) & 0x0f0f0f0f) | (c & 0x30303030);
+    const uint32_t w3 = ((b >> 4) & 0x0f0f0f0f) | ((c >> 2) & 0x30303030);
+    return _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
+}
+
+// Q3_K: u = low 2 bits | hmask bit << 2 in 0..7 means u-4, so
+// sum_j sc_j (u-4).y = sum_j sc_j u.y - 4 sum_j sc_j bsum_j (scales signed, -32..31).
+// vpmaddubsw pairs stay below 2*7*127. Weight 128h + 32s + l takes bit 4h+s of hmask[l].
+float vec_dot_q3_K_q8_K(int64_t n, const void* w, const void* x) {
+    const auto* a = static_cast<const BlockQ3_K*>(w);
+    const auto* b = static_cast<const BlockQ8_K*>(x);
+    const __m256i two_bits = _mm256_set1_epi8(3);
+    const __m256i bit2 = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales(a[i].scales));
+        const __m256i sc_half[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+        const __m256i hm = load256(a[i].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i v = load256(a[i].qs + 32 * h);
+            for (int s = 0; s < 4; ++s) {
+                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), two_bits);
+                // hmask bit 4h+s to bit 2 (16-bit shifts: the mask drops bits from the neighbour byte)
+                const int bit = 4 * h + s;
+                const __m256i hb = bit >= 2 ? _mm256_srli_epi16(hm, bit - 2) : _mm256_slli_epi16(hm, 2 - bit);
+                const __m256i u = _mm256_or_si256(lo, _mm256_and_si256(hb, bit2));
+                const __m256i p = _mm256_maddubs_epi16(u, load256(b[i].qs + 128 * h + 32 * s));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, splat_pair_i16(sc_half[h], 2 * s)));
+            }
+        }
+        const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(b[i].bsums)), 2);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum, offset)), _mm256_set1_ps(f16(a[i].d) * b[i].d),
+                              acc);
+    }
+    return hsum(acc);
+}
+
+// TQ1_0 trits: trit k of byte v is (3 * (v * 3^k mod 256)) >> 8 (blocks.h). x86 has no
+// byte multiply, so both steps run on 16-bit lanes whose two bytes share the power p:
+// the low byte times p << 8 leaves its product mod 256 in the high byte (the rest falls
+// off the top), the masked high byte times p likewise; vpmulhuw by 3 then gives (3x) >> 8
+// in the low byte of the lane, and the high byte's result is shifted back up.
+inline __m256i tq1_trits(__m256i v, __m256i pow_lo, __m256i pow_hi) {
+    const __m256i lo = _mm256_mullo_epi16(v, pow_lo);
+    const __m256i hi = _mm256_mullo_epi16(_mm256_and_si256(v, _mm256_set1_epi16(int16_t(0xFF00))), pow_hi);
+    const __m256i three = _mm256_set1_epi16(3);
+    return _mm256_or_si256(_mm256_mulhi_epu16(lo, three), _mm256_slli_epi16(_mm256_mulhi_epu16(hi, three), 8));
+}
+
+// Powers for tq1_trits, given per 128-bit lane or per 32-bit element.
+inline __m256i pow3_lanes(int lo_lane, int hi_lane, int shift) {
+    return _mm256_setr_m128i(_mm_set1_epi16(int16_t(lo_lane << shift)), _mm_set1_epi16(int16_t(hi_lane << shift)));
+}
+
+// TQ1_0: eight registers of 32 trits, each against 32 consecutive activations:
+// qs[0..31] trit k (k = 0..4) is weights 32k..32k+31; qs[32..47] in both lanes, trits
+// 0 | 1, then 2 | 3, are weights 160..223; trit 4 | qh (repeated 4 times, trit k in
+// dword k) is 224..255. t in 0..2 means t-1: sum t.y minus sum y from bsums.
+float vec_dot_tq1_0_q8_K(int64_t n, const void* w, const void* x) {
+    const auto* a = static_cast<const BlockTQ1_0*>(w);
+    const auto* b = static_cast<const BlockQ8_K*>(x);
+    const __m256i pow_lo[3] = {pow3_lanes(1, 3, 8), pow3_lanes(9, 27, 8),
+                               _mm256_setr_epi16(81 << 8, 81 << 8, 81 << 8, 81 << 8, 81 << 8, 81 << 8, 81 << 8, 81 << 8,
+                                                 1 << 8, 1 << 8, 3 << 8, 3 << 8, 9 << 8, 9 << 8, 27 << 8, 27 << 8)};
+    const __m256i pow_hi[3] = {pow3_lanes(1, 3, 0), pow3_lanes(9, 27, 0),
+                               _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27)};
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m256i q0 = load256(a[i].qs);
+        const __m256i q32 = _mm256_broadcastsi128_si256(load128(a[i].qs + 32));
+        const __m256i tail = _mm256_inserti128_si256(q32, _mm_set1_epi32(int(load_u32(a[i].qh))), 1);
+        const int8_t* y = b[i].qs;
+        __m256i p16 = _mm256_setzero_si256();  // 8 vpmaddubsw of pairs <= 2*2*127: int16 safe
+        for (int k = 0; k < 5; ++k) {
+            const int p = (k == 0 ? 1 : k == 1 ? 3 : k == 2 ? 9 : k == 3 ? 27 : 81);
+            const __m256i t = tq1_trits(q0, _mm256_set1_epi16(int16_t(p << 8)), _mm256_set1_epi16(int16_t(p)));
+            p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(t, load256(y + 32 * k)));
+        }
+        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(tq1_trits(q32, pow_lo[0], pow_hi[0]), load256(y + 160)));
+        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(tq1_trits(q32, pow_lo[1], pow_hi[1]), load256(y + 192)));
+        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(tq1_trits(tail, pow_lo[2], pow_hi[2]), load256(y + 224)));
+        const __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones), _mm256_madd_epi16(load256(b[i].bsums), ones));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(a[i].d) * b[i].d), acc);
+    }
+    return hsum(acc);
+}
+
 // ------------------------------------------------------------------ float formats
 
 inline __m256 load_f32x8(const float* p) { return _mm256_loadu_ps(p); }
@@ -511,6 +639,9 @@ VecDotFn avx2_vec_dot(GgmlType type) {
         case GgmlType::Q5_K: return vec_dot_q5_K_q8_K;
         case GgmlType::Q6_K: return vec_dot_q6_K_q8_K;
         case GgmlType::TQ2_0: return vec_dot_tq2_0_q8_K;
+        case GgmlType::Q2_K: return vec_dot_q2_K_q8_K;
+        case GgmlType::Q3_K: return vec_dot_q3_K_q8_K;
+        case GgmlType::TQ1_0: return vec_dot_tq1_0_q8_K;
         default: return nullptr;
     }
 }

@@ -333,6 +333,156 @@ float vec_dot_tq2_0_q8_K(int64_t n, const void* w, const void* x) {
     return hsum(acc);
 }
 
+// Q2_K: 16 sub-blocks of 16, q in 0..3 with a 4-bit scale (low nibble) and min (high
+// nibble) each: sum_j sc_j q_j.y_j - sum_j mn_j bsum_j. Quants unpack as in TQ2_0
+// (64 weights per register = sub-blocks 4r..4r+3), vpmaddubsw pairs stay below 2*3*127,
+// and vpdpwssd applies each sub-block scale as in Q6_K. The min term stays in 8 int32
+// lanes and meets dmin in float, as the reference keeps it separate.
+float vec_dot_q2_K_q8_K(int64_t n, const void* w, const void* x) {
+    const auto* a = static_cast<const BlockQ2_K*>(w);
+    const auto* b = static_cast<const BlockQ8_K*>(x);
+    const __m512i two_bits = _mm512_set1_epi8(3);
+    const __m512i shift01 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);  // slots 0 | 1
+    const __m512i shift23 = _mm512_setr_epi64(4, 4, 4, 4, 6, 6, 6, 6);  // slots 2 | 3
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m128i packed = load128(a[i].scales);
+        const __m128i low4 = _mm_set1_epi8(0x0F);
+        const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(packed, low4)));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            const __m512i v = dup256(a[i].qs + 32 * h);
+            const int8_t* y = b[i].qs + 128 * h;
+            const __m512i q01 = _mm512_and_si512(_mm512_srlv_epi64(v, shift01), two_bits);
+            const __m512i q23 = _mm512_and_si512(_mm512_srlv_epi64(v, shift23), two_bits);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q01, load512(y)),
+                                       _mm512_permutexvar_epi16(spread(kSpread4, 2 * h), sc));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q23, load512(y + 64)),
+                                       _mm512_permutexvar_epi16(spread(kSpread4, 2 * h + 1), sc));
+        }
+        const __m256i isum8 = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+        const __m256i msum8 = _mm256_madd_epi16(mn16, load256(b[i].bsums));
+        const float dy = b[i].d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum8), _mm256_set1_ps(dy * f16(a[i].d)), acc);
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum8), _mm256_set1_ps(dy * f16(a[i].dmin)), acc);
+    }
+    return hsum(acc);
+}
+
+// The 16 six-bit Q3_K scales minus 32, as int8 (layout in blocks.h). Word ops: the low
+// nibbles are bytes 0..7 (low, then high nibble); the top 2 bits of scales 4g..4g+3 are
+// bits 2g..2g+1 of bytes 8..11, moved to bits 4..5.
+inline __m128i q3k_scales(const uint8_t* s) {
+    const uint32_t a = load_u32(s), b = load_u32(s + 4), c = load_u32(s + 8);
+    const uint32_t w0 = (a & 0x0f0f0f0f) | ((c << 4) & 0x30303030);
+    const uint32_t w1 = (b & 0x0f0f0f0f) | ((c << 2) & 0x30303030);
+    const uint32_t w2 = ((a >> 4) & 0x0f0f0f0f) | (c & 0x30303030);
+    const uint32_t w3 = ((b >> 4) & 0x0f0f0f0f) | ((c >> 2) & 0x30303030);
+    return _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
+}
+
+// Q3_K: u = low 2 bits | hmask bit << 2 in 0..7 means u-4, so
+// sum_j sc_j (u-4).y = sum_j sc_j u.y - 4 sum_j sc_j bsum_j (scales signed, -32..31).
+// vpmaddubsw pairs stay below 2*7*127. Weight 128h + 32s + l takes bit 4h+s of hmask[l].
+float vec_dot_q3_K_q8_K(int64_t n, const void* w, const void* x) {
+    const auto* a = static_cast<const BlockQ3_K*>(w);
+    const auto* b = static_cast<const BlockQ8_K*>(x);
+    const __m512i two_bits = _mm512_set1_epi8(3);
+    const __m512i four = _mm512_set1_epi8(4);
+    const __m512i shift[2] = {_mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2), _mm512_setr_epi64(4, 4, 4, 4, 6, 6, 6, 6)};
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales(a[i].scales));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+        const __m512i hm = dup256(a[i].hmask);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; ++h) {
+            const __m512i v = dup256(a[i].qs + 32 * h);
+            for (int p = 0; p < 2; ++p) {  // slots 2p | 2p+1: weights 128h + 64p .. +63
+                const __m512i lo = _mm512_and_si512(_mm512_srlv_epi64(v, shift[p]), two_bits);
+                const int bit = 4 * h + 2 * p;
+                const __m512i sel = join(_mm256_set1_epi8(char(1 << bit)), _mm256_set1_epi8(char(1 << (bit + 1))));
+                const __m512i u = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hm, sel), lo, four);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u, load512(b[i].qs + 128 * h + 64 * p)),
+                                           _mm512_permutexvar_epi16(spread(kSpread4, 2 * h + p), sc));
+            }
+        }
+        const __m256i isum8 = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+        const __m256i offset8 = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(b[i].bsums)), 2);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum8, offset8)),
+                              _mm256_set1_ps(f16(a[i].d) * b[i].d), acc);
+    }
+    return hsum(acc);
+}
+
+// TQ1_0 unpacking. Trit k of byte v is (3 * (v * 3^k mod 256)) >> 8 (blocks.h). x86 has
+// no byte multiply, so both steps run on 16-bit lanes, whose two bytes share a power:
+// the low byte is multiplied by p << 8 (its product mod 256 lands in the high byte, the
+// rest falls off the top), the high byte, masked, by p; then vpmulhuw by 3 leaves
+// (3x) >> 8 of each in the low byte of its lane, and the high byte's is shifted back up.
+struct Pow3Lanes {
+    alignas(64) uint16_t lo[4][32];  // p << 8, for the low byte of each 16-bit lane
+    alignas(64) uint16_t hi[4][32];  // p, for the high byte
+};
+
+// The four TQ1_0 registers of a block (see vec_dot_tq1_0_q8_K) and the power of 3 each
+// 16-bit lane l (bytes 2l, 2l+1) takes.
+constexpr int tq1_power(int reg, int l) {
+    const int lane = l / 8;  // 128-bit lane
+    constexpr int p3[5] = {1, 3, 9, 27, 81};
+    switch (reg) {
+        case 0: return lane < 2 ? 1 : 3;                    // qs[0..31] trits 0 | 1
+        case 1: return lane < 2 ? 9 : 27;                   // qs[0..31] trits 2 | 3
+        case 2: return lane < 2 ? 81 : lane == 2 ? 1 : 3;   // qs[0..31] trit 4 | qs[32..47] trits 0, 1
+        default: return lane < 3 ? p3[2 + lane] : p3[(l % 8) / 2];  // qs[32..47] trits 2,3,4 | qh
+    }
+}
+
+constexpr Pow3Lanes make_pow3_lanes() {
+    Pow3Lanes t{};
+    for (int r = 0; r < 4; ++r)
+        for (int l = 0; l < 32; ++l) {
+            t.lo[r][l] = uint16_t(tq1_power(r, l) << 8);
+            t.hi[r][l] = uint16_t(tq1_power(r, l));
+        }
+    return t;
+}
+constexpr Pow3Lanes kPow3Lanes = make_pow3_lanes();
+
+inline __m512i tq1_trits(__m512i v, int reg) {
+    const __m512i lo = _mm512_mullo_epi16(v, _mm512_load_si512(kPow3Lanes.lo[reg]));
+    const __m512i hi = _mm512_mullo_epi16(_mm512_and_si512(v, _mm512_set1_epi16(int16_t(0xFF00))),
+                                          _mm512_load_si512(kPow3Lanes.hi[reg]));
+    const __m512i three = _mm512_set1_epi16(3);
+    return _mm512_or_si512(_mm512_mulhi_epu16(lo, three), _mm512_slli_epi16(_mm512_mulhi_epu16(hi, three), 8));
+}
+
+// TQ1_0: four registers of 64 trits, each against 64 consecutive activations:
+//   0: qs[0..31] trits 0 | 1                      weights   0..63
+//   1: qs[0..31] trits 2 | 3                      weights  64..127
+//   2: qs[0..31] trit 4 | qs[32..47] trits 0, 1   weights 128..191
+//   3: qs[32..47] trits 2, 3, 4 | qh x4 trits 0..3 weights 192..255
+// t in 0..2 means t-1: sum t.y by vpdpbusd minus sum y from bsums.
+float vec_dot_tq1_0_q8_K(int64_t n, const void* w, const void* x) {
+    const auto* a = static_cast<const BlockTQ1_0*>(w);
+    const auto* b = static_cast<const BlockQ8_K*>(x);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const uint8_t* qs = a[i].qs;
+        const __m512i q0 = dup256(qs);
+        const __m512i q32 = _mm512_broadcast_i32x4(load128(qs + 32));
+        const __m512i v[4] = {q0, q0, _mm512_inserti64x4(q0, _mm512_castsi512_si256(q32), 1),
+                              _mm512_inserti32x4(q32, _mm_set1_epi32(int(load_u32(a[i].qh))), 3)};
+        __m512i isum = _mm512_setzero_si512();
+        for (int r = 0; r < 4; ++r) isum = _mm512_dpbusd_epi32(isum, tq1_trits(v[r], r), load512(b[i].qs + 64 * r));
+        const __m256i ysum = _mm256_madd_epi16(load256(b[i].bsums), _mm256_set1_epi16(1));
+        const __m256i isum8 = _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum8, ysum)), _mm256_set1_ps(f16(a[i].d) * b[i].d), acc);
+    }
+    return hsum(acc);
+}
+
 // ------------------------------------------------------------------ float formats
 
 // F32/F16 dots: the same order as the AVX2 file's dot_float (bit-identical results):
@@ -459,6 +609,9 @@ VecDotFn avx512_vec_dot(GgmlType type) {
         case GgmlType::Q5_K: return vec_dot_q5_K_q8_K;
         case GgmlType::Q6_K: return vec_dot_q6_K_q8_K;
         case GgmlType::TQ2_0: return vec_dot_tq2_0_q8_K;
+        case GgmlType::Q2_K: return vec_dot_q2_K_q8_K;
+        case GgmlType::Q3_K: return vec_dot_q3_K_q8_K;
+        case GgmlType::TQ1_0: return vec_dot_tq1_0_q8_K;
         default: return nullptr;
     }
 }

@@ -29,7 +29,8 @@ const KernelLevel kSimdLevels[] = {KernelLevel::Avx2, KernelLevel::Avx512};
 
 // Types whose vec_dot every SIMD level must provide.
 const T kDotTypes[] = {T::F32, T::F16,  T::BF16, T::Q4_0, T::Q4_1, T::Q5_0, T::Q5_1,
-                       T::Q8_0, T::IQ4_NL, T::Q4_K, T::Q5_K, T::Q6_K, T::TQ2_0};
+                       T::Q8_0, T::IQ4_NL, T::Q4_K, T::Q5_K, T::Q6_K, T::TQ2_0,
+                       T::Q2_K, T::Q3_K, T::TQ1_0};
 
 // ------------------------------------------------------------------ block fields
 
@@ -47,6 +48,9 @@ ScaleFields scale_fields(T t) {
         case T::Q4_K: case T::Q5_K: return {{0, 2}, 0};
         case T::Q6_K: return {{offsetof(BlockQ6_K, d)}, -1};
         case T::TQ2_0: return {{offsetof(BlockTQ2_0, d)}, -1};
+        case T::Q2_K: return {{offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}, offsetof(BlockQ2_K, d)};
+        case T::Q3_K: return {{offsetof(BlockQ3_K, d)}, -1};
+        case T::TQ1_0: return {{offsetof(BlockTQ1_0, d)}, -1};
         default: return {{}, -1};
     }
 }
@@ -406,7 +410,7 @@ TEST(KernelDispatch, ChoosesSimdWhereAvailable) {
         }
     }
     // Types without SIMD kernels still get the reference.
-    EXPECT_EQ(kernels_for(T::TQ1_0).vec_dot, type_traits(T::TQ1_0).vec_dot);
+    EXPECT_EQ(kernels_for(T::Q8_K).vec_dot, type_traits(T::Q8_K).vec_dot);
     EXPECT_NE(describe_kernels().find("Q4_K"), std::string::npos);
 }
 
