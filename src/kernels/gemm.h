@@ -8,15 +8,21 @@
 //
 //     acc = 0;  for each block b:  acc = fma(float(isum_b), d_w[b] * d_x[b], acc)
 //
-// Both kernels below perform exactly that sequence for every (row, token), so a token's
-// result is bit-identical whether it goes through the many-token kernel or the one-token
-// kernel, at any position in a panel, with any thread split (batch invariance):
+// All three kernels below perform exactly that sequence for every (row, token), so a
+// token's result is bit-identical whichever kernel it goes through, at any position in a
+// panel, with any thread split (batch invariance):
 //
 //  - gemm: lanes are 16 tokens of a packed "panel" (activations re-laid out so that one
 //    512-bit load holds the same 4 weights' activations of 16 tokens); each weight
 //    4-byte group is broadcast and multiplied into all 16 tokens with one vpdpbusd.
 //  - gemv: lanes are 16 weight rows; per-row partial sums are transposed and reduced to
 //    one int32 per (row, block), then the same float step runs with rows in lanes.
+//  - narrow (up to 16 tokens of one panel: a decode step of several requests, a
+//    speculative verify): lanes are 16 weight rows again, but each block of 16 rows is
+//    transposed once (lane = row, one register per 4-weight group) and then multiplied
+//    into every token with one vpdpbusd per group, the token's 4 activations
+//    broadcast; no reduction follows. The weights are read and decoded once per call,
+//    not once per token, so a few tokens cost little more than one.
 //
 // Weights are read straight from the GGUF mapping (no repacking at load).
 #pragma once
@@ -46,6 +52,11 @@ struct GemmKernels {
     // One token: y[r] for r in [r0, r1); xq is that token's Q8_0 row.
     void (*gemv)(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r0, int64_t r1,
                  const uint8_t* xq, float* y) = nullptr;
+    // The first n (1..panel_tokens) tokens of one packed panel: y[t * ldy + r] for r in
+    // [r0, r1), which must hold at least 16 rows. nullptr: matmul pads the tokens to a
+    // whole panel (gemm) or runs them one by one (gemv) instead.
+    void (*narrow)(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r0, int64_t r1,
+                   const uint8_t* panel, int n, float* y, int64_t ldy) = nullptr;
 };
 
 namespace simd {

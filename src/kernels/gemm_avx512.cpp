@@ -1,5 +1,5 @@
 // AVX-512 VNNI multi-token kernels for 32-weight block types with Q8_0 activations
-// (gemm.h explains the float order both kernels share). Compiled with AVX-512 flags;
+// (gemm.h explains the float order all three kernels share). Compiled with AVX-512 flags;
 // dispatch.cpp hands them out only after cpuid says the CPU has them.
 //
 // As in vec_dot_avx512.cpp: everything sits in an anonymous namespace and calls only
@@ -11,6 +11,7 @@
 // correction is exact and is loaded as the accumulator's starting value.
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstring>
 
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -23,7 +24,7 @@ namespace pensieve::simd {
 
 namespace {
 
-constexpr int kLanes = 16;           // tokens per panel / rows per gemv group
+constexpr int kLanes = 16;           // tokens per panel / rows per gemv and narrow group
 constexpr int kGroups = QK8_0 / 4;   // 4-byte groups per block (one vpdpbusd step each)
 
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
@@ -116,20 +117,24 @@ static_assert(sizeof(PanelBlock) == 640);
 
 size_t panel_bytes(int64_t cols) { return size_t(cols / QK8_0) * sizeof(PanelBlock); }
 
+// Sum of the 32 signed bytes of a Q8_0 block: vpsadbw sums q + 128 as unsigned bytes.
+inline int block_sum(const int8_t* qs) {
+    const __m256i u = _mm256_xor_si256(load256(qs), _mm256_set1_epi8(char(0x80)));
+    const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
+    const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return int(_mm_cvtsi128_si64(_mm_add_epi64(s2, _mm_unpackhi_epi64(s2, s2)))) - 128 * QK8_0;
+}
+
 template <int kOffset>
 void pack_panel(const uint8_t* xq, size_t x_row_bytes, int n, int64_t cols, uint8_t* panel) {
     auto* out = reinterpret_cast<PanelBlock*>(panel);
     const int64_t nb = cols / QK8_0;
-    std::memset(panel, 0, panel_bytes(cols));
+    if (n < kLanes) std::memset(panel, 0, panel_bytes(cols));
     for (int l = 0; l < n; ++l) {
         const auto* x = reinterpret_cast<const BlockQ8_0*>(xq + size_t(l) * x_row_bytes);
         for (int64_t b = 0; b < nb; ++b) {
-            int sum = 0;
-            for (int g = 0; g < kGroups; ++g) {
-                std::memcpy(out[b].qs[g][l], x[b].qs + 4 * g, 4);
-                for (int k = 0; k < 4; ++k) sum += x[b].qs[4 * g + k];
-            }
-            out[b].corr[l] = -kOffset * sum;
+            for (int g = 0; g < kGroups; ++g) std::memcpy(out[b].qs[g][l], x[b].qs + 4 * g, 4);
+            out[b].corr[l] = -kOffset * block_sum(x[b].qs);
             out[b].d[l] = f16(x[b].d);
         }
     }
@@ -318,6 +323,168 @@ void gemv(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r0, int64_
         gemv_group<Dec>(w, w_row_bytes, cols, r, int(min64(kLanes, r1 - r)), x, y);
 }
 
+// ------------------------------------------------------------------ narrow: rows in lanes, few tokens
+//
+// A block of 16 rows is transposed so that register g holds weights 4g..4g+3 of every
+// row (lane = row). Each token then needs, per block, eight vpdpbusd with its own
+// activation group broadcast, and no reduction: the lane already sums one (row, token).
+// The decode and transpose cost is paid once per block and shared by all n tokens.
+
+// The 16-row window of a group: row k at p + k * stride; off = k * stride per lane.
+struct Rows16 {
+    const uint8_t* p;  // block b of row 0
+    size_t stride;     // bytes from one row to the next
+    __m512i off;
+};
+
+// 16 bytes at byte o of each of the 16 rows' blocks as four registers: register k lane
+// r = dword k of row r. Loaded four rows per register (row k + 4L in 128-bit lane L),
+// then a 4x4 dword transpose inside every 128-bit lane puts row k + 4L in lane 4L + k.
+inline void load_transposed(const Rows16& rows, size_t o, __m512i t[4]) {
+    const uint8_t* p = rows.p + o;
+    const size_t s = rows.stride;
+    __m512i z[4];
+    for (int k = 0; k < 4; ++k) {
+        z[k] = _mm512_castsi128_si512(load128(p + size_t(k) * s));
+        z[k] = _mm512_inserti32x4(z[k], load128(p + size_t(k + 4) * s), 1);
+        z[k] = _mm512_inserti32x4(z[k], load128(p + size_t(k + 8) * s), 2);
+        z[k] = _mm512_inserti32x4(z[k], load128(p + size_t(k + 12) * s), 3);
+    }
+    const __m512i a0 = _mm512_unpacklo_epi32(z[0], z[1]), a1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    const __m512i a2 = _mm512_unpacklo_epi32(z[2], z[3]), a3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    t[0] = _mm512_unpacklo_epi64(a0, a2);
+    t[1] = _mm512_unpackhi_epi64(a0, a2);
+    t[2] = _mm512_unpacklo_epi64(a1, a3);
+    t[3] = _mm512_unpackhi_epi64(a1, a3);
+}
+
+// Four transposed qs dwords (32 nibble weights) as eight registers of bytes 0..15:
+// qs dword k holds weights 4k..4k+3 (low nibbles) and 16+4k.. (high), so register g
+// is weights 4g..4g+3, the activation group it meets.
+inline void nibbles16(const __m512i t[4], __m512i w[kGroups]) {
+    const __m512i m = _mm512_set1_epi8(0x0F);
+    for (int k = 0; k < 4; ++k) {
+        w[k] = _mm512_and_si512(t[k], m);
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi32(t[k], 4), m);
+    }
+}
+
+// The 32-bit field at byte o of every row's block, row r in lane r.
+inline __m512i gather_rows(const Rows16& rows, size_t o) { return _mm512_i32gather_epi32(rows.off, rows.p + o, 1); }
+
+template <typename Dec>
+struct Transposed;  // decode16(rows, w): the block at rows.p of 16 rows, as unsigned q + kOffset
+
+template <>
+struct Transposed<DecodeQ4_0> {
+    static void decode16(const Rows16& rows, __m512i w[kGroups]) {
+        __m512i t[4];
+        load_transposed(rows, offsetof(BlockQ4_0, qs), t);
+        nibbles16(t, w);
+    }
+};
+
+template <>
+struct Transposed<DecodeIQ4_NL> {
+    static void decode16(const Rows16& rows, __m512i w[kGroups]) {
+        __m512i t[4];
+        load_transposed(rows, offsetof(BlockIQ4_NL, qs), t);
+        nibbles16(t, w);
+        const __m512i table = DecodeIQ4_NL::table();
+        for (int g = 0; g < kGroups; ++g) w[g] = _mm512_shuffle_epi8(table, w[g]);
+    }
+};
+
+// Q5_0: qh bits 4g..4g+3 are the high bits of group g. vpermd (low 4 index bits only)
+// maps those four bits to the four bytes 0/16 through a 16-entry table.
+template <>
+struct Transposed<DecodeQ5_0> {
+    static void decode16(const Rows16& rows, __m512i w[kGroups]) {
+        __m512i t[4];
+        load_transposed(rows, offsetof(BlockQ5_0, qs), t);
+        nibbles16(t, w);
+        alignas(64) static constexpr uint32_t kSpread[16] = {
+            0x00000000, 0x00000010, 0x00001000, 0x00001010, 0x00100000, 0x00100010, 0x00101000, 0x00101010,
+            0x10000000, 0x10000010, 0x10001000, 0x10001010, 0x10100000, 0x10100010, 0x10101000, 0x10101010};
+        const __m512i spread = _mm512_load_si512(kSpread);
+        const __m512i qh = gather_rows(rows, offsetof(BlockQ5_0, qh));
+        w[0] = _mm512_or_si512(w[0], _mm512_permutexvar_epi32(qh, spread));
+        w[1] = _mm512_or_si512(w[1], _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 4), spread));
+        w[2] = _mm512_or_si512(w[2], _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 8), spread));
+        w[3] = _mm512_or_si512(w[3], _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 12), spread));
+        w[4] = _mm512_or_si512(w[4], _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 16), spread));
+        w[5] = _mm512_or_si512(w[5], _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 20), spread));
+        w[6] = _mm512_or_si512(w[6], _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 24), spread));
+        w[7] = _mm512_or_si512(w[7], _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 28), spread));
+    }
+};
+
+template <>
+struct Transposed<DecodeQ8_0> {
+    static void decode16(const Rows16& rows, __m512i w[kGroups]) {
+        load_transposed(rows, offsetof(BlockQ8_0, qs), w);
+        load_transposed(rows, offsetof(BlockQ8_0, qs) + 16, w + 4);
+        for (int g = 0; g < kGroups; ++g) w[g] = _mm512_xor_si512(w[g], _mm512_set1_epi8(char(0x80)));
+    }
+};
+
+// Rows [r, r + 16) against the first kT tokens of a panel. Per block and token:
+// isum = corr + sum over groups of u8 weights x s8 activations (exact), then one fma.
+template <typename Dec, int kT>
+void narrow_group(const uint8_t* w, size_t w_row_bytes, int64_t nb, const PanelBlock* panel, float* y,
+                  int64_t ldy) {
+    using Block = typename Dec::Block;
+    alignas(64) int32_t off[kLanes];
+    for (int k = 0; k < kLanes; ++k) off[k] = int32_t(size_t(k) * w_row_bytes);
+    Rows16 rows{w, w_row_bytes, _mm512_load_si512(off)};
+    // As in gemv: fetch the next 16 rows (contiguous) a slice per block, since 16 rows
+    // read in lockstep are streams the hardware prefetchers follow poorly.
+    const uint8_t* next = w + size_t(kLanes) * w_row_bytes;
+    const size_t slice = (size_t(kLanes) * w_row_bytes / size_t(nb) + 63) & ~size_t(63);
+    __m512 acc[kT];
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b, rows.p += sizeof(Block), next += slice) {
+        for (size_t o = 0; o < slice; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T0);
+        __m512i wq[kGroups];
+        Transposed<Dec>::decode16(rows, wq);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather_rows(rows, 0)));  // fp16 d leads every block
+        const PanelBlock& x = panel[b];
+#pragma GCC unroll 16
+        for (int t = 0; t < kT; ++t) {
+            __m512i isum = _mm512_set1_epi32(x.corr[t]);
+            for (int g = 0; g < kGroups; ++g)
+                isum = _mm512_dpbusd_epi32(isum, wq[g], _mm512_set1_epi32(int(load_u32(x.qs[g][t]))));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(x.d[t])), acc[t]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) _mm512_storeu_ps(y + t * ldy, acc[t]);
+}
+
+template <typename Dec, int kT>
+void narrow_rows(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r0, int64_t r1,
+                 const PanelBlock* panel, float* y, int64_t ldy) {
+    const int64_t nb = cols / QK8_0;
+    for (int64_t r = r0; r < r1; r += kLanes) {
+        // A last partial group slides back over rows already done (same values rewritten).
+        const int64_t rr = min64(r, r1 - kLanes);
+        narrow_group<Dec, kT>(w + size_t(rr) * w_row_bytes, w_row_bytes, nb, panel, y + rr, ldy);
+    }
+}
+
+template <typename Dec>
+void narrow(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r0, int64_t r1, const uint8_t* panel, int n,
+            float* y, int64_t ldy) {
+    using Fn = void (*)(const uint8_t*, size_t, int64_t, int64_t, int64_t, const PanelBlock*, float*, int64_t);
+    static constexpr Fn kByTokens[kLanes] = {
+        narrow_rows<Dec, 1>,  narrow_rows<Dec, 2>,  narrow_rows<Dec, 3>,  narrow_rows<Dec, 4>,
+        narrow_rows<Dec, 5>,  narrow_rows<Dec, 6>,  narrow_rows<Dec, 7>,  narrow_rows<Dec, 8>,
+        narrow_rows<Dec, 9>,  narrow_rows<Dec, 10>, narrow_rows<Dec, 11>, narrow_rows<Dec, 12>,
+        narrow_rows<Dec, 13>, narrow_rows<Dec, 14>, narrow_rows<Dec, 15>, narrow_rows<Dec, 16>};
+    kByTokens[n - 1](w, w_row_bytes, cols, r0, r1, reinterpret_cast<const PanelBlock*>(panel), y, ldy);
+}
+
 template <typename Dec>
 constexpr GemmKernels make_kernels() {
     GemmKernels k;
@@ -327,6 +494,7 @@ constexpr GemmKernels make_kernels() {
     k.scratch_bytes = gemm_scratch_bytes;
     k.gemm = gemm<Dec>;
     k.gemv = gemv<Dec>;
+    k.narrow = narrow<Dec>;
     return k;
 }
 

@@ -15,13 +15,26 @@ namespace {
 // Rows of W handled together per task: enough to amortise the call, small enough to
 // balance two to thirty-two threads.
 constexpr int64_t kRowGrain = 16;
+// Activation rows quantized per thread: a few rows take about a microsecond, less than
+// waking the other threads and waiting for them (small batches stay on the caller).
+constexpr int64_t kQuantizeGrain = 8;
 // Tokens per tile: the W rows of a tile are reused for this many activation rows while
 // they are still in cache.
 constexpr int64_t kTokenTile = 8;
 
-// gemm path: a last partial panel with at least this many tokens is padded and run
-// through gemm; fewer tokens go one by one through gemv (same results either way).
+// gemm path (gemm.h): which kernel takes which tokens.
+//  - Up to kNarrowOnlyTokens tokens, all go through narrow, one call per 16-token panel:
+//    each call reads the weights once, and for a few panels that beats gemm, which
+//    unpacks every row to scratch first. Beyond that, whole panels go through gemm and
+//    only the rest (< 16 tokens) through narrow.
+//  - A rest of one token goes through gemv, which needs no packed panel.
+//  - Without a narrow kernel (nullptr), a rest of at least kMinPanelTokens is padded to a
+//    panel for gemm, and fewer tokens go through gemv.
+// All kernels give bit-identical results per token.
+constexpr int64_t kNarrowOnlyTokens = 64;
+constexpr int kMinNarrowTokens = 2;
 constexpr int kMinPanelTokens = 4;
+constexpr int64_t kNarrowRows = 16;  // narrow needs a range of at least this many rows
 // Activation bytes per gemm pass: one pass's panels stay in L2 while each row group of
 // a thread runs over all of them, so weights are streamed once per pass.
 constexpr size_t kPassBytes = 768 * 1024;
@@ -35,30 +48,62 @@ uint8_t* aligned_buffer(std::vector<uint8_t>& v, size_t bytes) {
 
 size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
-// Weights with multi-token kernels (gemm.h): whole 16-token panels through gemm, the
-// few tokens left over through gemv. Both give bit-identical results per token.
+// How the tokens of a gemm-path matmul are split between the kernels: panels [0, gemm)
+// through gemm, panels [gemm, gemm + narrow) through narrow, tokens [gemv_from, n) alone.
+struct GemmPlan {
+    int64_t gemm_panels = 0;
+    int gemm_last_n = 0;  // tokens in the last gemm panel
+    int64_t narrow_panels = 0;
+    int narrow_last_n = 0;  // tokens in the last narrow panel
+    int64_t gemv_from = 0;
+};
+
+GemmPlan plan_gemm(const GemmKernels& g, int64_t n_tokens) {
+    const int64_t lanes = g.panel_tokens;
+    const int64_t full = n_tokens / lanes;
+    const int rest = int(n_tokens % lanes);
+    GemmPlan p;
+    p.gemm_last_n = p.narrow_last_n = int(lanes);
+    if (g.narrow) {
+        p.gemm_panels = n_tokens <= kNarrowOnlyTokens ? 0 : full;
+        p.narrow_panels = full - p.gemm_panels;
+        if (rest >= kMinNarrowTokens) {
+            ++p.narrow_panels;
+            p.narrow_last_n = rest;
+        }
+    } else {
+        p.gemm_panels = full;
+        if (rest >= kMinPanelTokens) {
+            ++p.gemm_panels;
+            p.gemm_last_n = rest;
+        }
+    }
+    p.gemv_from = std::min(n_tokens, (p.gemm_panels + p.narrow_panels) * lanes);
+    return p;
+}
+
+// Weights with multi-token kernels (gemm.h), split as plan_gemm says.
 void matmul_gemm(const GemmKernels& g, const WeightMatrix& w, const uint8_t* xq, size_t x_row_bytes,
                  int64_t n_tokens, float* y, ThreadPool& pool, MatmulScratch& scratch) {
     const int64_t lanes = g.panel_tokens;
-    int64_t n_panels = n_tokens / lanes;
-    if (n_tokens % lanes >= kMinPanelTokens) ++n_panels;
-    const int64_t gemm_tokens = std::min(n_tokens, n_panels * lanes);
-    const int last_n = int(gemm_tokens - (n_panels - 1) * lanes);
+    const GemmPlan plan = plan_gemm(g, n_tokens);
+    const int64_t n_panels = plan.gemm_panels + plan.narrow_panels;
 
-    // 1. Pack the gemm tokens into panels.
+    // 1. Pack the gemm and narrow tokens into panels.
     const size_t pbytes = g.panel_bytes(w.cols);
     uint8_t* panels = n_panels > 0 ? aligned_buffer(scratch.panels, pbytes * size_t(n_panels)) : nullptr;
     if (n_panels > 0) {
         pool.parallel_for(n_panels, 1, [&](int64_t p0, int64_t p1) {
             for (int64_t p = p0; p < p1; ++p) {
-                const int n = int(std::min(lanes, gemm_tokens - p * lanes));
+                const int n = int(std::min(lanes, plan.gemv_from - p * lanes));
                 g.pack(xq + size_t(p * lanes) * x_row_bytes, x_row_bytes, n, w.cols, panels + size_t(p) * pbytes);
             }
         });
     }
 
-    // 2. Rows split across threads in groups of 16 (gemv's lane count); each thread runs
-    //    its rows over the panels pass by pass, then over the leftover tokens.
+    // 2. Rows split across threads in groups of 16 (gemv's and narrow's lane count); each
+    //    thread runs its rows over the gemm panels pass by pass, then the narrow panels,
+    //    then the tokens left for gemv.
     const size_t tbytes = round_up(g.scratch_bytes(w.cols), kAlign);
     uint8_t* thread_scratch = aligned_buffer(scratch.per_thread, tbytes * size_t(pool.size()));
     const int64_t pass_panels = std::max<int64_t>(2, int64_t(kPassBytes / pbytes) & ~int64_t(1));
@@ -72,13 +117,23 @@ void matmul_gemm(const GemmKernels& g, const WeightMatrix& w, const uint8_t* xq,
         const int64_t r1 = std::min(w.rows, units * (index + 1) / threads * lanes);
         if (r0 >= r1) return;
         uint8_t* ts = thread_scratch + tbytes * size_t(index);
-        for (int64_t p0 = 0; p0 < n_panels; p0 += pass_panels) {
-            const int64_t np = std::min(pass_panels, n_panels - p0);
-            const int n_last = p0 + np == n_panels ? last_n : int(lanes);
+        for (int64_t p0 = 0; p0 < plan.gemm_panels; p0 += pass_panels) {
+            const int64_t np = std::min(pass_panels, plan.gemm_panels - p0);
+            const int n_last = p0 + np == plan.gemm_panels ? plan.gemm_last_n : int(lanes);
             g.gemm(wdata, w_row_bytes, w.cols, r0, r1, panels + size_t(p0) * pbytes, np, n_last,
                    y + p0 * lanes * w.rows, w.rows, ts);
         }
-        for (int64_t t = gemm_tokens; t < n_tokens; ++t)
+        int64_t t_gemv = plan.gemv_from;
+        if (r1 - r0 >= kNarrowRows) {
+            for (int64_t p = plan.gemm_panels; p < n_panels; ++p) {
+                const int n = p == n_panels - 1 ? plan.narrow_last_n : int(lanes);
+                g.narrow(wdata, w_row_bytes, w.cols, r0, r1, panels + size_t(p) * pbytes, n,
+                         y + p * lanes * w.rows, w.rows);
+            }
+        } else {  // only in matrices of under 32 rows per thread
+            t_gemv = std::min(t_gemv, plan.gemm_panels * lanes);
+        }
+        for (int64_t t = t_gemv; t < n_tokens; ++t)
             g.gemv(wdata, w_row_bytes, w.cols, r0, r1, xq + size_t(t) * x_row_bytes, y + t * w.rows);
     });
 }
@@ -102,7 +157,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
     } else {
         scratch.activations.resize(x_row_bytes * size_t(n_tokens));
         uint8_t* dst = scratch.activations.data();
-        pool.parallel_for(n_tokens, 1, [&](int64_t t0, int64_t t1) {
+        pool.parallel_for(n_tokens, kQuantizeGrain, [&](int64_t t0, int64_t t1) {
             for (int64_t t = t0; t < t1; ++t)
                 quantize(x + t * w.cols, dst + size_t(t) * x_row_bytes, w.cols);
         });

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "quant/types.h"
 #include "util/thread_pool.h"
@@ -148,6 +149,74 @@ TEST_P(GemmInvariance, CloseToScalarReference) {
             EXPECT_NEAR(y[size_t(t * s.rows + r)], ref, 1e-5 * mag + 1e-6)
                 << type_name(type) << " token " << t << " row " << r;
         }
+    }
+}
+
+// Narrow batches (2..15 tokens: decode steps of several requests, speculative verify),
+// several narrow panels (16..64 tokens), and whole gemm panels plus a narrow rest (69,
+// 79 tokens), at row counts that exercise the narrow kernel's sliding last group (40
+// rows), whole groups only (32), a thread with fewer than 16 rows (53 rows on 4
+// threads) and a matrix smaller than one group (7 rows).
+TEST_P(GemmInvariance, NarrowBatchesMatchAlone) {
+    const T type = GetParam();
+    const int64_t bs = type_traits(type).block_size;
+    const int64_t cols = bs == 256 ? 4 * 256 : 45 * 32;
+    for (int64_t rows : {40, 32, 53, 7}) {
+        const Shape s{rows, cols};
+        const std::vector<uint8_t> wbytes = make_weights(type, s, 7);
+        const WeightMatrix w{wbytes.data(), type, s.rows, s.cols};
+        constexpr int64_t kTokens = 80;
+        const std::vector<float> x = make_tokens(kTokens, s.cols, 8);
+        std::vector<float> alone(size_t(kTokens * s.rows));
+        {
+            ThreadPool pool(1);
+            MatmulScratch scratch;
+            for (int64_t t = 0; t < kTokens; ++t)
+                matmul(w, x.data() + t * s.cols, 1, alone.data() + t * s.rows, pool, scratch);
+        }
+        for (int threads : {1, 2, 4}) {
+            ThreadPool pool(threads);
+            MatmulScratch scratch;
+            std::vector<float> y(size_t(kTokens * s.rows));
+            for (int64_t n : {2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 20, 31, 32, 33, 37, 64, 65, 69, 79}) {
+                for (int64_t first : {int64_t(0), kTokens - n}) {  // two different token sets
+                    matmul(w, x.data() + first * s.cols, n, y.data(), pool, scratch);
+                    for (int64_t t = 0; t < n; ++t)
+                        ASSERT_TRUE(same_bits(y.data() + t * s.rows, alone.data() + (first + t) * s.rows,
+                                              size_t(s.rows)))
+                            << type_name(type) << " rows " << rows << " threads " << threads << " batch " << n
+                            << " first " << first << " token " << t;
+                }
+            }
+        }
+    }
+}
+
+// The narrow kernel itself, for every token count it accepts (1..16), against gemv.
+TEST_P(GemmInvariance, NarrowKernelMatchesGemv) {
+    const T type = GetParam();
+    const GemmKernels* g = kernels_for(type).gemm;
+    if (!g || !g->narrow) GTEST_SKIP() << "no narrow kernel for " << type_name(type);
+    const TypeTraits& wt = type_traits(type);
+    const Shape s{35, 9 * wt.block_size};
+    const std::vector<uint8_t> wbytes = make_weights(type, s, 9);
+    const int lanes = g->panel_tokens;
+    const std::vector<float> x = make_tokens(lanes, s.cols, 10);
+    const size_t xbytes = row_bytes(wt.vec_dot_type, s.cols);
+    std::vector<uint8_t> xq(xbytes * size_t(lanes));
+    for (int t = 0; t < lanes; ++t)
+        type_traits(wt.vec_dot_type).from_float(x.data() + t * s.cols, xq.data() + size_t(t) * xbytes, s.cols);
+    std::vector<float> ref(size_t(lanes * s.rows));
+    for (int t = 0; t < lanes; ++t)
+        g->gemv(wbytes.data(), row_bytes(type, s.cols), s.cols, 0, s.rows, xq.data() + size_t(t) * xbytes,
+                ref.data() + t * s.rows);
+    std::vector<uint8_t> panel_store(g->panel_bytes(s.cols) + 64);
+    uint8_t* panel = panel_store.data() + (64 - reinterpret_cast<uintptr_t>(panel_store.data()) % 64) % 64;
+    for (int n = 1; n <= lanes; ++n) {
+        g->pack(xq.data(), xbytes, n, s.cols, panel);
+        std::vector<float> y(size_t(n * s.rows), -1.0f);
+        g->narrow(wbytes.data(), row_bytes(type, s.cols), s.cols, 0, s.rows, panel, n, y.data(), s.rows);
+        ASSERT_TRUE(same_bits(y.data(), ref.data(), y.size())) << type_name(type) << " n " << n;
     }
 }
 
