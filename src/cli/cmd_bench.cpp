@@ -1,7 +1,10 @@
 // `pensieve bench -m MODEL -p 512 -n 128`: prompt-processing and generation speed,
 // measured like other engines' bench tools: pp = one prompt of P tokens from an empty
 // cache; tg = N single-token decode steps from an empty cache; each repeated R times,
-// reported as mean ± stdev tokens/s.
+// reported as mean ± stdev tokens/s. With -d N both run after N tokens already in the
+// cache (untimed), to measure attention over a deep context; --cache-type picks the KV
+// cache's element type.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -23,6 +26,8 @@ struct BenchOptions {
     int n_gen = 128;
     int reps = 3;
     int n_batch = 512;
+    int depth = 0;
+    CacheTypeOptions cache_type;
     bool json = false;
 };
 
@@ -43,34 +48,50 @@ Stats stats(const std::vector<double>& v) {
     return s;
 }
 
-double time_prompt(Model& model, ThreadPool& pool, const std::vector<int32_t>& toks, int n_batch) {
-    KvCache cache = model.make_cache(int(toks.size()) + 1, 1);
+// A cache for `depth` earlier tokens plus `n` timed ones, with the earlier ones already in.
+KvCache filled_cache(Model& model, ThreadPool& pool, const std::vector<int32_t>& earlier, int n, int n_batch,
+                     KvType type) {
+    KvCache cache = model.make_cache(int(earlier.size()) + n + 1, 1, 0, type);
+    std::vector<float> logits(size_t(model.config().n_vocab));
+    Batch batch;
+    for (size_t s = 0; s < earlier.size(); s += size_t(n_batch)) {
+        batch.clear();
+        const size_t e = std::min(earlier.size(), s + size_t(n_batch));
+        for (size_t i = s; i < e; ++i) batch.add(earlier[i], int(i), 0, i + 1 == e);
+        model.forward(batch, cache, pool, logits.data());
+    }
+    return cache;
+}
+
+double time_prompt(Model& model, ThreadPool& pool, KvCache& cache, const std::vector<int32_t>& toks, int n_batch) {
+    const int base = cache.length(0);
     std::vector<float> logits(size_t(model.config().n_vocab));
     Batch batch;
     Timer t;
     for (size_t s = 0; s < toks.size(); s += size_t(n_batch)) {
         batch.clear();
         const size_t e = std::min(toks.size(), s + size_t(n_batch));
-        for (size_t i = s; i < e; ++i) batch.add(toks[i], int(i), 0, i + 1 == e);
+        for (size_t i = s; i < e; ++i) batch.add(toks[i], base + int(i), 0, i + 1 == e);
         model.forward(batch, cache, pool, logits.data());
     }
     return double(toks.size()) / t.seconds();
 }
 
-double time_generation(Model& model, ThreadPool& pool, const std::vector<int32_t>& toks) {
-    KvCache cache = model.make_cache(int(toks.size()) + 1, 1);
+double time_generation(Model& model, ThreadPool& pool, KvCache& cache, const std::vector<int32_t>& toks) {
+    const int base = cache.length(0);
     std::vector<float> logits(size_t(model.config().n_vocab));
     Batch batch;
     Timer t;
     for (size_t i = 0; i < toks.size(); ++i) {
         batch.clear();
-        batch.add(toks[i], int(i), 0, true);
+        batch.add(toks[i], base + int(i), 0, true);
         model.forward(batch, cache, pool, logits.data());
     }
     return double(toks.size()) / t.seconds();
 }
 
 int bench(const BenchOptions& o) {
+    const KvType type = o.cache_type.resolve();
     LoadedModel m = load(o.model);
     std::mt19937 rng(42);
     std::uniform_int_distribution<int32_t> pick(0, m.model->config().n_vocab - 1);
@@ -80,26 +101,43 @@ int bench(const BenchOptions& o) {
         return v;
     };
     // One short untimed run warms caches and page-faults the weights in.
-    time_generation(*m.model, *m.pool, random_tokens(4));
+    {
+        KvCache warm = m.model->make_cache(8, 1, 0, type);
+        time_generation(*m.model, *m.pool, warm, random_tokens(4));
+    }
 
     std::vector<double> pp, tg;
+    size_t kv_position_bytes = 0;
     for (int r = 0; r < o.reps; ++r) {
-        if (o.n_prompt > 0) pp.push_back(time_prompt(*m.model, *m.pool, random_tokens(o.n_prompt), o.n_batch));
-        if (o.n_gen > 0) tg.push_back(time_generation(*m.model, *m.pool, random_tokens(o.n_gen)));
+        if (o.n_prompt > 0) {
+            KvCache cache = filled_cache(*m.model, *m.pool, random_tokens(o.depth), o.n_prompt, o.n_batch, type);
+            pp.push_back(time_prompt(*m.model, *m.pool, cache, random_tokens(o.n_prompt), o.n_batch));
+            kv_position_bytes = cache.position_bytes();
+        }
+        if (o.n_gen > 0) {
+            KvCache cache = filled_cache(*m.model, *m.pool, random_tokens(o.depth), o.n_gen, o.n_batch, type);
+            tg.push_back(time_generation(*m.model, *m.pool, cache, random_tokens(o.n_gen)));
+            kv_position_bytes = cache.position_bytes();
+        }
     }
     const Stats p = stats(pp), g = stats(tg);
+    const std::string depth = o.depth > 0 ? " @ d" + std::to_string(o.depth) : "";
     if (o.json) {
-        std::printf("{\"model\": \"%s\", \"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"pp_tps\": %.3f, "
+        std::printf("{\"model\": \"%s\", \"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, "
+                    "\"cache_type\": \"%s\", \"kv_bytes_per_position\": %zu, \"pp_tps\": %.3f, "
                     "\"pp_stdev\": %.3f, \"tg_tps\": %.3f, \"tg_stdev\": %.3f}\n",
-                    o.model.path.c_str(), m.pool->size(), o.n_prompt, o.n_gen, p.mean, p.stdev, g.mean, g.stdev);
+                    o.model.path.c_str(), m.pool->size(), o.n_prompt, o.n_gen, o.depth, kv_type_name(type),
+                    kv_position_bytes, p.mean, p.stdev, g.mean, g.stdev);
     } else {
-        std::printf("| model | threads | test | tokens/s |\n|---|---:|---|---:|\n");
+        std::printf("| model | threads | kv | test | tokens/s |\n|---|---:|---|---|---:|\n");
         if (o.n_prompt > 0)
-            std::printf("| %s | %d | pp%d | %.2f ± %.2f |\n", o.model.path.c_str(), m.pool->size(), o.n_prompt,
-                        p.mean, p.stdev);
+            std::printf("| %s | %d | %s | pp%d%s | %.2f ± %.2f |\n", o.model.path.c_str(), m.pool->size(),
+                        kv_type_name(type), o.n_prompt, depth.c_str(), p.mean, p.stdev);
         if (o.n_gen > 0)
-            std::printf("| %s | %d | tg%d | %.2f ± %.2f |\n", o.model.path.c_str(), m.pool->size(), o.n_gen,
-                        g.mean, g.stdev);
+            std::printf("| %s | %d | %s | tg%d%s | %.2f ± %.2f |\n", o.model.path.c_str(), m.pool->size(),
+                        kv_type_name(type), o.n_gen, depth.c_str(), g.mean, g.stdev);
+        const int64_t positions = int64_t(o.depth) + std::max(o.n_prompt, o.n_gen);
+        std::printf("\n%s\n", describe_kv_cache(type, kv_position_bytes * size_t(positions), positions).c_str());
     }
     return 0;
 }
@@ -114,6 +152,9 @@ Command add_bench_command(CLI::App& root) {
     app->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0: skip)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
     app->add_option("-r,--repetitions", o->reps, "Repetitions")->capture_default_str()->check(CLI::Range(1, 1000));
     app->add_option("-b,--batch-size", o->n_batch, "Prompt tokens per forward pass")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app->add_option("-d,--depth", o->depth, "Tokens already in the cache before each test (untimed)")
+        ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+    add_cache_type_options(*app, o->cache_type);
     app->add_flag("--json", o->json, "Print one JSON object");
     return {app, [o] { return bench(*o); }};
 }

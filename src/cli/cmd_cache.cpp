@@ -1,5 +1,6 @@
 // `pensieve cache ls|clear --cache-dir DIR`: inspect or empty the persistent prefix cache.
-// Layout (engine/prefix_cache.cpp): DIR/<model id>/<prefix hash>.kv, one KV block a file.
+// Layout (engine/prefix_cache.cpp): DIR/<model id>/<prefix hash>.kv (f16 KV) or
+// <prefix hash>.<cache type>.kv (e.g. .q8_0.kv), one KV block a file.
 #include <cstdio>
 #include <filesystem>
 #include <map>

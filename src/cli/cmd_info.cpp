@@ -1,5 +1,6 @@
 // `pensieve info FILE`: what a GGUF file holds — architecture, hyper-parameters,
 // metadata, tensors with types and sizes. `--cpu`: the SIMD paths this machine uses.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -8,6 +9,8 @@
 #include "gguf/gguf.h"
 #include "kernels/cpu_features.h"
 #include "kernels/dispatch.h"
+#include "model/kv_cache.h"
+#include "quant/blocks.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -59,6 +62,28 @@ std::string human_bytes(double b) {
     return buf;
 }
 
+// KV cache memory per position for each --cache-type, from the attention shape in the
+// metadata (models without one, e.g. vocabulary-only files, print nothing).
+void print_kv_cache_sizes(const GgufFile& f) {
+    const std::string arch = f.get_string("general.architecture", "");
+    const int64_t n_layer = f.get_int(arch + ".block_count", 0);
+    const int64_t n_head = f.get_int(arch + ".attention.head_count", 0);
+    const int64_t n_embd = f.get_int(arch + ".embedding_length", 0);
+    if (arch.empty() || n_layer <= 0 || n_head <= 0 || n_embd <= 0) return;
+    const int64_t n_head_kv = f.get_int(arch + ".attention.head_count_kv", n_head);
+    const int64_t head_dim = f.get_int(arch + ".attention.key_length", n_embd / n_head);
+    const int kv_dim = int(n_head_kv * head_dim);
+    const int64_t n_ctx = std::min<int64_t>(f.get_int(arch + ".context_length", 4096), 4096);
+    std::printf("\nKV cache (%lld layers x %d K and V values per position):\n", static_cast<long long>(n_layer), kv_dim);
+    for (KvType type : {KvType::F16, KvType::Q8_0}) {
+        if (type == KvType::Q8_0 && kv_dim % QK8_0 != 0) continue;
+        const size_t per_pos = 2 * size_t(n_layer) * kv_row_bytes(type, kv_dim);
+        std::printf("  --cache-type %-5s %s per position, %s for %lld positions\n", kv_type_name(type),
+                    human_bytes(double(per_pos)).c_str(), human_bytes(double(per_pos) * double(n_ctx)).c_str(),
+                    static_cast<long long>(n_ctx));
+    }
+}
+
 int info(const InfoOptions& o) {
     if (o.cpu) {
         std::printf("cpu features: %s\n", describe_cpu_features().c_str());
@@ -84,6 +109,8 @@ int info(const InfoOptions& o) {
         e.first++;
         e.second += t.nbytes;
     }
+    print_kv_cache_sizes(*f);
+
     std::printf("\ntensors: %zu, %.2f M parameters, %s\n", f->tensors().size(), double(n_params) / 1e6,
                 human_bytes(double(n_bytes)).c_str());
     for (const auto& [name, e] : by_type)

@@ -20,9 +20,11 @@ struct PerplexityOptions {
     std::string file;
     int n_ctx = 512;
     int n_batch = 512;
+    CacheTypeOptions cache_type;
 };
 
 int run_perplexity(const PerplexityOptions& o) {
+    const KvType cache_type = o.cache_type.resolve();
     LoadedModel m = load(o.model);
     const std::string text = read_text_file(o.file);
     Timer timer;
@@ -33,11 +35,14 @@ int run_perplexity(const PerplexityOptions& o) {
     PerplexityResult r = perplexity(*m.model, *m.pool, tokens, o.n_ctx, m.tokenizer->bos_id(), o.n_batch,
                                     [&](int done, int total, double ppl) {
                                         bar.update(done, total, "PPL " + std::to_string(ppl));
-                                    });
+                                    },
+                                    cache_type);
     bar.finish();
     std::printf("windows: %d of %d tokens, %lld tokens scored\n", r.n_windows, o.n_ctx,
                 static_cast<long long>(r.n_scored));
     std::printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
+    const size_t position_bytes = kv_row_bytes(cache_type, m.model->config().kv_dim()) * 2 * size_t(m.model->config().n_layer);
+    std::fprintf(stderr, "%s\n", describe_kv_cache(cache_type, position_bytes * size_t(o.n_ctx), o.n_ctx).c_str());
     return 0;
 }
 
@@ -50,6 +55,7 @@ Command add_perplexity_command(CLI::App& root) {
     app->add_option("-f,--file", o->file, "Text file")->required()->check(CLI::ExistingFile);
     app->add_option("-c,--ctx-size", o->n_ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
     app->add_option("-b,--batch-size", o->n_batch, "Tokens per forward pass")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    add_cache_type_options(*app, o->cache_type);
     return {app, [o] { return run_perplexity(*o); }};
 }
 

@@ -27,6 +27,7 @@ struct RunOptions {
     std::string draft_model;
     int draft_max = 8;
     std::string cache_dir;
+    CacheTypeOptions cache_type;
     GenerateOptions gen;
 };
 
@@ -36,6 +37,7 @@ void write_out(const std::string& text) {
 }
 
 int run(const RunOptions& o) {
+    const KvType cache_type = o.cache_type.resolve();
     std::string prompt = o.prompt;
     if (!o.prompt_file.empty()) prompt = read_text_file(o.prompt_file);
     LoadedModel m = load(o.model);
@@ -55,6 +57,7 @@ int run(const RunOptions& o) {
     sc.reuse_prefix = !o.cache_dir.empty();  // one request: only a disk cache can help
     sc.cache_blocks = 0;
     sc.cache_dir = o.cache_dir;
+    sc.cache_type = cache_type;
     std::unique_ptr<Model> draft;
     if (!o.draft_model.empty()) {
         draft = load_model(o.draft_model);
@@ -91,6 +94,7 @@ int run(const RunOptions& o) {
     std::fprintf(stderr, "generation: %d tokens, %.2f s, %.2f tokens/s (stop: %s)\n", done.n_generated,
                  done.generate_seconds, gen_tps, done.reason.c_str());
     const SchedulerStats st = sched.stats();
+    std::fprintf(stderr, "%s\n", describe_kv_cache(st.kv_type, st.kv_bytes, st.kv_tokens_capacity).c_str());
     if (o.lookup > 0 || draft)
         std::fprintf(stderr, "speculation: %llu drafted, %llu accepted (%.1f%%), %llu forward passes\n",
                      static_cast<unsigned long long>(st.draft_tokens),
@@ -117,6 +121,7 @@ Command add_run_command(CLI::App& root) {
         ->check(CLI::ExistingFile);
     app->add_option("--draft-max", o->draft_max, "Draft tokens per step with --draft-model")->check(CLI::Range(1, 64));
     app->add_option("--cache-dir", o->cache_dir, "Persistent prefix cache directory (reuse prompt KV across runs)");
+    add_cache_type_options(*app, o->cache_type);
     add_sampling_options(*app, o->gen);
     return {app, [o] { return run(*o); }};
 }

@@ -27,6 +27,7 @@ struct ServeOptions {
     server::ServerOptions server;
     std::string chat_template_file;
     std::string draft_model;
+    CacheTypeOptions cache_type;
     bool quiet = false;
 };
 
@@ -41,6 +42,7 @@ int serve(ServeOptions o) {
         if (const char* k = std::getenv("PENSIEVE_API_KEY")) so.api_key = k;
     if (!o.chat_template_file.empty()) so.chat_template_source = read_text_file(o.chat_template_file);
     so.log_requests = !o.quiet;
+    so.cache_type = o.cache_type.resolve();
     if (!so.prefix_cache && !so.cache_dir.empty()) fail("--no-prefix-cache and --cache-dir exclude each other");
 
     // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken
@@ -120,6 +122,7 @@ Command add_serve_command(CLI::App& root) {
         ->check(CLI::Range(0, 1 << 20));
     app->add_flag("!--no-prefix-cache", s.prefix_cache,
                   "Never reuse the KV of earlier prompts: every prompt is computed in full (for measurements)");
+    add_cache_type_options(*app, o->cache_type);
     return {app, [o] { return serve(*o); }};
 }
 

@@ -38,6 +38,33 @@ void add_sampling_options(CLI::App& app, GenerateOptions& o) {
     app.add_option("-b,--batch-size", o.n_batch, "Prompt tokens per forward pass")->check(CLI::Range(1, 65536));
 }
 
+void add_cache_type_options(CLI::App& app, CacheTypeOptions& o) {
+    const auto types = CLI::IsMember({"f16", "q8_0"});
+    app.add_option("--cache-type", o.both, "KV cache element type: f16 (default) or q8_0 (53% of the memory)")
+        ->check(types);
+    app.add_option("--cache-type-k", o.k, "Same as --cache-type (K and V must match)")->check(types);
+    app.add_option("--cache-type-v", o.v, "Same as --cache-type (K and V must match)")->check(types);
+}
+
+KvType CacheTypeOptions::resolve() const {
+    std::string type;
+    for (const std::string* given : {&both, &k, &v}) {
+        if (given->empty()) continue;
+        if (!type.empty() && *given != type)
+            fail("K and V cache types differ (", type, " and ", *given, "); pensieve stores both in one type");
+        type = *given;
+    }
+    return type.empty() ? KvType::F16 : parse_kv_type(type);
+}
+
+std::string describe_kv_cache(KvType type, size_t bytes, int64_t positions) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "KV cache %s: %.2f MiB for %lld positions (%.2f KiB each)", kv_type_name(type),
+                  double(bytes) / (1 << 20), static_cast<long long>(positions),
+                  positions > 0 ? double(bytes) / double(positions) / 1024 : 0.0);
+    return buf;
+}
+
 LoadedModel load(const ModelOptions& o) {
     Timer timer;
     LoadedModel m;

@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "model/kv_cache.h"
+
 namespace pensieve {
 
 class Model;
@@ -16,6 +18,13 @@ struct GenerateOptions;
 struct ModelOptions {
     std::string path;
     int threads = 0;  // 0: all cores
+};
+
+// --cache-type (K and V), or llama.cpp's --cache-type-k / --cache-type-v, which must
+// then name the same type: pensieve keeps K and V in one type.
+struct CacheTypeOptions {
+    std::string both, k, v;  // empty: not given
+    KvType resolve() const;  // fails if the given types disagree; f16 when none given
 };
 
 struct LoadedModel {
@@ -32,6 +41,10 @@ void add_model_options(CLI::App& app, ModelOptions& o);
 // --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n,
 // --frequency-penalty, --presence-penalty, --seed, --stop, --ignore-eos.
 void add_sampling_options(CLI::App& app, GenerateOptions& o);
+
+void add_cache_type_options(CLI::App& app, CacheTypeOptions& o);
+// "KV cache q8_0: 68.00 MiB for 4096 positions (17.00 KiB each)", for summaries.
+std::string describe_kv_cache(KvType type, size_t bytes, int64_t positions);
 
 // Loads model + tokenizer, starts the thread pool; prints a one-line summary on stderr.
 LoadedModel load(const ModelOptions& o);

@@ -23,7 +23,7 @@ double negative_log_prob(const float* logits, int n_vocab, int32_t target) {
 
 PerplexityResult perplexity(Model& model, ThreadPool& pool, const std::vector<int32_t>& tokens,
                             int n_ctx, int32_t bos_id, int n_batch,
-                            const std::function<void(int, int, double)>& on_window) {
+                            const std::function<void(int, int, double)>& on_window, KvType cache_type) {
     if (n_ctx < 4) fail("perplexity context must be at least 4 tokens");
     const int n_windows = int(tokens.size() / size_t(n_ctx));
     if (n_windows == 0)
@@ -31,7 +31,7 @@ PerplexityResult perplexity(Model& model, ThreadPool& pool, const std::vector<in
     const int n_vocab = model.config().n_vocab;
     n_batch = std::max(1, std::min(n_batch, n_ctx));
 
-    KvCache cache = model.make_cache(n_ctx, 1);
+    KvCache cache = model.make_cache(n_ctx, 1, 0, cache_type);
     std::vector<float> logits(size_t(n_ctx) * size_t(n_vocab));
     Batch batch;
     PerplexityResult r;

@@ -7,6 +7,8 @@
 #include <functional>
 #include <vector>
 
+#include "model/kv_cache.h"
+
 namespace pensieve {
 
 class Model;
@@ -22,8 +24,10 @@ struct PerplexityResult {
 
 // tokens: the whole text tokenized once, with BOS. on_window(done, total, ppl so far) is
 // called after each window (progress). Throws Error if the text is shorter than one window.
+// cache_type: element type of the KV cache the windows run with.
 PerplexityResult perplexity(Model& model, ThreadPool& pool, const std::vector<int32_t>& tokens,
                             int n_ctx, int32_t bos_id, int n_batch,
-                            const std::function<void(int, int, double)>& on_window = {});
+                            const std::function<void(int, int, double)>& on_window = {},
+                            KvType cache_type = KvType::F16);
 
 }  // namespace pensieve

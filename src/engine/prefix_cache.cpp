@@ -15,7 +15,8 @@ namespace {
 
 constexpr int B = KvCache::kBlockSize;
 constexpr char kMagic[8] = {'P', 'S', 'V', 'K', 'V', 'B', 'L', 'K'};
-constexpr uint32_t kVersion = 1;
+// Version 2 added the KV element type (version 1 files held fp16 and are ignored).
+constexpr uint32_t kVersion = 2;
 
 // What precedes a block's tokens and K/V data in its file.
 struct DiskHeader {
@@ -27,7 +28,10 @@ struct DiskHeader {
     uint64_t model_id;
     uint64_t hash;
     uint64_t parent;
+    uint32_t kv_type;    // KvType: a block is only ever loaded into a cache of its own type
+    uint32_t row_bytes;  // bytes of one K (or V) row of one layer
 };
+static_assert(sizeof(DiskHeader) == 56);
 
 uint64_t mix(uint64_t h) {
     h ^= h >> 33;
@@ -103,8 +107,11 @@ uint64_t PrefixCache::chain_hash(uint64_t parent, const int32_t* tokens) {
     return hash_bytes(tokens, B * sizeof(int32_t), parent);
 }
 
+// f16 blocks are <hash>.kv, other types <hash>.<type>.kv: runs with different cache
+// types share a directory without reading (or deleting) each other's files.
 std::string PrefixCache::block_path(uint64_t hash) const {
-    return dir_ + "/" + hex(model_id_) + "/" + hex(hash) + ".kv";
+    const std::string type = kv_.type() == KvType::F16 ? "" : std::string(".") + kv_type_name(kv_.type());
+    return dir_ + "/" + hex(model_id_) + "/" + hex(hash) + type + ".kv";
 }
 
 int PrefixCache::attach_longest_prefix(int seq, const std::vector<int32_t>& tokens, size_t max_blocks) {
@@ -194,7 +201,9 @@ bool PrefixCache::save_block(const Entry& e) {
     hd.model_id = model_id_;
     hd.hash = e.hash;
     hd.parent = e.parent;
-    const size_t layer_bytes = size_t(B) * size_t(kv_.kv_dim()) * sizeof(fp16_t);
+    hd.kv_type = uint32_t(kv_.type());
+    hd.row_bytes = uint32_t(kv_.row_bytes());
+    const size_t layer_bytes = kv_.layer_block_bytes();
 
     std::vector<uint8_t> buf(sizeof hd + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes);
     uint8_t* p = buf.data();
@@ -229,7 +238,7 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
     const std::string path = block_path(hash);
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) return -1;
-    const size_t layer_bytes = size_t(B) * size_t(kv_.kv_dim()) * sizeof(fp16_t);
+    const size_t layer_bytes = kv_.layer_block_bytes();
     const size_t body = sizeof(DiskHeader) + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes;
     auto reject = [&](const char* why) {
         std::fprintf(stderr, "pensieve: warning: ignoring cache file %s: %s\n", path.c_str(), why);
@@ -239,16 +248,22 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
         std::filesystem::remove(path, ec);
         return -1;
     };
-    if (size_t(in.tellg()) != body + sizeof(uint64_t)) return reject("wrong size (truncated?)");
+    // The header first, so a block of another format or KV type is named as such.
+    const size_t size = size_t(in.tellg());
+    DiskHeader hd{};
+    in.seekg(0);
+    if (size < sizeof hd || !in.read(reinterpret_cast<char*>(&hd), sizeof hd)) return reject("too short");
+    if (std::memcmp(hd.magic, kMagic, 8) != 0) return reject("not a pensieve cache block");
+    if (hd.version != kVersion) return reject("older cache format");
+    if (hd.kv_type != uint32_t(kv_.type()) || hd.row_bytes != uint32_t(kv_.row_bytes()))
+        return reject("made for another KV cache type");
+    if (size != body + sizeof(uint64_t)) return reject("wrong size (truncated?)");
     std::vector<uint8_t> buf(body + sizeof(uint64_t));
     in.seekg(0);
     if (!in.read(reinterpret_cast<char*>(buf.data()), std::streamsize(buf.size()))) return reject("read failed");
     uint64_t stored;
     std::memcpy(&stored, buf.data() + body, sizeof stored);
     if (hash_bytes(buf.data(), body) != stored) return reject("checksum mismatch");
-    DiskHeader hd;
-    std::memcpy(&hd, buf.data(), sizeof hd);
-    if (std::memcmp(hd.magic, kMagic, 8) != 0 || hd.version != kVersion) return reject("not a pensieve cache block");
     if (hd.model_id != model_id_ || hd.block_size != uint32_t(B) || hd.n_layer != uint32_t(kv_.n_layer()) ||
         hd.kv_dim != uint32_t(kv_.kv_dim()) || hd.hash != hash || hd.parent != parent)
         return reject("made for another model or prefix");

@@ -8,9 +8,10 @@
 //
 // The cache holds one reference on each block it knows. Blocks that only the cache holds
 // are evicted least-recently-used first when the pool needs room. With a cache directory,
-// an evicted block is first written to disk (content-addressed by model identity and
-// chain hash, with a checksum) and read back when a later request — or a later run of
-// the server — needs that prefix again. Damaged files are ignored with a warning.
+// an evicted block is first written to disk (content-addressed by model identity, chain
+// hash and KV cache type, with a checksum) and read back when a later request — or a
+// later run of the server — needs that prefix again. Damaged files, and files of another
+// KV cache type (--cache-type), are ignored with a warning: a miss, never a wrong answer.
 #pragma once
 
 #include <cstdint>

@@ -76,7 +76,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
       tokenizer_(tokenizer),
       pool_(pool),
       config_(config),
-      cache_(model.make_cache(config.n_ctx, config.n_slots, pool_blocks(config))) {
+      cache_(model.make_cache(config.n_ctx, config.n_slots, pool_blocks(config), config.cache_type)) {
     if (config_.n_batch < 1) fail("batch size must be at least 1");
     if (config_.reuse_prefix)
         prefix_ = std::make_unique<PrefixCache>(cache_, model_identity(model.file()), config_.cache_dir);
@@ -92,6 +92,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
     }
     stats_.n_slots = config_.n_slots;
     stats_.kv_bytes = cache_.bytes();
+    stats_.kv_type = cache_.type();
     stats_.kv_tokens_capacity = int64_t(cache_.n_blocks()) * KvCache::kBlockSize;
     stats_.kv_blocks_free = cache_.free_blocks();
     thread_ = std::thread([this] { loop(); });

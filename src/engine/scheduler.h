@@ -41,6 +41,9 @@ struct SchedulerConfig {
     // worth). Each block holds KvCache::kBlockSize positions of every layer.
     int cache_blocks = -1;
     std::string cache_dir;  // non-empty: evicted prefix blocks persist here across restarts
+    // Element type of the main model's KV cache (--cache-type). The draft model's small
+    // cache stays f16.
+    KvType cache_type = KvType::F16;
     // Speculative decoding by prompt lookup: up to this many draft tokens per step, taken
     // from earlier occurrences of the latest tokens (0: off).
     int lookup_draft = 0;
@@ -67,6 +70,7 @@ struct SchedulerStats {
     uint64_t draft_tokens = 0;        // speculative tokens proposed
     uint64_t draft_accepted = 0;      // ... and kept
     size_t kv_bytes = 0;
+    KvType kv_type = KvType::F16;
     int64_t kv_tokens_used = 0;       // positions held by active sequences
     int64_t kv_tokens_capacity = 0;   // positions the whole block pool can hold
     int64_t kv_blocks_free = 0;

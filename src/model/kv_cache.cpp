@@ -2,24 +2,53 @@
 
 #include <cassert>
 
+#include "quant/blocks.h"
 #include "util/error.h"
+#include "util/fp16.h"
 
 namespace pensieve {
 
-KvCache::KvCache(int n_layer, int n_ctx, int kv_dim, int n_seq, int n_blocks)
-    : n_layer_(n_layer), n_ctx_(n_ctx), kv_dim_(kv_dim), n_seq_(n_seq), n_blocks_(n_blocks) {
+const char* kv_type_name(KvType type) {
+    switch (type) {
+        case KvType::F16: return "f16";
+        case KvType::Q8_0: return "q8_0";
+    }
+    return "?";
+}
+
+KvType parse_kv_type(const std::string& name) {
+    if (name == "f16") return KvType::F16;
+    if (name == "q8_0") return KvType::Q8_0;
+    fail("unknown KV cache type '", name, "' (supported: f16, q8_0)");
+}
+
+size_t kv_row_bytes(KvType type, int kv_dim) {
+    switch (type) {
+        case KvType::F16: return size_t(kv_dim) * sizeof(fp16_t);
+        case KvType::Q8_0:
+            if (kv_dim % QK8_0 != 0)
+                fail("a q8_0 KV cache needs the KV width (", kv_dim, ") to be a multiple of ", QK8_0,
+                     "; use --cache-type f16");
+            return size_t(kv_dim / QK8_0) * sizeof(BlockQ8_0);
+    }
+    fail("invalid KV cache type ", uint32_t(type));
+}
+
+KvCache::KvCache(int n_layer, int n_ctx, int kv_dim, int n_seq, int n_blocks, KvType type)
+    : n_layer_(n_layer), n_ctx_(n_ctx), kv_dim_(kv_dim), n_seq_(n_seq), n_blocks_(n_blocks), type_(type) {
     if (n_layer <= 0 || n_ctx <= 0 || kv_dim <= 0 || n_seq <= 0 || n_blocks < 0)
         fail("invalid KV cache shape: ", n_layer, " layers, ", n_ctx, " positions, ", kv_dim,
              " dims, ", n_seq, " sequences, ", n_blocks, " blocks");
+    row_bytes_ = kv_row_bytes(type, kv_dim);
     const int per_seq = (n_ctx + kBlockSize - 1) / kBlockSize;
     if (n_blocks_ == 0) n_blocks_ = per_seq * n_seq;
-    const size_t n = size_t(n_layer) * size_t(n_blocks_) * kBlockSize * size_t(kv_dim);
+    const size_t n = size_t(n_layer) * size_t(n_blocks_) * layer_block_bytes();
     try {
         k_.assign(n, 0);
         v_.assign(n, 0);
     } catch (const std::bad_alloc&) {
-        fail("out of memory allocating the KV cache (", 2 * n * sizeof(fp16_t) / (1 << 20),
-             " MiB); use a smaller context (-c) or fewer parallel slots");
+        fail("out of memory allocating the ", kv_type_name(type), " KV cache (", 2 * n / (1 << 20),
+             " MiB); use a smaller context (-c), fewer parallel slots or --cache-type q8_0");
     }
     refs_.assign(size_t(n_blocks_), 0);
     free_.reserve(size_t(n_blocks_));

@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "kernels/attention.h"
+#include "kernels/dispatch.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
 #include "model/model_loader.h"
@@ -40,6 +41,9 @@ public:
 
 private:
     void attention(int layer, const Batch& batch, KvCache& cache, ThreadPool& pool);
+    void store_kv(int layer, const Batch& batch, KvCache& cache);
+    void attend_f16(int layer, const Batch& batch, const KvCache& cache, ThreadPool& pool);
+    void attend_q8_0(int layer, const Batch& batch, const KvCache& cache, ThreadPool& pool);
     void feed_forward_dense(const LlamaLayer& L, int64_t n, ThreadPool& pool);
     void feed_forward_moe(const LlamaLayer& L, int64_t n, ThreadPool& pool);
 
@@ -168,22 +172,42 @@ void LlamaModel::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, f
 // [0, pos]. The batch's keys and values are written to the cache first, so prompt tokens
 // of one chunk see each other.
 void LlamaModel::attention(int layer, const Batch& batch, KvCache& cache, ThreadPool& pool) {
+    store_kv(layer, batch, cache);
+    if (cache.type() == KvType::Q8_0)
+        attend_q8_0(layer, batch, cache, pool);
+    else
+        attend_f16(layer, batch, cache, pool);
+}
+
+// The batch's keys and values (k_, v_) into their cache rows, converted to the cache type.
+void LlamaModel::store_kv(int layer, const Batch& batch, KvCache& cache) {
+    const int64_t n = batch.size(), KV = config_.kv_dim();
+    const FromFloatFn quantize = cache.type() == KvType::Q8_0 ? kernels_for(GgmlType::Q8_0).from_float : nullptr;
+    for (int64_t t = 0; t < n; ++t) {
+        const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
+        const float* k = &k_[size_t(t * KV)];
+        const float* v = &v_[size_t(t * KV)];
+        if (quantize) {
+            quantize(k, cache.k_row(layer, seq, pos), KV);
+            quantize(v, cache.v_row(layer, seq, pos), KV);
+            continue;
+        }
+        auto* kr = reinterpret_cast<fp16_t*>(cache.k_row(layer, seq, pos));
+        auto* vr = reinterpret_cast<fp16_t*>(cache.v_row(layer, seq, pos));
+        for (int64_t i = 0; i < KV; ++i) {
+            kr[i] = fp32_to_fp16(k[i]);
+            vr[i] = fp32_to_fp16(v[i]);
+        }
+    }
+}
+
+void LlamaModel::attend_f16(int layer, const Batch& batch, const KvCache& cache, ThreadPool& pool) {
     const ModelConfig& c = config_;
     const int64_t n = batch.size();
     const int hd = c.head_dim;
-    const int64_t Q = int64_t(c.n_head) * hd, KV = c.kv_dim();
+    const int64_t Q = int64_t(c.n_head) * hd;
     const int group = c.n_head / c.n_head_kv;  // query heads per KV head (GQA)
     const float scale = 1.0f / std::sqrt(float(hd));
-
-    for (int64_t t = 0; t < n; ++t) {
-        const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
-        fp16_t* kr = cache.k_row(layer, seq, pos);
-        fp16_t* vr = cache.v_row(layer, seq, pos);
-        for (int64_t i = 0; i < KV; ++i) {
-            kr[i] = fp32_to_fp16(k_[size_t(t * KV + i)]);
-            vr[i] = fp32_to_fp16(v_[size_t(t * KV + i)]);
-        }
-    }
 
     pool.parallel_for(n * c.n_head, 1, [&](int64_t w0, int64_t w1) {
         thread_local std::vector<float> scores, qh, acc;
@@ -202,15 +226,92 @@ void LlamaModel::attention(int layer, const Batch& batch, KvCache& cache, Thread
             const int n_pos = pos + 1;
             scores.resize(size_t(n_pos));
             for (int j = 0; j < n_pos; ++j) {
-                const fp16_t* kr = cache.k_row(layer, seq, j) + size_t(kvh) * size_t(hd);
+                const auto* kr = reinterpret_cast<const fp16_t*>(cache.k_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
                 scores[size_t(j)] = dot_f32_f16(qh.data(), kr, hd) * scale;
             }
             softmax(scores.data(), n_pos);
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int j = 0; j < n_pos; ++j) {
-                const fp16_t* vr = cache.v_row(layer, seq, j) + size_t(kvh) * size_t(hd);
+                const auto* vr = reinterpret_cast<const fp16_t*>(cache.v_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
                 const float p = fp16_to_fp32(fp32_to_fp16(scores[size_t(j)]));
                 axpy_f16(p, vr, acc.data(), hd);
+            }
+            std::copy(acc.begin(), acc.end(), &att_[size_t(t * Q + int64_t(h) * hd)]);
+        }
+    });
+}
+
+// Q8_0 cache. When head_dim is a multiple of 32 every head owns whole blocks: the query
+// is quantized to Q8_0 once and each score is an integer dot (as the reference engine
+// does for a quantized K cache); values are dequantized into the fp32 accumulator and
+// the attention weights stay fp32. Positions are taken a cache block at a time (their
+// rows are row_bytes() apart), which lets the kernels keep their sums in registers.
+// Tiny models with heads under 32 share one block between heads: their slices are
+// dequantized and used in fp32.
+void LlamaModel::attend_q8_0(int layer, const Batch& batch, const KvCache& cache, ThreadPool& pool) {
+    const ModelConfig& c = config_;
+    const int64_t n = batch.size();
+    const int hd = c.head_dim;
+    const int64_t Q = int64_t(c.n_head) * hd;
+    const int group = c.n_head / c.n_head_kv;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const bool whole_blocks = hd % QK8_0 == 0;
+    const int nb = hd / QK8_0;  // blocks per head (whole_blocks)
+    const size_t stride = cache.row_bytes();
+    const FromFloatFn quantize = kernels_for(GgmlType::Q8_0).from_float;
+    constexpr int B = KvCache::kBlockSize;
+
+    pool.parallel_for(n * c.n_head, 1, [&](int64_t w0, int64_t w1) {
+        thread_local std::vector<float> scores, acc, tmp;
+        thread_local std::vector<BlockQ8_0> qq;
+        acc.resize(size_t(hd));
+        tmp.resize(size_t(hd));
+        qq.resize(size_t(nb));
+        for (int64_t w = w0; w < w1; ++w) {
+            const int64_t t = w / c.n_head;
+            const int h = int(w % c.n_head);
+            const int kvh = h / group;
+            const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
+            const float* q = &q_[size_t(t * Q + int64_t(h) * hd)];
+            const size_t head_offset = size_t(kvh * nb) * sizeof(BlockQ8_0);
+            const int n_pos = pos + 1;
+            scores.resize(size_t(n_pos));
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            if (whole_blocks) {
+                quantize(q, qq.data(), hd);
+                const size_t head_bytes = size_t(nb) * sizeof(BlockQ8_0);
+                // Rows two cache blocks ahead are prefetched (measured at depth 2048:
+                // +10% tokens/s over none; one block ahead is slightly less).
+                constexpr int ahead = 2 * B;
+                for (int j = 0; j < n_pos; j += B) {
+                    const int jn = j + ahead;
+                    if (jn < n_pos)
+                        prefetch_rows(cache.k_row(layer, seq, jn) + head_offset, stride, std::min(B, n_pos - jn), head_bytes);
+                    dot_q8_0_rows(qq.data(), cache.k_row(layer, seq, j) + head_offset, stride,
+                                  std::min(B, n_pos - j), nb, &scores[size_t(j)]);
+                }
+                for (float& s : scores) s *= scale;
+                softmax(scores.data(), n_pos);
+                for (int j = 0; j < n_pos; j += B) {
+                    const int jn = j + ahead;
+                    if (jn < n_pos)
+                        prefetch_rows(cache.v_row(layer, seq, jn) + head_offset, stride, std::min(B, n_pos - jn), head_bytes);
+                    axpy_q8_0_rows(&scores[size_t(j)], cache.v_row(layer, seq, j) + head_offset, stride,
+                                   std::min(B, n_pos - j), nb, acc.data());
+                }
+            } else {
+                auto row = [](const uint8_t* r) { return reinterpret_cast<const BlockQ8_0*>(r); };
+                for (int j = 0; j < n_pos; ++j) {
+                    dequantize_q8_0_range(row(cache.k_row(layer, seq, j)), kvh * hd, hd, tmp.data());
+                    float s = 0.0f;
+                    for (int i = 0; i < hd; ++i) s += q[i] * tmp[size_t(i)];
+                    scores[size_t(j)] = s * scale;
+                }
+                softmax(scores.data(), n_pos);
+                for (int j = 0; j < n_pos; ++j) {
+                    dequantize_q8_0_range(row(cache.v_row(layer, seq, j)), kvh * hd, hd, tmp.data());
+                    for (int i = 0; i < hd; ++i) acc[size_t(i)] += scores[size_t(j)] * tmp[size_t(i)];
+                }
             }
             std::copy(acc.begin(), acc.end(), &att_[size_t(t * Q + int64_t(h) * hd)]);
         }

@@ -53,8 +53,8 @@ public:
 
     // A KV cache for this model with n_seq sequences of n_ctx positions; n_blocks sizes
     // the shared block pool (0: every sequence can fill its context).
-    KvCache make_cache(int n_ctx, int n_seq = 1, int n_blocks = 0) const {
-        return KvCache(config_.n_layer, n_ctx, config_.kv_dim(), n_seq, n_blocks);
+    KvCache make_cache(int n_ctx, int n_seq = 1, int n_blocks = 0, KvType type = KvType::F16) const {
+        return KvCache(config_.n_layer, n_ctx, config_.kv_dim(), n_seq, n_blocks, type);
     }
 
 protected:

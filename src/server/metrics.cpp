@@ -62,7 +62,10 @@ std::string Metrics::render(const SchedulerStats* s) const {
     metric(out, "pensieve_kv_cache_usage_ratio", "gauge", "Fraction of KV cache positions holding tokens.",
            s->kv_tokens_capacity > 0 ? double(s->kv_tokens_used) / double(s->kv_tokens_capacity) : 0.0);
     metric(out, "pensieve_kv_cache_tokens", "gauge", "KV cache positions holding tokens.", double(s->kv_tokens_used));
-    metric(out, "pensieve_kv_cache_bytes", "gauge", "Memory of the KV cache.", double(s->kv_bytes));
+    out += std::string("# HELP pensieve_kv_cache_bytes Memory of the KV cache, by element type (--cache-type).\n"
+                       "# TYPE pensieve_kv_cache_bytes gauge\n"
+                       "pensieve_kv_cache_bytes{type=\"") +
+           kv_type_name(s->kv_type) + "\"} " + std::to_string(s->kv_bytes) + "\n";
     metric(out, "pensieve_forward_passes_total", "counter", "Batched forward passes run.", double(s->steps));
     metric(out, "pensieve_draft_tokens_total", "counter", "Speculative tokens proposed (prompt lookup or draft model).",
            double(s->draft_tokens));

@@ -26,9 +26,12 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
     c.draft_max = o.draft_max;
     c.cache_dir = o.cache_dir;
     c.reuse_prefix = o.prefix_cache;
+    c.cache_type = o.cache_type;
     if (o.cache_ram_mib >= 0) {
-        // MiB -> KV blocks of this model (fp16 K and V, every layer, kBlockSize positions).
-        const size_t block_bytes = 2 * size_t(m.config().n_layer) * KvCache::kBlockSize * size_t(m.config().kv_dim()) * 2;
+        // MiB -> KV blocks of this model (K and V rows of the cache type, every layer,
+        // kBlockSize positions).
+        const size_t block_bytes =
+            2 * size_t(m.config().n_layer) * KvCache::kBlockSize * kv_row_bytes(o.cache_type, m.config().kv_dim());
         c.cache_blocks = int(size_t(o.cache_ram_mib) * (size_t(1) << 20) / block_bytes);
     }
     return c;

@@ -42,6 +42,7 @@ struct ServerOptions {
     int draft_max = 8;
     std::string cache_dir;                 // persistent prefix cache
     int cache_ram_mib = -1;                // RAM for cached prefixes beyond the slots (-1: one context)
+    KvType cache_type = KvType::F16;       // KV cache element type (--cache-type)
     bool prefix_cache = true;              // reuse the KV of earlier prompts (--no-prefix-cache: off)
 };
 
