@@ -26,6 +26,7 @@ struct RunOptions {
     int lookup = 0;
     std::string draft_model;
     int draft_max = 8;
+    float draft_p_min = 0.8f;
     std::string cache_dir;
     CacheTypeOptions cache_type;
     GenerateOptions gen;
@@ -63,6 +64,7 @@ int run(const RunOptions& o) {
         draft = load_model(o.draft_model);
         sc.draft_model = draft.get();
         sc.draft_max = o.draft_max;
+        sc.draft_p_min = o.draft_p_min;
     }
     Scheduler sched(*m.model, *m.tokenizer, *m.pool, sc);
     auto stream = sched.submit(std::move(req));
@@ -120,6 +122,9 @@ Command add_run_command(CLI::App& root) {
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
     app->add_option("--draft-max", o->draft_max, "Draft tokens per step with --draft-model")->check(CLI::Range(1, 64));
+    app->add_option("--draft-p-min", o->draft_p_min,
+                    "Draft model proposes a token only while its probability is at least this")
+        ->check(CLI::Range(0.0, 1.0))->capture_default_str();
     app->add_option("--cache-dir", o->cache_dir, "Persistent prefix cache directory (reuse prompt KV across runs)");
     add_cache_type_options(*app, o->cache_type);
     add_sampling_options(*app, o->gen);

@@ -116,6 +116,9 @@ Command add_serve_command(CLI::App& root) {
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
     app->add_option("--draft-max", s.draft_max, "Draft tokens per step with --draft-model")->check(CLI::Range(1, 64));
+    app->add_option("--draft-p-min", s.draft_p_min,
+                    "Draft model proposes a token only while its probability is at least this")
+        ->check(CLI::Range(0.0, 1.0))->capture_default_str();
     app->add_option("--cache-dir", s.cache_dir,
                     "Persistent prefix cache: KV of earlier prompts is kept here and reused across restarts");
     app->add_option("--cache-ram", s.cache_ram_mib, "MiB of RAM for cached prompt prefixes beyond the slots' own")

@@ -404,6 +404,14 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
     if (!finished.empty()) finish(slot, finished);
 }
 
+// softmax(row)[token], computed stably (max subtracted first).
+static float top_probability(const float* row, int n, int32_t token) {
+    const float mx = *std::max_element(row, row + n);
+    double sum = 0.0;
+    for (int i = 0; i < n; ++i) sum += std::exp(double(row[i] - mx));
+    return float(std::exp(double(row[token] - mx)) / sum);
+}
+
 // Runs the draft model for every decoding slot: first it catches up on the tokens it has
 // not seen (the prompt, accepted tokens, the pending token) in one batch, then proposes
 // tokens greedily, one batched pass per draft position.
@@ -448,6 +456,10 @@ void Scheduler::propose_with_draft_model(const std::vector<Slot*>& slots) {
             Slot& s = *rows[r];
             const float* row = &logits[r * size_t(n_vocab)];
             const int32_t token = int32_t(std::max_element(row, row + n_vocab) - row);
+            // An unsure draft is usually rejected, and every rejected token costs the main
+            // model a row of its batch: stop proposing once the draft's own probability of
+            // its choice falls below draft_p_min.
+            if (top_probability(row, n_vocab, token) < config_.draft_p_min) continue;
             s.model_draft.push_back(token);
             const size_t i = size_t(std::find(slots.begin(), slots.end(), &s) - slots.begin());
             if (int(s.model_draft.size()) >= room[i] || tokenizer_.is_end_of_generation(token)) continue;

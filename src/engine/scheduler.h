@@ -51,6 +51,9 @@ struct SchedulerConfig {
     // up to draft_max tokens greedily each step; the main model verifies them in one pass.
     Model* draft_model = nullptr;
     int draft_max = 8;
+    // The draft model proposes a token only while its own probability for it is at least
+    // this (0: always draft_max tokens).
+    float draft_p_min = 0.8f;
 };
 
 struct SchedulerStats {

@@ -286,6 +286,7 @@ TEST_F(SchedulerTest, DraftModelSpeculationKeepsGreedyOutput) {
     SchedulerConfig c = config(2, 256, 64, 8, true);
     c.draft_model = draft.get();
     c.draft_max = 5;
+    c.draft_p_min = 0.0f;  // every step proposes draft_max tokens
     Scheduler sched(*model_, *tok_, *pool_, c);
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const auto& cs : ref_["cases"]) streams.push_back(sched.submit(greedy(cs["prompt"], 64)));
@@ -303,9 +304,11 @@ TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
     auto draft = load_model(shared_dir() + "/models/synth-tiny-Q4_0.gguf");
     auto tok = Tokenizer::from_gguf(main_model->file());
     ThreadPool pool(2);
-    auto run = [&](Model* d) {
+    uint64_t drafted[2] = {0, 0};
+    auto run = [&](Model* d, float p_min) {
         SchedulerConfig c = config(1, 256, 64, 8, false);
         c.draft_model = d;
+        c.draft_p_min = p_min;
         Scheduler sched(*main_model, *tok, pool, c);
         RequestParams p;
         p.prompt = tok->encode("The quick brown fox jumps over the lazy dog.", true);
@@ -314,11 +317,18 @@ TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
         p.options.ignore_eos = true;
         auto tokens = drain(*sched.submit(p)).tokens;
         const SchedulerStats st = sched.stats();
-        if (d) std::printf("[ draft ] synth-tiny-Q4_0 for F16: %llu drafted, %llu accepted\n",
+        if (d) std::printf("[ draft ] synth-tiny-Q4_0 for F16, p_min %.1f: %llu drafted, %llu accepted\n", p_min,
                            (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted);
+        drafted[p_min > 0] = st.draft_tokens;
         return tokens;
     };
-    EXPECT_EQ(run(nullptr), run(draft.get()));
+    const auto plain = run(nullptr, 0.0f);
+    EXPECT_EQ(plain, run(draft.get(), 0.0f));
+    EXPECT_EQ(plain, run(draft.get(), 0.8f));
+    // Random weights give flat distributions: an unsure draft proposes (almost) nothing
+    // instead of tokens the main model would reject.
+    EXPECT_GT(drafted[0], 100u);
+    EXPECT_LT(drafted[1], drafted[0] / 4);
 }
 
 // Constrained output end to end on a real model: sampled replies always follow the schema.
