@@ -65,6 +65,9 @@ const GemmKernels* avx512_gemm(GgmlType type);
 // The same for the K-quants Q4_K, Q5_K, Q6_K (Q8_K activations; gemm_kquant_avx512.cpp
 // states their float order).
 const GemmKernels* avx512_gemm_kquant(GgmlType type);
+// F32 weights and activations, bit-identical to the scalar vec_dot_f32 (one multiply,
+// then one add per column, in column order; gemm_f32_avx512.cpp). Needs AVX512F.
+const GemmKernels* avx512_gemm_f32(GgmlType type);
 }  // namespace simd
 
 }  // namespace pensieve
