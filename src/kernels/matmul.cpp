@@ -18,6 +18,13 @@ constexpr int64_t kRowGrain = 16;
 // Activation rows quantized per thread: a few rows take about a microsecond, less than
 // waking the other threads and waiting for them (small batches stay on the caller).
 constexpr int64_t kQuantizeGrain = 8;
+// Matmuls with fewer multiply-adds than this run on the calling thread alone: they take
+// a few microseconds, less than handing work to another thread costs (and far less
+// than waiting for one the OS has descheduled on a busy machine). Results do not depend
+// on the thread count, so this changes speed only. Tiny models (stories260K: dim 64)
+// fall entirely below it; a 1B model's smallest matrix (2048 x 256 per KV head group)
+// is far above.
+constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
 // Tokens per tile: the W rows of a tile are reused for this many activation rows while
 // they are still in cache.
 constexpr int64_t kTokenTile = 8;
@@ -110,8 +117,9 @@ void matmul_gemm(const GemmKernels& g, const WeightMatrix& w, const uint8_t* xq,
     const auto* wdata = static_cast<const uint8_t*>(w.data);
     const size_t w_row_bytes = w.row_bytes();
     const int64_t units = (w.rows + lanes - 1) / lanes;
-    const int threads = int(std::min<int64_t>(pool.size(), units));
-    pool.run([&](int index, int) {
+    const bool small = w.rows * w.cols * n_tokens < kMinParallelMacs;
+    const int threads = small ? 1 : int(std::min<int64_t>(pool.size(), units));
+    auto rows_of_thread = [&](int index) {
         if (index >= threads) return;
         const int64_t r0 = std::min(w.rows, units * index / threads * lanes);
         const int64_t r1 = std::min(w.rows, units * (index + 1) / threads * lanes);
@@ -135,7 +143,9 @@ void matmul_gemm(const GemmKernels& g, const WeightMatrix& w, const uint8_t* xq,
         }
         for (int64_t t = t_gemv; t < n_tokens; ++t)
             g.gemv(wdata, w_row_bytes, w.cols, r0, r1, xq + size_t(t) * x_row_bytes, y + t * w.rows);
-    });
+    };
+    if (threads == 1) rows_of_thread(0);
+    else pool.run([&](int index, int) { rows_of_thread(index); });
 }
 
 }  // namespace
@@ -174,7 +184,8 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
     const VecDotFn dot = kernels_for(w.type).vec_dot;
     const size_t w_row_bytes = w.row_bytes();
     const auto* wdata = static_cast<const uint8_t*>(w.data);
-    pool.parallel_for(w.rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    const bool small = w.rows * w.cols * n_tokens < kMinParallelMacs;
+    pool.parallel_for(w.rows, small ? w.rows : kRowGrain, [&](int64_t r0, int64_t r1) {
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenTile) {
             const int64_t t1 = std::min(n_tokens, t0 + kTokenTile);
             for (int64_t r = r0; r < r1; ++r) {
