@@ -2,6 +2,10 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
+#include "kernels/ops.h"
+
 namespace pensieve {
 
 namespace {
@@ -48,6 +52,151 @@ void axpy_f16(float p, const fp16_t* v, float* acc, int n) {
         _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, v0, _mm256_loadu_ps(acc + i)));
     }
     for (; i < n; ++i) acc[i] += p * fp16_to_fp32(v[i]);
+}
+
+namespace {
+
+__m256 load8_f16(const fp16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// [horizontal_sum(s[0]), ..., horizontal_sum(s[7])] with the very same additions:
+// horizontal_sum adds a_i = s_i + s_{i+4}, then b_i = a_i + a_{i+2}, then b_0 + b_1.
+// Here each step is done for eight vectors at once by shuffling the operands of each
+// addition side by side (float addition is commutative, so which side an operand
+// lands on does not matter; the pairing does, and it is kept).
+inline __m256 reduce8(const __m256* s) {
+    __m256 a[4];  // a[k] = [a(s[2k]) | a(s[2k+1])]
+    for (int k = 0; k < 4; ++k)
+        a[k] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x31));
+    // b01 = [b0(s0) b1(s0) b0(s2) b1(s2) | b0(s1) b1(s1) b0(s3) b1(s3)], b45 likewise for s4..s7
+    const __m256 b01 = _mm256_add_ps(_mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 b45 = _mm256_add_ps(_mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    // r = [r0 r2 r4 r6 | r1 r3 r5 r7]
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(b01, b45, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(b01, b45, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// acc0 + acc1 of dot_f32_f16(q + g * n, k, n) for NQ queries: each 16-value piece of
+// the key row is converted once and multiplied into every query's accumulators.
+// n is a multiple of 8 (the scalar tail of dot_f32_f16 is not reproduced here).
+template <int NQ>
+inline void row_sums(const float* q, const fp16_t* k, int n, __m256* s) {
+    __m256 acc0[NQ], acc1[NQ];
+    for (int g = 0; g < NQ; ++g) acc0[g] = acc1[g] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 k0 = load8_f16(k + i), k1 = load8_f16(k + i + 8);
+        for (int g = 0; g < NQ; ++g) {
+            acc0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * n + i), k0, acc0[g]);
+            acc1[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * n + i + 8), k1, acc1[g]);
+        }
+    }
+    if (i + 8 <= n) {
+        const __m256 k0 = load8_f16(k + i);
+        for (int g = 0; g < NQ; ++g) acc0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * n + i), k0, acc0[g]);
+    }
+    for (int g = 0; g < NQ; ++g) s[g] = _mm256_add_ps(acc0[g], acc1[g]);
+}
+
+template <int NQ>
+void dot_rows(const float* q, const fp16_t* const* k, int n_rows, int n, float scale, float* out, size_t out_stride) {
+    const __m256 vscale = _mm256_set1_ps(scale);
+    int r = 0;
+    for (; r + 8 <= n_rows; r += 8) {
+        __m256 s[8][NQ];
+        for (int i = 0; i < 8; ++i) row_sums<NQ>(q, k[r + i], n, s[i]);
+        for (int g = 0; g < NQ; ++g) {
+            __m256 sg[8];
+            for (int i = 0; i < 8; ++i) sg[i] = s[i][g];
+            _mm256_storeu_ps(out + size_t(g) * out_stride + r, _mm256_mul_ps(reduce8(sg), vscale));
+        }
+    }
+    for (; r < n_rows; ++r) {
+        __m256 s[NQ];
+        row_sums<NQ>(q, k[r], n, s);
+        for (int g = 0; g < NQ; ++g) out[size_t(g) * out_stride + r] = horizontal_sum(s[g]) * scale;
+    }
+}
+
+// Columns [i, i + 8 * W) of NQ accumulators kept in registers over all rows; the fma
+// of each lane runs over rows in increasing order, as repeated axpy_f16 calls do.
+template <int NQ, int W>
+inline void axpy_cols(const float* p, size_t p_stride, const fp16_t* const* v, int n_rows, int n, int i, float* acc) {
+    __m256 a[NQ][W];
+    for (int g = 0; g < NQ; ++g)
+        for (int w = 0; w < W; ++w) a[g][w] = _mm256_loadu_ps(acc + g * n + i + 8 * w);
+    for (int r = 0; r < n_rows; ++r) {
+        __m256 vv[W];
+        for (int w = 0; w < W; ++w) vv[w] = load8_f16(v[r] + i + 8 * w);
+        for (int g = 0; g < NQ; ++g) {
+            const __m256 pv = _mm256_set1_ps(p[size_t(g) * p_stride + r]);
+            for (int w = 0; w < W; ++w) a[g][w] = _mm256_fmadd_ps(pv, vv[w], a[g][w]);
+        }
+    }
+    for (int g = 0; g < NQ; ++g)
+        for (int w = 0; w < W; ++w) _mm256_storeu_ps(acc + g * n + i + 8 * w, a[g][w]);
+}
+
+template <int NQ>
+void axpy_rows(const float* p, size_t p_stride, const fp16_t* const* v, int n_rows, int n, float* acc) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) axpy_cols<NQ, 2>(p, p_stride, v, n_rows, n, i, acc);
+    if (i + 8 <= n) axpy_cols<NQ, 1>(p, p_stride, v, n_rows, n, i, acc);
+}
+
+}  // namespace
+
+void dot_f32_f16_rows(const float* q, int nq, const fp16_t* const* k, int n_rows, int n, float scale,
+                      float* out, size_t out_stride) {
+    if (n % 8 != 0) {  // odd sizes (tiny models): the one-query kernel, row by row
+        for (int g = 0; g < nq; ++g)
+            for (int r = 0; r < n_rows; ++r) out[size_t(g) * out_stride + r] = dot_f32_f16(q + g * n, k[r], n) * scale;
+        return;
+    }
+    int g = 0;
+    for (; g + 4 <= nq; g += 4) dot_rows<4>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
+    for (; g + 2 <= nq; g += 2) dot_rows<2>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
+    for (; g < nq; ++g) dot_rows<1>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
+}
+
+void axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t* const* v, int n_rows, int n, float* acc) {
+    if (n % 8 != 0) {
+        for (int g = 0; g < nq; ++g)
+            for (int r = 0; r < n_rows; ++r) axpy_f16(p[size_t(g) * p_stride + r], v[r], acc + g * n, n);
+        return;
+    }
+    int g = 0;
+    for (; g + 4 <= nq; g += 4) axpy_rows<4>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
+    for (; g + 2 <= nq; g += 2) axpy_rows<2>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
+    for (; g < nq; ++g) axpy_rows<1>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
+}
+
+void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_tok, int group, int hd,
+                     const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale,
+                     float* out, size_t out_stride, float* scratch) {
+    const int width = group * hd;
+    float* qh = scratch;               // [group][hd] the queries rounded to fp16
+    float* scores = scratch + width;   // [group][n] scores, then weights
+    for (int t = 0; t < n_tok; ++t) {
+        const int n = n_pos[t];
+        const float* qt = q + size_t(t) * q_stride;
+        // The query and the attention weights are rounded to fp16 like the cached keys
+        // and values: each product then pairs two fp16 operands, as in the reference
+        // engine's fp16 KV path, which keeps our logits within 1e-3 of it.
+        for (int i = 0; i < width; ++i) qh[i] = fp16_to_fp32(fp32_to_fp16(qt[i]));
+        dot_f32_f16_rows(qh, group, k_rows, n, hd, scale, scores, size_t(n));
+        for (int g = 0; g < group; ++g) {
+            float* sg = scores + size_t(g) * size_t(n);
+            softmax(sg, n);
+            for (int j = 0; j < n; ++j) sg[j] = fp16_to_fp32(fp32_to_fp16(sg[j]));
+        }
+        float* acc = out + size_t(t) * out_stride;
+        std::fill(acc, acc + width, 0.0f);
+        axpy_f16_rows(scores, size_t(n), group, v_rows, n, hd, acc);
+    }
 }
 
 namespace {

@@ -20,6 +20,29 @@ float dot_f32_f16(const float* q, const fp16_t* k, int n);
 // acc[i] += p * v[i], with v in fp16.
 void axpy_f16(float p, const fp16_t* v, float* acc, int n);
 
+// The same arithmetic for several queries at once, so each fp16 row is loaded and
+// converted once for all of them (the query heads of one GQA group). Every result is
+// bit-identical to the one-query functions above: each query sees the same operations
+// on the same lanes in the same order; only the loops around them are exchanged.
+//   dot:  out[g * out_stride + r] = dot_f32_f16(q + g * n, k[r], n) * scale
+//   axpy: for r = 0, 1, ...: axpy_f16(p[g * p_stride + r], v[r], acc + g * n, n)
+// for g in [0, nq), r in [0, n_rows).
+void dot_f32_f16_rows(const float* q, int nq, const fp16_t* const* k, int n_rows, int n, float scale,
+                      float* out, size_t out_stride);
+void axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t* const* v, int n_rows, int n, float* acc);
+
+// Causal attention over an fp16 cache for the `group` query heads that share one KV
+// head, for n_tok tokens of one sequence (a tile). Token t has its group's queries at
+// q + t * q_stride (group * hd floats, heads consecutive) and sees cache positions
+// [0, n_pos[t]); k_rows[j] / v_rows[j] point at this KV head's slice of position j.
+// Its outputs go to out + t * out_stride. Per query this is exactly the one-head loop:
+// query rounded to fp16, scores = dot * scale, softmax, weights rounded to fp16, then
+// axpy over positions in increasing order; so any tiling gives the same bits.
+// scratch: at least group * (hd + max n_pos) floats.
+void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_tok, int group, int hd,
+                     const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale,
+                     float* out, size_t out_stride, float* scratch);
+
 // Over n_rows Q8_0 rows of n_blocks blocks that lie `stride` bytes apart (consecutive
 // positions of one KV cache block):
 //   dot:  out[r] = sum over blocks of dq * dk * (integer sum_i q[i] * k_r[i])

@@ -6,6 +6,7 @@
 //          or x += Σ_top-k  p_e · expert_e(norm(x))                       (MoE FFN)
 // then logits = W_out · norm(x), for the tokens that asked for them.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 
@@ -19,6 +20,10 @@
 #include "util/thread_pool.h"
 
 namespace pensieve {
+
+// Work (multiply-adds) below which an op runs on the calling thread: handing it to the
+// pool costs more (see kernels/matmul.cpp).
+constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
 
 namespace {
 
@@ -201,6 +206,12 @@ void LlamaModel::store_kv(int layer, const Batch& batch, KvCache& cache) {
     }
 }
 
+// fp16 cache. Work item = (sequence, KV head, tile of up to kTile of its batch tokens):
+// the group's query heads and the tile's tokens share the item's K/V rows, so a row is
+// converted once per group and stays in cache across the tile (with GQA and a prompt
+// chunk, the old per-(token, head) loop reloaded every row group * n_tok times). The
+// per-query arithmetic is attend_f16_tile's, which is bit-identical to a one-head loop,
+// so results do not depend on the tiling, the batch or the thread count.
 void LlamaModel::attend_f16(int layer, const Batch& batch, const KvCache& cache, ThreadPool& pool) {
     const ModelConfig& c = config_;
     const int64_t n = batch.size();
@@ -208,37 +219,73 @@ void LlamaModel::attend_f16(int layer, const Batch& batch, const KvCache& cache,
     const int64_t Q = int64_t(c.n_head) * hd;
     const int group = c.n_head / c.n_head_kv;  // query heads per KV head (GQA)
     const float scale = 1.0f / std::sqrt(float(hd));
+    constexpr int kTile = 16;
 
-    pool.parallel_for(n * c.n_head, 1, [&](int64_t w0, int64_t w1) {
-        thread_local std::vector<float> scores, qh, acc;
-        qh.resize(size_t(hd));
-        acc.resize(size_t(hd));
-        for (int64_t w = w0; w < w1; ++w) {
-            const int64_t t = w / c.n_head;
-            const int h = int(w % c.n_head);
-            const int kvh = h / group;
-            const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
-            // The query and the attention weights are rounded to fp16 like the cached
-            // keys and values: each product then pairs two fp16 operands, as in the
-            // reference engine's fp16 KV path, which keeps our logits within 1e-3 of it.
-            const float* q = &q_[size_t(t * Q + int64_t(h) * hd)];
-            for (int i = 0; i < hd; ++i) qh[size_t(i)] = fp16_to_fp32(fp32_to_fp16(q[i]));
-            const int n_pos = pos + 1;
-            scores.resize(size_t(n_pos));
-            for (int j = 0; j < n_pos; ++j) {
-                const auto* kr = reinterpret_cast<const fp16_t*>(cache.k_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
-                scores[size_t(j)] = dot_f32_f16(qh.data(), kr, hd) * scale;
+    // Batch tokens grouped by sequence (stable: batch order within a sequence), cut
+    // into tiles.
+    struct Tile { int begin, end, max_pos; };
+    std::vector<int> order(static_cast<size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return batch.seq_ids[size_t(a)] < batch.seq_ids[size_t(b)]; });
+    std::vector<Tile> tiles;
+    for (int i = 0; i < int(n);) {
+        const int seq = batch.seq_ids[size_t(order[size_t(i)])];
+        Tile tile{i, i, 0};
+        while (tile.end < int(n) && tile.end - tile.begin < kTile && batch.seq_ids[size_t(order[size_t(tile.end)])] == seq)
+            tile.max_pos = std::max(tile.max_pos, batch.positions[size_t(order[size_t(tile.end++)])]);
+        tiles.push_back(tile);
+        i = tile.end;
+    }
+    // Longest tiles first, handed out one at a time: the cost of an item grows with its
+    // positions, and a static split of a prompt would leave one thread with its tail.
+    std::stable_sort(tiles.begin(), tiles.end(), [](const Tile& a, const Tile& b) { return a.max_pos > b.max_pos; });
+    const int64_t n_items = int64_t(tiles.size()) * c.n_head_kv;
+    std::atomic<int64_t> next{0};
+    // Multiply-adds of the whole call; below kMinParallelMacs it stays on this thread (a
+    // hand-off costs more than the work, as in matmul).
+    int64_t macs = 0;
+    for (const Tile& tile : tiles) macs += int64_t(tile.end - tile.begin) * (tile.max_pos + 1);
+    macs *= 2 * int64_t(c.n_head) * hd;
+
+    auto work = [&](int, int) {
+        thread_local std::vector<const fp16_t*> krows, vrows;
+        thread_local std::vector<float> qt, out, scratch;
+        thread_local std::vector<int> n_pos;
+        for (int64_t w = next.fetch_add(1); w < n_items; w = next.fetch_add(1)) {
+            const Tile& tile = tiles[size_t(w / c.n_head_kv)];
+            const int kvh = int(w % c.n_head_kv);
+            const int n_tok = tile.end - tile.begin;
+            const int seq = batch.seq_ids[size_t(order[size_t(tile.begin)])];
+            const int rows = tile.max_pos + 1;
+            krows.resize(size_t(rows));
+            vrows.resize(size_t(rows));
+            for (int j = 0; j < rows; ++j) {
+                krows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.k_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
+                vrows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.v_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
             }
-            softmax(scores.data(), n_pos);
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            for (int j = 0; j < n_pos; ++j) {
-                const auto* vr = reinterpret_cast<const fp16_t*>(cache.v_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
-                const float p = fp16_to_fp32(fp32_to_fp16(scores[size_t(j)]));
-                axpy_f16(p, vr, acc.data(), hd);
+            // The group's query heads are consecutive in q_ (heads kvh * group ...).
+            const size_t width = size_t(group) * size_t(hd);
+            qt.resize(size_t(n_tok) * width);
+            out.resize(size_t(n_tok) * width);
+            n_pos.resize(size_t(n_tok));
+            scratch.resize(size_t(group) * size_t(hd + rows));
+            for (int i = 0; i < n_tok; ++i) {
+                const int64_t t = order[size_t(tile.begin + i)];
+                n_pos[size_t(i)] = batch.positions[size_t(t)] + 1;
+                const float* q = &q_[size_t(t * Q) + size_t(kvh) * width];
+                std::copy(q, q + width, &qt[size_t(i) * width]);
             }
-            std::copy(acc.begin(), acc.end(), &att_[size_t(t * Q + int64_t(h) * hd)]);
+            attend_f16_tile(qt.data(), width, n_pos.data(), n_tok, group, hd, krows.data(), vrows.data(), scale,
+                            out.data(), width, scratch.data());
+            for (int i = 0; i < n_tok; ++i) {
+                const int64_t t = order[size_t(tile.begin + i)];
+                std::copy(&out[size_t(i) * width], &out[size_t(i + 1) * width], &att_[size_t(t * Q) + size_t(kvh) * width]);
+            }
         }
-    });
+    };
+    if (macs < kMinParallelMacs) work(0, 1);
+    else pool.run(work);
 }
 
 // Q8_0 cache. When head_dim is a multiple of 32 every head owns whole blocks: the query
@@ -260,8 +307,12 @@ void LlamaModel::attend_q8_0(int layer, const Batch& batch, const KvCache& cache
     const size_t stride = cache.row_bytes();
     const FromFloatFn quantize = kernels_for(GgmlType::Q8_0).from_float;
     constexpr int B = KvCache::kBlockSize;
+    int64_t macs = 0;
+    for (int64_t t = 0; t < n; ++t) macs += batch.positions[size_t(t)] + 1;
+    macs *= 2 * int64_t(c.n_head) * hd;
+    const int64_t grain = macs < kMinParallelMacs ? n * c.n_head : 1;  // small: this thread only
 
-    pool.parallel_for(n * c.n_head, 1, [&](int64_t w0, int64_t w1) {
+    pool.parallel_for(n * c.n_head, grain, [&](int64_t w0, int64_t w1) {
         thread_local std::vector<float> scores, acc, tmp;
         thread_local std::vector<BlockQ8_0> qq;
         acc.resize(size_t(hd));

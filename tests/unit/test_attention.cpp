@@ -1,0 +1,134 @@
+// fp16-cache attention: the GQA/tile kernels (one K/V row load shared by the query heads
+// of a group and by a tile of tokens) must give exactly the bits of the one-head loop
+// they replaced, whatever the group size, head size, tile size or prefix length. The
+// reference below is that loop, kept verbatim; results are compared with memcmp.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/ops.h"
+#include "util/fp16.h"
+
+namespace pensieve {
+namespace {
+
+std::vector<float> random_floats(std::mt19937& rng, size_t n, float sigma) {
+    std::normal_distribution<float> dist(0.0f, sigma);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+}
+
+std::vector<fp16_t> random_halves(std::mt19937& rng, size_t n, float sigma) {
+    std::vector<fp16_t> v(n);
+    std::normal_distribution<float> dist(0.0f, sigma);
+    for (fp16_t& h : v) h = fp32_to_fp16(dist(rng));
+    return v;
+}
+
+bool same_bits(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+
+// The per-(token, head) loop of LlamaModel::attend_f16 before tiling.
+void reference_head(const float* q, int hd, const fp16_t* const* k_rows, const fp16_t* const* v_rows, int n_pos,
+                    float scale, float* out) {
+    std::vector<float> qh(static_cast<size_t>(hd)), scores(static_cast<size_t>(n_pos)), acc(static_cast<size_t>(hd), 0.0f);
+    for (int i = 0; i < hd; ++i) qh[size_t(i)] = fp16_to_fp32(fp32_to_fp16(q[i]));
+    for (int j = 0; j < n_pos; ++j) scores[size_t(j)] = dot_f32_f16(qh.data(), k_rows[j], hd) * scale;
+    softmax(scores.data(), n_pos);
+    for (int j = 0; j < n_pos; ++j) {
+        const float p = fp16_to_fp32(fp32_to_fp16(scores[size_t(j)]));
+        axpy_f16(p, v_rows[j], acc.data(), hd);
+    }
+    std::copy(acc.begin(), acc.end(), out);
+}
+
+// Rows of one KV head, scattered in memory (each row its own offset in a bigger buffer,
+// like cache rows of one head inside kv_dim-wide rows of paged blocks).
+struct Rows {
+    std::vector<fp16_t> data;
+    std::vector<const fp16_t*> ptr;
+    Rows(std::mt19937& rng, int n_rows, int hd, int row_stride) {
+        data = random_halves(rng, size_t(n_rows) * size_t(row_stride), 1.0f);
+        std::vector<int> slot(static_cast<size_t>(n_rows));
+        for (int j = 0; j < n_rows; ++j) slot[size_t(j)] = j;
+        std::shuffle(slot.begin(), slot.end(), rng);
+        const int offset = row_stride - hd;  // the head's slice is not at the row start
+        for (int j = 0; j < n_rows; ++j) ptr.push_back(&data[size_t(slot[size_t(j)]) * size_t(row_stride) + size_t(offset)]);
+    }
+};
+
+TEST(AttentionKernels, RowsMatchOneQueryKernels) {
+    std::mt19937 rng(7);
+    for (int n : {8, 16, 24, 40, 64, 80, 128, 6, 12, 20}) {
+        for (int nq : {1, 2, 3, 4, 5, 7, 8, 9}) {
+            for (int n_rows : {1, 3, 7, 8, 9, 16, 17, 33}) {
+                Rows k(rng, n_rows, n, n + 8);
+                const std::vector<float> q = random_floats(rng, size_t(nq) * size_t(n), 1.0f);
+                const size_t stride = size_t(n_rows) + 3;
+                std::vector<float> got(size_t(nq) * stride, -1.0f), want = got;
+                dot_f32_f16_rows(q.data(), nq, k.ptr.data(), n_rows, n, 0.125f, got.data(), stride);
+                for (int g = 0; g < nq; ++g)
+                    for (int r = 0; r < n_rows; ++r)
+                        want[size_t(g) * stride + size_t(r)] = dot_f32_f16(&q[size_t(g) * size_t(n)], k.ptr[size_t(r)], n) * 0.125f;
+                ASSERT_TRUE(same_bits(got.data(), want.data(), got.size())) << "dot n=" << n << " nq=" << nq << " rows=" << n_rows;
+
+                const std::vector<float> p = random_floats(rng, size_t(nq) * stride, 0.3f);
+                std::vector<float> acc_got = random_floats(rng, size_t(nq) * size_t(n), 1.0f), acc_want = acc_got;
+                axpy_f16_rows(p.data(), stride, nq, k.ptr.data(), n_rows, n, acc_got.data());
+                for (int g = 0; g < nq; ++g)
+                    for (int r = 0; r < n_rows; ++r)
+                        axpy_f16(p[size_t(g) * stride + size_t(r)], k.ptr[size_t(r)], &acc_want[size_t(g) * size_t(n)], n);
+                ASSERT_TRUE(same_bits(acc_got.data(), acc_want.data(), acc_got.size()))
+                    << "axpy n=" << n << " nq=" << nq << " rows=" << n_rows;
+            }
+        }
+    }
+}
+
+// Several sequences, each with a cached prefix (offset) and a chunk of 1..40 new tokens,
+// cut into tiles of every size; each tile must reproduce the per-(token, head) loop.
+TEST(AttentionKernels, TilesMatchPerHeadLoop) {
+    std::mt19937 rng(11);
+    struct Shape { int group, hd; };
+    for (Shape s : {Shape{4, 64}, Shape{1, 64}, Shape{2, 128}, Shape{8, 32}, Shape{3, 48}, Shape{4, 8}, Shape{2, 6}}) {
+        const float scale = 1.0f / std::sqrt(float(s.hd));
+        const int width = s.group * s.hd;
+        for (int seq = 0; seq < 6; ++seq) {
+            const int offset = std::uniform_int_distribution<int>(0, 70)(rng);
+            const int chunk = 1 + (seq * 7 + s.hd) % 40;
+            const int rows = offset + chunk;
+            Rows k(rng, rows, s.hd, s.hd * 3), v(rng, rows, s.hd, s.hd * 3);
+            // queries with a wide spread so the softmax is neither flat nor one-hot
+            const std::vector<float> q = random_floats(rng, size_t(chunk) * size_t(width), 2.0f);
+            std::vector<int> n_pos(static_cast<size_t>(chunk));
+            for (int t = 0; t < chunk; ++t) n_pos[size_t(t)] = offset + t + 1;
+
+            std::vector<float> want(size_t(chunk) * size_t(width));
+            for (int t = 0; t < chunk; ++t)
+                for (int g = 0; g < s.group; ++g)
+                    reference_head(&q[size_t(t) * size_t(width) + size_t(g * s.hd)], s.hd, k.ptr.data(), v.ptr.data(),
+                                   n_pos[size_t(t)], scale, &want[size_t(t) * size_t(width) + size_t(g * s.hd)]);
+
+            std::vector<float> scratch(size_t(s.group) * size_t(s.hd + rows));
+            for (int tile : {1, 2, 5, 16, 40}) {
+                std::vector<float> got(want.size(), -1.0f);
+                for (int t0 = 0; t0 < chunk; t0 += tile) {
+                    const int n_tok = std::min(tile, chunk - t0);
+                    attend_f16_tile(&q[size_t(t0) * size_t(width)], size_t(width), &n_pos[size_t(t0)], n_tok, s.group,
+                                    s.hd, k.ptr.data(), v.ptr.data(), scale, &got[size_t(t0) * size_t(width)],
+                                    size_t(width), scratch.data());
+                }
+                ASSERT_TRUE(same_bits(got.data(), want.data(), got.size()))
+                    << "group=" << s.group << " hd=" << s.hd << " offset=" << offset << " chunk=" << chunk << " tile=" << tile;
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace pensieve
