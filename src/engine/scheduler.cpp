@@ -51,6 +51,11 @@ struct Scheduler::Slot {
     int32_t next_token = -1;  // sampled, to be fed at the next step
     std::vector<int32_t> draft;  // speculative tokens fed after next_token this step
     std::vector<int32_t> model_draft;  // proposed by the draft model for this step
+    // The draft model's backoff: after a step where it ran and proposed nothing (every
+    // first guess below draft_p_min), it sits out 2, 4, ... up to 16 steps, since its
+    // forward pass costs time whether or not it proposes; a proposal resets it.
+    int draft_idle_runs = 0;
+    int draft_rest = 0;
     int first_row = -1;          // this step's first logits row, -1: none
     int n_generated = 0;
     int n_cached = 0;
@@ -229,6 +234,8 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     // its logits start the generation.
     cache_.clear(slot.id);
     if (draft_cache_) draft_cache_->clear(slot.id);
+    slot.draft_idle_runs = 0;
+    slot.draft_rest = 0;
     const std::vector<int32_t>& prompt = slot.params.prompt;
     int reused = 0;
     if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
@@ -282,8 +289,15 @@ void Scheduler::step() {
 
     if (draft_cache_) {
         std::vector<Slot*> decoding;
-        for (auto& s : slots_)
-            if (s->busy && !s->prefilling() && int(s->tokens.size()) + 1 < config_.n_ctx) decoding.push_back(s.get());
+        for (auto& s : slots_) {
+            if (!s->busy || s->prefilling() || int(s->tokens.size()) + 1 >= config_.n_ctx) continue;
+            if (s->draft_rest > 0) {
+                --s->draft_rest;
+                s->model_draft.clear();
+                continue;
+            }
+            decoding.push_back(s.get());
+        }
         if (!decoding.empty()) propose_with_draft_model(decoding);
     }
 
@@ -437,6 +451,11 @@ void Scheduler::propose_with_draft_model(const std::vector<Slot*>& slots) {
         rows.push_back(&s);
         budget -= 1 + room[i];
     }
+    const std::vector<Slot*> ran = rows;  // slots the draft model runs for this step
+    if (!ran.empty()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.draft_model_runs;
+    }
     std::vector<float> logits;
     for (int step = 0; !rows.empty(); ++step) {
         logits.resize(rows.size() * size_t(n_vocab));
@@ -467,6 +486,14 @@ void Scheduler::propose_with_draft_model(const std::vector<Slot*>& slots) {
             next_rows.push_back(&s);
         }
         rows.swap(next_rows);
+    }
+    for (Slot* s : ran) {
+        if (!s->model_draft.empty()) {
+            s->draft_idle_runs = 0;
+            continue;
+        }
+        s->draft_idle_runs = std::min(s->draft_idle_runs + 1, 4);
+        s->draft_rest = 1 << s->draft_idle_runs;  // 2, 4, 8, 16 steps
     }
 }
 

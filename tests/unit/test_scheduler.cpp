@@ -305,6 +305,7 @@ TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
     auto tok = Tokenizer::from_gguf(main_model->file());
     ThreadPool pool(2);
     uint64_t drafted[2] = {0, 0};
+    uint64_t runs[2] = {0, 0};
     auto run = [&](Model* d, float p_min) {
         SchedulerConfig c = config(1, 256, 64, 8, false);
         c.draft_model = d;
@@ -320,6 +321,7 @@ TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
         if (d) std::printf("[ draft ] synth-tiny-Q4_0 for F16, p_min %.1f: %llu drafted, %llu accepted\n", p_min,
                            (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted);
         drafted[p_min > 0] = st.draft_tokens;
+        runs[p_min > 0] = st.draft_model_runs;
         return tokens;
     };
     const auto plain = run(nullptr, 0.0f);
@@ -329,6 +331,10 @@ TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
     // instead of tokens the main model would reject.
     EXPECT_GT(drafted[0], 100u);
     EXPECT_LT(drafted[1], drafted[0] / 4);
+    // ... and, proposing nothing, the draft model backs off (2, 4, 8, 16 steps) instead
+    // of running its forward pass at every one of the 48 steps.
+    EXPECT_GE(runs[0], 20u);  // proposing, it runs at every step (fewer than 48: drafts are accepted)
+    EXPECT_LE(runs[1], 8u) << "with p_min " << runs[1] << " runs, without " << runs[0];
 }
 
 // Constrained output end to end on a real model: sampled replies always follow the schema.
