@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "quant/quant_ref.h"
 #include "server/metrics.h"
+#include "drain_stream.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -225,27 +226,8 @@ TEST_F(KvCacheTypeModel, PerplexityWithinOnePercentOfF16) {
 
 // --- through the scheduler: prefix reuse and the disk cache ---
 
-struct Collected {
-    std::vector<int32_t> tokens;
-    FinishEvent finish;
-};
-
-Collected drain(RequestStream& s) {
-    Collected c;
-    for (;;) {
-        auto e = s.next(std::chrono::seconds(60));
-        if (!e) {
-            ADD_FAILURE() << "timed out waiting for the scheduler";
-            return c;
-        }
-        if (auto* t = std::get_if<TokenEvent>(&*e)) {
-            c.tokens.push_back(t->token);
-        } else {
-            c.finish = std::get<FinishEvent>(*e);
-            return c;
-        }
-    }
-}
+using testing_support::Collected;
+using testing_support::drain;
 
 class KvCacheTypeScheduler : public KvCacheTypeModel {
 protected:

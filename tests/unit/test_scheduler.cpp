@@ -11,6 +11,7 @@
 #include "engine/grammar.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
+#include "drain_stream.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "util/thread_pool.h"
@@ -18,30 +19,8 @@
 namespace pensieve {
 namespace {
 
-struct Collected {
-    std::vector<int32_t> tokens;
-    std::string text;
-    FinishEvent finish;
-};
-
-Collected drain(RequestStream& s) {
-    Collected c;
-    for (;;) {
-        auto e = s.next(std::chrono::seconds(60));
-        if (!e) {
-            ADD_FAILURE() << "timed out waiting for the scheduler";
-            return c;
-        }
-        if (auto* t = std::get_if<TokenEvent>(&*e)) {
-            c.tokens.push_back(t->token);
-            c.text += t->text;
-        } else {
-            c.finish = std::get<FinishEvent>(*e);
-            c.text += c.finish.tail_text;
-            return c;
-        }
-    }
-}
+using testing_support::Collected;
+using testing_support::drain;
 
 SchedulerConfig config(int slots, int ctx, int batch, int queue, bool reuse, std::string dir = "") {
     SchedulerConfig c;
