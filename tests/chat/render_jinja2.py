@@ -72,8 +72,10 @@ def load_conversation(path):
     return conv
 
 
-def render(env, template_source, conv, add_generation_prompt):
-    template = env.from_string(template_source)
+def render(env, template, conv, add_generation_prompt):
+    """Renders a template (source text, or one compiled by env.from_string) for a conversation."""
+    if isinstance(template, str):
+        template = env.from_string(template)
     context = {"messages": conv["messages"], "tools": conv.get("tools"), "documents": None,
                "add_generation_prompt": add_generation_prompt, "bos_token": BOS, "eos_token": EOS}
     context.update(conv.get("extra_context", {}))
@@ -96,6 +98,10 @@ def golden(template_dir, conv_dir, out_dir):
         if not tname.endswith(".jinja"):
             continue
         source = read_template(os.path.join(template_dir, tname))
+        try:  # compiled once per template (compiling per rendering was most of the run time)
+            compiled = env.from_string(source)
+        except Exception as e:  # a syntax error: every rendering of it raises
+            compiled = e
         for cname in sorted(os.listdir(conv_dir)):
             if not cname.endswith(".json"):
                 continue
@@ -103,7 +109,9 @@ def golden(template_dir, conv_dir, out_dir):
             for agp in (0, 1):
                 base = os.path.join(out_dir, f"{tname[:-6]}__{cname[:-5]}__agp{agp}")
                 try:
-                    text = render(env, source, conv, bool(agp))
+                    if isinstance(compiled, Exception):
+                        raise compiled
+                    text = render(env, compiled, conv, bool(agp))
                     with open(base + ".txt", "w", encoding="utf-8", newline="") as f:
                         f.write(text)
                     n_ok += 1
