@@ -61,6 +61,8 @@ std::unique_ptr<TokenizerAlgorithm> make_spm_algorithm(const Vocab& vocab);
 // Byte-level BPE ("gpt2"), bpe.cpp; reads its merges from the file. Throws Error for a
 // pre-tokenizer (tokenizer.ggml.pre) it does not implement.
 std::unique_ptr<TokenizerAlgorithm> make_bpe_algorithm(const GgufFile& file, const Vocab& vocab);
+// Gemma 4's BPE over "▁"-spelled UTF-8 with byte fallback ("gemma4"), bpe.cpp.
+std::unique_ptr<TokenizerAlgorithm> make_gemma4_algorithm(const GgufFile& file, const Vocab& vocab);
 // WordPiece ("bert"), wpm.cpp.
 std::unique_ptr<TokenizerAlgorithm> make_wpm_algorithm(const Vocab& vocab);
 // Unigram SentencePiece ("t5"), ugm.cpp; reads the normalization rules

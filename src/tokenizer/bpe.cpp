@@ -11,6 +11,11 @@
 //
 // Token pieces are the raw bytes again (the stand-ins undone), so a streamed
 // concatenation of pieces is exactly the encoded text.
+//
+// Gemma 4 (tokenizer.ggml.model = "gemma4") runs the same merges over SentencePiece-style
+// text instead: no byte stand-ins, every space written "▁" (U+2581), words are only runs
+// of newlines and runs of everything else, and a piece that is not a token falls back to
+// its bytes' "<0xXX>" tokens (the vocab has all 256).
 #include <queue>
 
 #include "gguf/gguf.h"
@@ -44,9 +49,16 @@ struct CandidateLess {
     }
 };
 
+// How a word's text is spelled in the vocab and the merges.
+enum class Spelling {
+    BYTE_LEVEL,    // GPT-2's printable stand-in for every byte ("Ġ" for a space)
+    SPACE_MARKS,   // UTF-8 as it is, spaces as "▁"; missing pieces fall back to byte tokens
+};
+
 class BpeAlgorithm final : public TokenizerAlgorithm {
 public:
-    BpeAlgorithm(const GgufFile& file, const Vocab& vocab) : vocab_(vocab), pre_(pre_tokenizer(file, vocab.pre)) {
+    BpeAlgorithm(const GgufFile& file, const Vocab& vocab, Spelling spelling, const std::string& pre)
+        : vocab_(vocab), spelling_(spelling), pre_(pre_tokenizer(file, pre)) {
         for (const char* name : {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
                                  "midm-2.0", "lfm2", "tekken"}) {
             if (vocab.pre == name) ignore_merges_ = true;
@@ -69,8 +81,7 @@ public:
         pre_->split(text, words);
         std::string word;
         for (TextSpan w : words) {
-            word.clear();
-            for (size_t b = w.begin; b < w.end; ++b) word += byte_to_unicode(static_cast<uint8_t>(text[b]));
+            spell(text.substr(w.begin, w.end - w.begin), word);
             if (ignore_merges_) {
                 if (int32_t id = vocab_.find(word); id >= 0) {
                     out.push_back(id);
@@ -82,6 +93,7 @@ public:
     }
 
     std::string normal_piece(const TokenData& token) const override {
+        if (spelling_ == Spelling::SPACE_MARKS) return spaces_from_marks(token.text);
         std::string out;
         std::string_view s = token.text;
         for (size_t pos = 0; pos < s.size();) {
@@ -95,6 +107,18 @@ public:
 
 private:
     using Heap = std::priority_queue<Candidate, std::vector<Candidate>, CandidateLess>;
+
+    void spell(std::string_view text, std::string& word) const {
+        word.clear();
+        if (spelling_ == Spelling::BYTE_LEVEL) {
+            for (char c : text) word += byte_to_unicode(static_cast<uint8_t>(c));
+            return;
+        }
+        for (char c : text) {
+            if (c == ' ') word += kSpaceMark;
+            else word += c;
+        }
+    }
 
     void try_pair(const std::string& word, const std::vector<Symbol>& symbols, int32_t left,
                   std::string& key, Heap& heap) const {
@@ -146,6 +170,14 @@ private:
                 out.push_back(id);
                 continue;
             }
+            if (spelling_ == Spelling::SPACE_MARKS) {   // byte fallback
+                for (char ch : piece) {
+                    int32_t b = vocab_.byte_token[static_cast<uint8_t>(ch)];
+                    if (b < 0) b = vocab_.unk;
+                    if (b >= 0) out.push_back(b);
+                }
+                continue;
+            }
             // Not in the vocab (a broken vocab): fall back to the piece's single bytes
             // that are tokens, as llama.cpp does.
             for (char ch : piece) {
@@ -163,6 +195,7 @@ private:
     }
 
     const Vocab& vocab_;
+    Spelling spelling_;
     std::unique_ptr<PreTokenizer> pre_;
     bool ignore_merges_ = false;
     std::vector<std::string> merges_;   // owns the strings ranks_ points into
@@ -172,7 +205,11 @@ private:
 }  // namespace
 
 std::unique_ptr<TokenizerAlgorithm> make_bpe_algorithm(const GgufFile& file, const Vocab& vocab) {
-    return std::make_unique<BpeAlgorithm>(file, vocab);
+    return std::make_unique<BpeAlgorithm>(file, vocab, Spelling::BYTE_LEVEL, vocab.pre);
+}
+
+std::unique_ptr<TokenizerAlgorithm> make_gemma4_algorithm(const GgufFile& file, const Vocab& vocab) {
+    return std::make_unique<BpeAlgorithm>(file, vocab, Spelling::SPACE_MARKS, "gemma4");
 }
 
 }  // namespace pensieve

@@ -32,6 +32,10 @@ const char* const kLlama3 =
     R"re((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
 const char* const kQwen2 =
     R"re((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
+// Qwen 3.5: Qwen2's pattern with combining marks (\p{M}) kept in words, never in a
+// punctuation run, so a decomposed "é" (e + U+0301) stays one word.
+const char* const kQwen35 =
+    R"re((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
 
 // BLOOM, Poro, GPT-3 Finnish, Viking: a word is anything up to a space or . , ! ? etc.
 const char* const kBloom = R"re( ?[^(\s|.,!?…。，、।۔،)]+)re";
@@ -58,6 +62,7 @@ const std::vector<Family>& families() {
           "dbrx", "smaug-bpe", "chatglm-bpe", "glm4"},
          {kLlama3}},
         {{"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan", "grok-2", "kormo"}, {kQwen2}},
+        {{"qwen35"}, {kQwen35}},
         {{"falcon"}, {R"re([\p{P}\$\+<=>\^~\|`]+)re", kGpt2, R"re([0-9][0-9][0-9])re"}},
         {{"deepseek-llm"},
          {R"re([\r\n])re",
@@ -101,6 +106,9 @@ const std::vector<Family>& families() {
          {R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1}| ?[^\s\p{L}\p{N}\r\n]+|\s*[\r\n]+|\s+(?!\S)|\s+)re"}},
         {{"bailingmoe", "bailingmoe2", "llada-moe"},
          {R"re('(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+)re"}},
+        // Gemma 4 (tokenizer.ggml.model "gemma4", which has no tokenizer.ggml.pre): runs of
+        // newlines and runs of everything else.
+        {{"gemma4"}, {R"re([^\n]+|[\n]+)re"}},
         {{"chameleon"},
          {R"re(<sentinel:[0-9]+>)re", R"re((IMGIMG)((A|B|C|D|E|F|G|H|I){1,4})Z)re", R"re(([\t\n]|    |  ))re",
           kDigit, R"re([\p{P}!-/:-@\[-`{-~])re", kGpt2}},

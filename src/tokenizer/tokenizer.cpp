@@ -34,10 +34,11 @@ int byte_token_value(std::string_view text) {
 std::unique_ptr<TokenizerAlgorithm> make_algorithm(const GgufFile& file, const Vocab& vocab) {
     if (vocab.model == "llama") return make_spm_algorithm(vocab);
     if (vocab.model == "gpt2") return make_bpe_algorithm(file, vocab);
+    if (vocab.model == "gemma4") return make_gemma4_algorithm(file, vocab);
     if (vocab.model == "bert") return make_wpm_algorithm(vocab);
     if (vocab.model == "t5") return make_ugm_algorithm(file, vocab);
     fail(file.path(), ": unsupported tokenizer model \"", vocab.model,
-         "\" (tokenizer.ggml.model; supported: llama, gpt2, bert, t5)");
+         "\" (tokenizer.ggml.model; supported: llama, gpt2, gemma4, bert, t5)");
 }
 
 }  // namespace

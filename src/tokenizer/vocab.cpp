@@ -112,6 +112,8 @@ void load_special_ids(const GgufFile& file, Vocab& v) {
                           "lfm2", "tekken", "chameleon"});
         add_sep = pre_is({"jina-v1-en", "jina-v2-code", "roberta-bpe"});
         if (pre_is({"chatglm-bpe", "glm4"})) v.bos = -1;
+    } else if (v.model == "gemma4") {    // SentencePiece-style BPE: <bos> text
+        add_bos = true;
     } else if (v.model == "bert") {      // WordPiece: [CLS] text [SEP]
         v.bos = default_id(101);
         v.unk = default_id(100);
@@ -152,6 +154,7 @@ void find_end_tokens(Vocab& v) {
     };
     static const char* const kEogTexts[] = {
         "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
+        "<turn|>",   // Gemma 4
     };
     if (v.eot < 0) {
         for (const char* text : kEotTexts) {
