@@ -8,12 +8,12 @@
 //   after the first block starts and whenever the model is silent for a second.
 #include <memory>
 
+#include "chat/tool_calls.h"
 #include "server/context_fit.h"
 #include "server/json_fields.h"
 #include "server/request_parse.h"
 #include "server/routes.h"
 #include "server/sse.h"
-#include "server/tool_calls.h"
 #include "server/tool_grammar.h"
 
 namespace pensieve::server {

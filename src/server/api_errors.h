@@ -12,14 +12,11 @@
 
 #include <string>
 
-#include <nlohmann/json.hpp>
+#include "util/json.h"
 
 namespace pensieve::server {
 
-// Request and response JSON keeps keys in the order they came / were written: tool
-// schemas reach the chat template in the client's order (templates print them with
-// tojson), and responses read naturally ("id" first).
-using json = nlohmann::ordered_json;
+using pensieve::json;
 
 enum class Dialect { OpenAI, Anthropic };
 

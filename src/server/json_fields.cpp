@@ -17,8 +17,6 @@ json parse_body(const std::string& body) {
     return j;
 }
 
-std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 const char* json_type_name(const json& j) {
     switch (j.type()) {
         case json::value_t::null: return "null";

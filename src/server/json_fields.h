@@ -20,11 +20,6 @@ namespace pensieve::server {
 // which nlohmann rejects) becomes a 400.
 json parse_body(const std::string& body);
 
-// JSON text for a response. Generated text is valid UTF-8 by construction, but token
-// pieces reported in logprobs may be fragments of a character: those bytes become U+FFFD
-// instead of an exception.
-std::string dump_json(const json& j);
-
 const json* field(const json& obj, const char* name);  // nullptr when absent or null
 
 bool get_bool(const json& obj, const char* name, bool def);

@@ -2,13 +2,13 @@
 // GET /v1/models, GET /v1/models/{id}.
 #include <memory>
 
+#include "chat/tool_calls.h"
 #include "model/model.h"
 #include "server/context_fit.h"
 #include "server/json_fields.h"
 #include "server/request_parse.h"
 #include "server/routes.h"
 #include "server/sse.h"
-#include "server/tool_calls.h"
 #include "server/tool_grammar.h"
 #include "tokenizer/tokenizer.h"
 #include "util/utf8.h"

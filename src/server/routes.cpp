@@ -3,8 +3,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "chat/tool_calls.h"
 #include "server/json_fields.h"
-#include "server/tool_calls.h"
 #include "util/error.h"
 
 namespace pensieve::server {

@@ -9,8 +9,8 @@
 #include <set>
 #include <string>
 
+#include "chat/chat_format.h"
 #include "engine/scheduler.h"
-#include "server/chat_format.h"
 #include "server/metrics.h"
 
 namespace pensieve {

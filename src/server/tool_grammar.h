@@ -14,8 +14,8 @@
 
 #include <memory>
 
+#include "chat/tool_calls.h"
 #include "server/request_parse.h"
-#include "server/tool_calls.h"
 
 namespace pensieve {
 class Grammar;

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "server/chat_format.h"
+#include "chat/chat_format.h"
 #include "server/request_parse.h"
 #include "test_paths.h"
 #include "util/error.h"

@@ -3,11 +3,11 @@
 // "required"/named (test_server.cpp runs those through a real model).
 #include <gtest/gtest.h>
 
+#include "chat/tool_calls.h"
 #include "engine/grammar.h"
 #include "engine/grammar_matcher.h"
 #include "gguf/gguf.h"
 #include "server/request_parse.h"
-#include "server/tool_calls.h"
 #include "server/tool_grammar.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"

@@ -9,17 +9,14 @@
 #include <memory>
 #include <string>
 
-#include "server/api_errors.h"
-
-#include "server/tool_calls.h"
+#include "chat/tool_calls.h"
+#include "util/json.h"
 
 namespace pensieve {
+
 class ChatTemplate;
 class GgufFile;
 class Tokenizer;
-}  // namespace pensieve
-
-namespace pensieve::server {
 
 class ChatFormatter {
 public:
@@ -51,4 +48,4 @@ private:
     std::unique_ptr<ChatTemplate> template_;
 };
 
-}  // namespace pensieve::server
+}  // namespace pensieve

@@ -1,9 +1,9 @@
-#include "server/tool_calls.h"
+#include "chat/tool_calls.h"
 
 #include <algorithm>
 #include <random>
 
-namespace pensieve::server {
+namespace pensieve {
 
 namespace {
 
@@ -246,4 +246,4 @@ ParsedReply ToolCallStreamer::finish() {
     return r;
 }
 
-}  // namespace pensieve::server
+}  // namespace pensieve

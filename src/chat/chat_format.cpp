@@ -1,14 +1,13 @@
-#include "server/chat_format.h"
+#include "chat/chat_format.h"
 
 #include <cctype>
 
 #include "chat/chat_template.h"
 #include "gguf/gguf.h"
-#include "server/json_fields.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
-namespace pensieve::server {
+namespace pensieve {
 
 namespace {
 
@@ -157,4 +156,4 @@ std::string ChatFormatter::render(const json& messages, const json& tools, bool 
     }
 }
 
-}  // namespace pensieve::server
+}  // namespace pensieve

@@ -17,9 +17,9 @@
 #include <string_view>
 #include <vector>
 
-#include "server/api_errors.h"
+#include "util/json.h"
 
-namespace pensieve::server {
+namespace pensieve {
 
 enum class ToolFormat { Hermes, Llama3, Mistral };
 
@@ -60,4 +60,4 @@ private:
     bool capturing_ = false; // a call has started: hold everything back
 };
 
-}  // namespace pensieve::server
+}  // namespace pensieve
