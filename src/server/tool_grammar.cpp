@@ -1,7 +1,7 @@
 #include "server/tool_grammar.h"
 
 #include <string>
-#include <utility>
+#include <string_view>
 
 #include "engine/grammar.h"
 #include "engine/json_schema.h"
@@ -26,7 +26,7 @@ json call_schema(const json& function, const char* args_key) {
 
 // The GBNF literal for fixed text around the call (only ASCII punctuation/letters and
 // newlines occur here).
-std::string literal(const std::string& text) {
+std::string literal(std::string_view text) {
     std::string out = "\"";
     for (char c : text) {
         if (c == '\n') out += "\\n";
@@ -34,16 +34,6 @@ std::string literal(const std::string& text) {
         else out.push_back(c);
     }
     return out + "\"";
-}
-
-// Fixed text before and after the call object, per syntax.
-std::pair<const char*, const char*> call_wrapping(ToolFormat format) {
-    switch (format) {
-        case ToolFormat::Hermes: return {"<tool_call>\n", "\n</tool_call>"};
-        case ToolFormat::Llama3: return {"", ""};  // the whole reply is the call
-        case ToolFormat::Mistral: return {"[TOOL_CALLS][", "]"};
-    }
-    return {"", ""};
 }
 
 }  // namespace
@@ -54,7 +44,8 @@ std::shared_ptr<const Grammar> tool_choice_grammar(const ChatRequest& r, ToolFor
     if (r.params.options.grammar)
         bad_request("tool_choice that forces a call cannot be combined with response_format or grammar", "tool_choice");
 
-    const char* args_key = format == ToolFormat::Llama3 ? "parameters" : "arguments";
+    const ToolCallSyntax& syntax = tool_call_syntax(format);
+    const char* args_key = syntax.arguments_key();
     json alternatives = json::array();
     for (const json& t : r.tools) {
         const json& fn = t["function"];
@@ -64,13 +55,13 @@ std::shared_ptr<const Grammar> tool_choice_grammar(const ChatRequest& r, ToolFor
     if (alternatives.empty()) bad_request("tool_choice names no tool in tools", "tool_choice");
     const json schema = alternatives.size() == 1 ? alternatives[0] : json{{"anyOf", alternatives}};
 
-    const auto [open, close] = call_wrapping(format);
+    const std::string_view open = syntax.forced_call_open(), close = syntax.forced_call_close();
     try {
         std::string gbnf = json_schema_to_gbnf(schema);
         gbnf += std::string(kStartRule) + " ::= ";
-        if (*open) gbnf.append(literal(open)).append(" ");
+        if (!open.empty()) gbnf.append(literal(open)).append(" ");
         gbnf += "root";
-        if (*close) gbnf.append(" ").append(literal(close));
+        if (!close.empty()) gbnf.append(" ").append(literal(close));
         gbnf += "\n";
         return Grammar::parse_gbnf(gbnf, kStartRule);
     } catch (const pensieve::Error& e) {

@@ -1,0 +1,76 @@
+// Mistral: [TOOL_CALLS] then either a JSON list of calls (with 9-character ids) or, in
+// the newer templates, name[ARGS]{...} per call.
+#include "chat/tool_call_families.h"
+#include "chat/tool_call_json.h"
+
+namespace pensieve {
+
+namespace {
+
+using namespace tool_call_text;
+
+constexpr std::string_view kCalls = "[TOOL_CALLS]";
+constexpr std::string_view kArgs = "[ARGS]";
+
+// [TOOL_CALLS][{...}, {...}]
+ParsedReply parse_list(std::string_view text, std::string_view rest, ParsedReply r) {
+    const size_t end = json_value_end(rest, 0);
+    if (end == std::string_view::npos || !trim(rest.substr(end)).empty()) return plain(text);
+    json arr = json::parse(rest.substr(0, end), nullptr, false);
+    if (!arr.is_array() || arr.empty()) return plain(text);
+    for (const json& j : arr) {
+        ToolCall call;
+        if (!call_from_json(j, call)) return plain(text);
+        r.calls.push_back(std::move(call));
+    }
+    return r;
+}
+
+// [TOOL_CALLS]name[ARGS]{...}[TOOL_CALLS]name2[ARGS]{...}
+ParsedReply parse_named(std::string_view text, std::string_view rest, ParsedReply r) {
+    while (!rest.empty()) {
+        const size_t args = rest.find(kArgs);
+        if (args == std::string_view::npos) return plain(text);
+        ToolCall call;
+        call.name = std::string(trim(rest.substr(0, args)));
+        std::string_view after = trim(rest.substr(args + kArgs.size()));
+        const size_t end = after.empty() || after.front() != '{' ? std::string_view::npos : json_value_end(after, 0);
+        if (call.name.empty() || end == std::string_view::npos) return plain(text);
+        call.arguments = json::parse(after.substr(0, end), nullptr, false);
+        if (!call.arguments.is_object()) return plain(text);
+        r.calls.push_back(std::move(call));
+        rest = trim(after.substr(end));
+        if (rest.substr(0, kCalls.size()) == kCalls) rest = trim(rest.substr(kCalls.size()));
+        else if (!rest.empty()) return plain(text);
+    }
+    return r;
+}
+
+class MistralToolCalls final : public ToolCallSyntax {
+public:
+    ToolFormat format() const override { return ToolFormat::Mistral; }
+    const char* name() const override { return "mistral"; }
+    bool taught_by(std::string_view src) const override { return src.find(kCalls) != std::string_view::npos; }
+    std::vector<std::string_view> markers() const override { return {kCalls}; }
+    std::string_view forced_call_open() const override { return "[TOOL_CALLS]["; }
+    std::string_view forced_call_close() const override { return "]"; }
+
+    ParsedReply parse(std::string_view text) const override {
+        const size_t at = text.find(kCalls);
+        if (at == std::string_view::npos) return plain(text);
+        ParsedReply r;
+        r.content = std::string(trim(text.substr(0, at)));
+        std::string_view rest = trim(text.substr(at + kCalls.size()));
+        if (!rest.empty() && rest.front() == '[') return parse_list(text, rest, std::move(r));
+        return parse_named(text, rest, std::move(r));
+    }
+};
+
+}  // namespace
+
+const ToolCallSyntax& mistral_tool_calls() {
+    static const MistralToolCalls syntax;
+    return syntax;
+}
+
+}  // namespace pensieve
