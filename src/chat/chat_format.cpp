@@ -67,9 +67,11 @@ ChatFormatter::ChatFormatter(ChatFormatter&&) noexcept = default;
 ChatFormatter ChatFormatter::for_model(const GgufFile& file, const Tokenizer& tok, const std::string& override_source) {
     std::string src = override_source;
     if (src.empty()) src = gguf_chat_template(file).value_or("");
-    auto token_text = [&](int32_t id) { return id >= 0 ? tok.token_text(id) : std::string(); };
-    return ChatFormatter(src, token_text(tok.bos_id()), token_text(tok.eos_id()));
+    return ChatFormatter(src, bos_text(tok), eos_text(tok));
 }
+
+std::string ChatFormatter::bos_text(const Tokenizer& tok) { return tok.bos_id() >= 0 ? tok.token_text(tok.bos_id()) : ""; }
+std::string ChatFormatter::eos_text(const Tokenizer& tok) { return tok.eos_id() >= 0 ? tok.token_text(tok.eos_id()) : ""; }
 
 std::string ChatFormatter::describe() const {
     if (builtin_) return "built-in ChatML (the model has no chat template)";
@@ -140,15 +142,16 @@ bool adapt(json& messages, int step) {
 
 }  // namespace
 
-std::string ChatFormatter::render(const json& messages, const json& tools, bool add_generation_prompt) const {
+std::string ChatFormatter::render(const json& messages, const json& tools, bool add_generation_prompt,
+                                  const json& extra_context) const {
     try {
-        return template_->render(messages, tools, add_generation_prompt);
+        return template_->render(messages, tools, add_generation_prompt, extra_context);
     } catch (const Error&) {
         json adapted = messages;
         for (int step = 0; step < 4; ++step) {
             if (!adapt(adapted, step)) continue;
             try {
-                return template_->render(adapted, tools, add_generation_prompt);
+                return template_->render(adapted, tools, add_generation_prompt, extra_context);
             } catch (const Error&) {
             }
         }

@@ -1,15 +1,19 @@
 // `pensieve template -m MODEL --messages M.json`: the prompt the model's chat template makes
-// of a conversation (what the server feeds the tokenizer for /v1/chat/completions).
+// of a conversation, through the server's own ChatFormatter (same template choice, same
+// adaptations of the conversation, same BOS/EOS texts), so it is exactly what the server
+// feeds the tokenizer for /v1/chat/completions.
 #include <cstdio>
 #include <memory>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "chat/chat_format.h"
 #include "chat/chat_template.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "gguf/gguf.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -37,35 +41,43 @@ nlohmann::ordered_json read_json(const std::string& path, const char* what) {
     }
 }
 
-int run_template(const TemplateOptions& o) {
-    std::unique_ptr<GgufFile> gguf;
-    if (!o.model.empty()) gguf = GgufFile::open(o.model);
-
-    std::string source;
-    if (!o.template_file.empty()) {
-        source = read_text_file(o.template_file);
-    } else if (!o.builtin.empty()) {
+// The template source the options choose; "" means the model has none, and the
+// formatter then uses the server's built-in ChatML (as `pensieve serve` does).
+std::string template_source(const TemplateOptions& o, const GgufFile* gguf) {
+    if (!o.template_file.empty()) return read_text_file(o.template_file);
+    if (!o.builtin.empty()) {
         auto t = builtin_chat_template(o.builtin);
         if (!t) {
             std::string names;
             for (const auto& n : builtin_chat_template_names()) names += (names.empty() ? "" : ", ") + n;
             fail("unknown built-in chat template '", o.builtin, "' (available: ", names, ")");
         }
-        source = *t;
-    } else if (gguf) {
-        auto t = gguf_chat_template(*gguf, o.name);
-        if (!t) {
-            if (!o.name.empty()) fail(o.model, ": no chat template named '", o.name, "'");
-            fail(o.model, ": the model has no chat template (tokenizer.chat_template); "
-                          "choose one with --builtin NAME or --template-file F.jinja");
-        }
-        source = *t;
-    } else {
-        fail("no chat template: give -m MODEL.gguf, --template-file F.jinja or --builtin NAME");
+        return *t;
     }
+    if (!gguf) fail("no chat template: give -m MODEL.gguf, --template-file F.jinja or --builtin NAME");
+    if (!o.name.empty()) {
+        auto t = gguf_chat_template(*gguf, o.name);
+        if (!t) fail(o.model, ": no chat template named '", o.name, "'");
+        return *t;
+    }
+    auto t = gguf_chat_template(*gguf);
+    if (!t) std::fprintf(stderr, "%s: no chat template in the model; using the server's built-in ChatML\n", o.model.c_str());
+    return t.value_or("");
+}
 
-    std::string bos = o.bos.value_or(gguf ? gguf_bos_token(*gguf) : "");
-    std::string eos = o.eos.value_or(gguf ? gguf_eos_token(*gguf) : "");
+int run_template(const TemplateOptions& o) {
+    std::unique_ptr<GgufFile> gguf;
+    if (!o.model.empty()) gguf = GgufFile::open(o.model);
+    const std::string source = template_source(o, gguf.get());
+
+    // BOS / EOS texts as the server takes them: from the model's tokenizer.
+    std::string bos, eos;
+    if (gguf) {
+        const std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(*gguf);
+        bos = ChatFormatter::bos_text(*tok);
+        eos = ChatFormatter::eos_text(*tok);
+    }
+    const ChatFormatter format(source, o.bos.value_or(bos), o.eos.value_or(eos));
 
     nlohmann::ordered_json doc = read_json(o.messages, "messages");
     nlohmann::ordered_json messages, tools, extra = nlohmann::ordered_json::object();
@@ -88,8 +100,7 @@ int run_template(const TemplateOptions& o) {
         for (const auto& [k, v] : c.items()) extra[k] = v;
     }
 
-    ChatTemplate tmpl(source, bos, eos);
-    const std::string text = tmpl.render(messages, tools, o.add_generation_prompt, extra);
+    const std::string text = format.render(messages, tools, o.add_generation_prompt, extra);
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
 }

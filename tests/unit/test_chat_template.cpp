@@ -26,10 +26,12 @@
 #include <unistd.h>
 #include <vector>
 
+#include "chat/chat_format.h"
 #include "chat/chat_template.h"
 #include "chat/jinja_interp.h"
 #include "gguf/gguf.h"
 #include "test_paths.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace {
@@ -482,6 +484,30 @@ TEST(TemplateCommand, PrintsTheRendering) {
     auto [st3, out3] = run("template --builtin chatml --messages " + conv);
     EXPECT_EQ(st3, 0) << out3;
     EXPECT_NE(out3.find("<|im_start|>user\nWhat's the weather in Paris?<|im_end|>"), std::string::npos) << out3;
+}
+
+// `pensieve template -m MODEL` prints the server's prompt: the same ChatFormatter (for a
+// model without a template, the server's built-in ChatML with tools), not the raw template.
+TEST(TemplateCommand, PrintsWhatTheServerRenders) {
+    const std::string model = shared_dir() + "/models/stories260K.gguf";
+    if (!fs::exists(binary()) || !fs::exists(model)) GTEST_SKIP();
+    const fs::path conv = kChatDir / "conversations" / "tool_call_string_args.json";
+    const std::string cmd = binary() + " template -m " + model + " --messages " + conv.string() +
+                            " --add-generation-prompt 2>/dev/null";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    ASSERT_EQ(pclose(p), 0) << out;
+
+    auto gguf = pensieve::GgufFile::open(model);
+    auto tok = pensieve::Tokenizer::from_gguf(*gguf);
+    const auto server = pensieve::ChatFormatter::for_model(*gguf, *tok, "");
+    const ojson doc = ojson::parse(slurp(conv));
+    const std::string want = server.render(doc["messages"], doc.value("tools", ojson()), true);
+    EXPECT_EQ(out, want);
+    EXPECT_NE(out.find("<tools>"), std::string::npos) << out;  // the built-in template's tool section
 }
 
 }  // namespace
