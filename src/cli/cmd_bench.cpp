@@ -3,7 +3,8 @@
 // cache; tg = N single-token decode steps from an empty cache; each repeated R times,
 // reported as mean ± stdev tokens/s. With -d N both run after N tokens already in the
 // cache (untimed), to measure attention over a deep context; --cache-type picks the KV
-// cache's element type.
+// cache's element type. `pensieve bench --bandwidth`: the machine's memory read bandwidth
+// instead (no model), the ceiling of generation speed (util/read_bandwidth.h).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,8 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "model/model.h"
+#include "util/error.h"
+#include "util/read_bandwidth.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -29,6 +32,8 @@ struct BenchOptions {
     int depth = 0;
     CacheTypeOptions cache_type;
     bool json = false;
+    bool bandwidth = false;
+    int bandwidth_mib = 1024;
 };
 
 struct Stats {
@@ -90,7 +95,27 @@ double time_generation(Model& model, ThreadPool& pool, KvCache& cache, const std
     return double(toks.size()) / t.seconds();
 }
 
+// Best of a few passes: a short pass that another process's burst slowed is noise, the
+// best one is what the memory system can deliver now; the median shows the spread.
+int bench_bandwidth(const BenchOptions& o) {
+    constexpr int kPasses = 7;
+    ThreadPool pool(o.model.threads > 0 ? o.model.threads : default_thread_count());
+    const size_t bytes = size_t(o.bandwidth_mib) << 20;
+    const ReadBandwidth r = measure_read_bandwidth(pool, bytes, kPasses);
+    if (o.json) {
+        std::printf("{\"threads\": %d, \"bytes\": %zu, \"passes\": %d, \"read_gbs\": %.2f, "
+                    "\"read_gbs_median\": %.2f}\n",
+                    pool.size(), bytes, kPasses, r.best_gbs, r.median_gbs);
+    } else {
+        std::printf("read bandwidth, %d threads, %d MiB buffer: %.2f GB/s (best of %d passes; median %.2f)\n",
+                    pool.size(), o.bandwidth_mib, r.best_gbs, kPasses, r.median_gbs);
+    }
+    return 0;
+}
+
 int bench(const BenchOptions& o) {
+    if (o.bandwidth) return bench_bandwidth(o);
+    if (o.model.path.empty()) fail("bench needs a model (-m FILE), or --bandwidth");
     const KvType type = o.cache_type.resolve();
     LoadedModel m = load(o.model);
     std::mt19937 rng(42);
@@ -148,6 +173,7 @@ Command add_bench_command(CLI::App& root) {
     auto o = std::make_shared<BenchOptions>();
     CLI::App* app = root.add_subcommand("bench", "Measure prompt and generation tokens/s");
     add_model_options(*app, o->model);
+    app->get_option("--model")->required(false);  // not for --bandwidth; bench() checks
     app->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens (0: skip)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
     app->add_option("-n,--n-gen", o->n_gen, "Generated tokens (0: skip)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
     app->add_option("-r,--repetitions", o->reps, "Repetitions")->capture_default_str()->check(CLI::Range(1, 1000));
@@ -156,6 +182,9 @@ Command add_bench_command(CLI::App& root) {
         ->capture_default_str()->check(CLI::Range(0, 1 << 20));
     add_cache_type_options(*app, o->cache_type);
     app->add_flag("--json", o->json, "Print one JSON object");
+    app->add_flag("--bandwidth", o->bandwidth, "Measure the machine's memory read bandwidth (GB/s) instead of a model");
+    app->add_option("--bandwidth-mib", o->bandwidth_mib, "Buffer for --bandwidth, MiB (much larger than the caches)")
+        ->capture_default_str()->check(CLI::Range(1, 1 << 16));
     return {app, [o] { return bench(*o); }};
 }
 

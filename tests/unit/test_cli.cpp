@@ -148,4 +148,20 @@ TEST(Cli, BenchJson) {
     EXPECT_NE(r.out.find("\"tg_tps\""), std::string::npos) << r.out;
 }
 
+TEST(Cli, BenchBandwidthJson) {
+    Result r = run("bench --bandwidth --bandwidth-mib 16 -t 2 --json");
+    EXPECT_EQ(r.status, 0);
+    const size_t at = r.out.find("\"read_gbs\": ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    EXPECT_GT(std::atof(r.out.c_str() + at + 12), 0.0) << r.out;
+    EXPECT_NE(r.out.find("\"threads\": 2"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BenchWithoutModelIsOneLineError) {
+    Result r = run("bench -p 8", true);
+    EXPECT_NE(r.status, 0);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find("--bandwidth"), std::string::npos) << r.out;
+}
+
 }  // namespace
