@@ -84,7 +84,7 @@ int run(const RunOptions& o) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
     sched.shutdown();  // writes the prefix cache to --cache-dir
-    if (done.reason == "error") fail(done.error);
+    if (done.reason == FinishReason::Error) fail(done.error);
 
     const int computed = done.n_prompt - done.n_cached;
     std::fprintf(stderr, "\nprompt: %d tokens (%d from cache), %.2f s, %.2f tokens/s\n", done.n_prompt,
@@ -94,7 +94,7 @@ int run(const RunOptions& o) {
                                ? (done.n_generated - 1) / done.generate_seconds
                                : 0.0;
     std::fprintf(stderr, "generation: %d tokens, %.2f s, %.2f tokens/s (stop: %s)\n", done.n_generated,
-                 done.generate_seconds, gen_tps, done.reason.c_str());
+                 done.generate_seconds, gen_tps, finish_reason_word(done.reason));
     const SchedulerStats st = sched.stats();
     std::fprintf(stderr, "%s\n", describe_kv_cache(st.kv_type, st.kv_bytes, st.kv_tokens_capacity).c_str());
     if (o.lookup > 0 || draft)

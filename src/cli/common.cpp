@@ -4,7 +4,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/generate.h"
+#include "engine/request.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"

@@ -1,6 +1,7 @@
-// Single-sequence text generation: prompt prefill in chunks, then sample one token at a
-// time, streaming text (valid UTF-8, stop strings held back) to a callback. Used by
-// `pensieve run`; the server's scheduler batches many of these.
+// One request, start to finish, as a plain function call: a one-slot Scheduler (the
+// only decode loop there is) fed one prompt, its stream drained into on_text. For tests
+// and tools that want the continuation of one prompt; `pensieve run` and the server use
+// the Scheduler directly.
 #pragma once
 
 #include <cstdint>
@@ -9,28 +10,14 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/sampler.h"
-
-#include <memory>
+#include "engine/request.h"
 
 namespace pensieve {
 
-class Grammar;
 class Model;
 class KvCache;
 class Tokenizer;
 class ThreadPool;
-
-struct GenerateOptions {
-    int n_predict = -1;                    // < 0: until end of generation or context full
-    int n_batch = 512;                     // prompt tokens per forward pass
-    SamplingParams sampling;
-    std::vector<std::string> stop;         // stop strings (not included in the output)
-    bool ignore_eos = false;
-    // Constrained output: only token sequences of this grammar (JSON schema, GBNF) are
-    // sampled; generation ends when the grammar is complete.
-    std::shared_ptr<const Grammar> grammar;
-};
 
 struct GenerateResult {
     std::vector<int32_t> tokens;           // generated ids
@@ -38,7 +25,7 @@ struct GenerateResult {
     int n_prompt = 0;
     double prompt_seconds = 0.0;
     double generate_seconds = 0.0;         // from first sampled token to the end
-    std::string stop_reason;               // "eos", "stop", "length", "context", "cancelled"
+    FinishReason finish = FinishReason::EndOfGeneration;
 
     double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0.0; }
     // The first token comes from the prompt pass; the rest each took one decode step.
@@ -47,10 +34,11 @@ struct GenerateResult {
     }
 };
 
-// Runs prompt → continuation on sequence 0 of `cache` (cleared first). on_text receives
-// each piece of new text; returning false cancels. Throws Error if the prompt does not
-// fit in the cache's context.
-GenerateResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, ThreadPool& pool,
+// Runs prompt -> continuation on a one-slot scheduler whose KV cache has `shape`'s
+// context length and element type (`shape` itself is not touched). on_text receives each
+// piece of new text; returning false cancels. Throws Error if the request cannot run
+// (empty prompt, prompt plus n_predict past the context, ...).
+GenerateResult generate(Model& model, const Tokenizer& tokenizer, const KvCache& shape, ThreadPool& pool,
                         const std::vector<int32_t>& prompt, const GenerateOptions& options,
                         const std::function<bool(std::string_view)>& on_text);
 

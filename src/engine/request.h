@@ -6,20 +6,36 @@
 // the consumer by cancel() (client went away), the scheduler by finishing.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <atomic>
-#include <variant>
+#include <ostream>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
-#include "engine/generate.h"
+#include "engine/sampler.h"
 
 namespace pensieve {
+
+class Grammar;
+
+struct GenerateOptions {
+    int n_predict = -1;                    // < 0: until end of generation or context full
+    int n_batch = 512;                     // prompt tokens per forward pass
+    SamplingParams sampling;
+    std::vector<std::string> stop;         // stop strings (not included in the output)
+    bool ignore_eos = false;
+    // Constrained output: only token sequences of this grammar (JSON schema, GBNF) are
+    // sampled; generation ends when the grammar is complete.
+    std::shared_ptr<const Grammar> grammar;
+};
 
 struct RequestParams {
     std::vector<int32_t> prompt;     // token ids, BOS included as the model wants
@@ -43,8 +59,36 @@ struct TokenEvent {
     std::vector<TopLogprob> top;
 };
 
+// Why a request ended. Each API maps these to its own words at its boundary (OpenAI
+// finish_reason, Anthropic stop_reason, the CLI's summary line).
+enum class FinishReason {
+    EndOfGeneration,  // the model's end-of-generation token, or a grammar that is complete
+    StopString,       // one of the request's stop strings (FinishEvent::stop_string)
+    Length,           // n_predict tokens generated
+    ContextFull,      // the sequence filled its context
+    Cancelled,        // the client went away, or the scheduler shut down
+    Error,            // FinishEvent::error says what failed
+};
+
+// The engine's own coarse word for a reason (the CLI's summary line, logs, tests):
+// "stop" (end of generation or a stop string), "length" (n_predict or a full context),
+// "cancelled", "error".
+inline const char* finish_reason_word(FinishReason r) {
+    switch (r) {
+        case FinishReason::EndOfGeneration:
+        case FinishReason::StopString: return "stop";
+        case FinishReason::Length:
+        case FinishReason::ContextFull: return "length";
+        case FinishReason::Cancelled: return "cancelled";
+        case FinishReason::Error: return "error";
+    }
+    return "?";
+}
+inline bool operator==(FinishReason r, std::string_view word) { return word == finish_reason_word(r); }
+inline std::ostream& operator<<(std::ostream& os, FinishReason r) { return os << finish_reason_word(r); }
+
 struct FinishEvent {
-    std::string reason;        // "stop" (EOS or stop string), "length", "cancelled", "error"
+    FinishReason reason = FinishReason::EndOfGeneration;
     std::string stop_string;   // which stop string matched, if any
     std::string error;         // when reason == "error"
     std::string tail_text;     // text released at the end (held-back bytes)

@@ -4,14 +4,11 @@
 #include <cmath>
 #include <unordered_set>
 
-#include "engine/grammar_matcher.h"
-#include "engine/sampler.h"
-#include "engine/stop_strings.h"
+#include "engine/decoder.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
-#include "util/utf8.h"
 
 namespace pensieve {
 
@@ -20,17 +17,6 @@ namespace {
 double now_seconds() {
     using namespace std::chrono;
     return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-// log-softmax of one logit row, for logprobs (computed only when a request asks).
-std::vector<float> log_softmax(const float* logits, int n) {
-    float max_val = *std::max_element(logits, logits + n);
-    double sum = 0.0;
-    for (int i = 0; i < n; ++i) sum += std::exp(double(logits[i]) - max_val);
-    const float log_sum = float(std::log(sum)) + max_val;
-    std::vector<float> out(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) out[size_t(i)] = logits[i] - log_sum;
-    return out;
 }
 
 }  // namespace
@@ -43,11 +29,7 @@ struct Scheduler::Slot {
     // The request being served.
     RequestParams params;
     std::shared_ptr<RequestStream> stream;
-    std::unique_ptr<Sampler> sampler;
-    std::unique_ptr<StopStringMatcher> stops;
-    std::unique_ptr<GrammarMatcher> grammar;  // constrained output, if asked for
-    std::vector<float> masked;                // logits with the grammar's mask applied
-    Utf8Streamer utf8;
+    std::unique_ptr<SequenceDecoder> decoder;  // logits -> token -> text, for this request
     int32_t next_token = -1;  // sampled, to be fed at the next step
     std::vector<int32_t> draft;  // speculative tokens fed after next_token this step
     std::vector<int32_t> model_draft;  // proposed by the draft model for this step
@@ -57,11 +39,11 @@ struct Scheduler::Slot {
     int draft_idle_runs = 0;
     int draft_rest = 0;
     int first_row = -1;          // this step's first logits row, -1: none
-    int n_generated = 0;
     int n_cached = 0;
     double submitted_at = 0, started_at = 0, first_token_at = 0;
 
     bool prefilling() const { return tokens.size() < params.prompt.size(); }
+    int n_generated() const { return decoder ? decoder->n_generated() : 0; }
 };
 
 namespace {
@@ -172,12 +154,12 @@ void Scheduler::loop() {
     }
     for (auto& p : left) {
         FinishEvent f;
-        f.reason = "cancelled";
+        f.reason = FinishReason::Cancelled;
         f.n_prompt = int(p.params.prompt.size());
         p.stream->push(f);
     }
     for (auto& s : slots_)
-        if (s->busy) finish(*s, "cancelled");
+        if (s->busy) finish(*s, FinishReason::Cancelled);
     if (prefix_) prefix_->save_all();
 }
 
@@ -191,7 +173,7 @@ void Scheduler::admit_waiting() {
             // Drop queued requests whose client already left.
             while (!queue_.empty() && queue_.front().stream->cancelled()) {
                 FinishEvent f;
-                f.reason = "cancelled";
+                f.reason = FinishReason::Cancelled;
                 queue_.front().stream->push(f);
                 queue_.pop_front();
                 ++stats_.requests_cancelled;
@@ -217,15 +199,8 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     slot.busy = true;
     slot.params = std::move(req.params);
     slot.stream = std::move(req.stream);
-    slot.sampler = std::make_unique<Sampler>(slot.params.options.sampling, model_.config().n_vocab);
-    for (int32_t t : slot.params.prompt) slot.sampler->accept(t);
-    slot.stops = std::make_unique<StopStringMatcher>(slot.params.options.stop);
-    slot.grammar.reset();
-    if (slot.params.options.grammar)
-        slot.grammar = std::make_unique<GrammarMatcher>(slot.params.options.grammar, tokenizer_);
-    slot.utf8 = Utf8Streamer();
+    slot.decoder = std::make_unique<SequenceDecoder>(slot.params, tokenizer_, model_.config().n_vocab);
     slot.next_token = -1;
-    slot.n_generated = 0;
     slot.submitted_at = req.submitted_at;
     slot.started_at = now_seconds();
     slot.first_token_at = 0;
@@ -279,7 +254,7 @@ static std::vector<int32_t> lookup_draft(const std::vector<int32_t>& history, in
 void Scheduler::step() {
     // Cancelled requests leave before we spend compute on them.
     for (auto& s : slots_)
-        if (s->busy && s->stream->cancelled()) finish(*s, "cancelled");
+        if (s->busy && s->stream->cancelled()) finish(*s, FinishReason::Cancelled);
 
     Batch batch;
     int budget = config_.n_batch;
@@ -309,13 +284,13 @@ void Scheduler::step() {
         if (!s->busy || s->prefilling() || budget == 0) continue;
         const int pos = int(s->tokens.size());
         if (pos >= config_.n_ctx) {
-            finish(*s, "length");
+            finish(*s, FinishReason::ContextFull);
             continue;
         }
         if (config_.lookup_draft > 0 && !draft_cache_) {
             const int n_predict = s->params.options.n_predict;
             int room = std::min({config_.lookup_draft, budget - 1, config_.n_ctx - pos - 1});
-            if (n_predict >= 0) room = std::min(room, n_predict - s->n_generated - 1);
+            if (n_predict >= 0) room = std::min(room, n_predict - s->n_generated() - 1);
             if (room > 0) {
                 std::vector<int32_t> history = s->tokens;
                 history.push_back(s->next_token);
@@ -324,7 +299,7 @@ void Scheduler::step() {
         }
         if (draft_cache_) s->draft = std::move(s->model_draft);
         if (!reserve(*s, pos + 1 + int(s->draft.size()))) {
-            finish(*s, "error", "the KV cache is full");
+            finish(*s, FinishReason::Error, "the KV cache is full");
             continue;
         }
         s->first_row = n_rows;
@@ -343,7 +318,7 @@ void Scheduler::step() {
         const size_t n_prompt = s->params.prompt.size();
         const int chunk_end = int(std::min(n_prompt, s->tokens.size() + size_t(budget)));
         if (!reserve(*s, chunk_end)) {
-            finish(*s, "error", "the KV cache is full");
+            finish(*s, FinishReason::Error, "the KV cache is full");
             continue;
         }
         while (s->tokens.size() < n_prompt && budget > 0) {
@@ -370,7 +345,7 @@ void Scheduler::step() {
             if (!s->busy) continue;
             s->tokens.clear();
             cache_.clear(s->id);
-            finish(*s, "error", e.what());
+            finish(*s, FinishReason::Error, e.what());
         }
         return;
     }
@@ -395,10 +370,14 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
     const int n_vocab = model_.config().n_vocab;
     const int base = int(slot.tokens.size()) - int(slot.draft.size());  // KV length without drafts
     int accepted = 0;
-    std::string finished;
+    std::optional<FinishReason> finished;
     for (size_t i = 0; i <= slot.draft.size(); ++i) {
-        const int32_t token = sample_and_emit(slot, rows + i * size_t(n_vocab), &finished);
-        if (!finished.empty()) break;
+        const SequenceDecoder::Step d = decode_and_emit(slot, rows + i * size_t(n_vocab));
+        if (d.finish) {
+            finished = d.finish;
+            break;
+        }
+        const int32_t token = d.token;
         if (i < slot.draft.size() && token == slot.draft[i]) {
             ++accepted;
             continue;
@@ -415,7 +394,7 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
         stats_.draft_tokens += slot.draft.size();
         stats_.draft_accepted += uint64_t(accepted);
     }
-    if (!finished.empty()) finish(slot, finished);
+    if (finished) finish(slot, *finished);
 }
 
 // softmax(row)[token], computed stably (max subtracted first).
@@ -442,7 +421,7 @@ void Scheduler::propose_with_draft_model(const std::vector<Slot*>& slots) {
         const int pos = int(s.tokens.size());  // position of next_token
         const int n_predict = s.params.options.n_predict;
         room[i] = std::min({config_.draft_max, budget - 1, config_.n_ctx - pos - 1});
-        if (n_predict >= 0) room[i] = std::min(room[i], n_predict - s.n_generated - 1);
+        if (n_predict >= 0) room[i] = std::min(room[i], n_predict - s.n_generated() - 1);
         if (room[i] <= 0) continue;
         const int have = std::min(draft_cache_->length(s.id), pos);
         draft_cache_->truncate(s.id, have);
@@ -513,75 +492,32 @@ void Scheduler::update_cache_stats() {
     if (prefix_) stats_.prefix = prefix_->stats();
 }
 
-// Samples one token and streams it. Sets *finished to the reason ("stop", "length")
-// when the request ends with it; the caller then calls finish().
-int32_t Scheduler::sample_and_emit(Slot& slot, const float* logits, std::string* finished) {
+// Samples one token from one logits row and streams it out. The caller ends the request
+// when the step says so.
+SequenceDecoder::Step Scheduler::decode_and_emit(Slot& slot, const float* logits) {
     if (slot.first_token_at == 0) slot.first_token_at = now_seconds();
-    const GenerateOptions& opt = slot.params.options;
-    const float* to_sample = logits;
-    if (slot.grammar) {
-        // Mask a copy: logprobs below still come from the model's own distribution.
-        const int n_vocab = model_.config().n_vocab;
-        slot.masked.assign(logits, logits + n_vocab);
-        const bool near_limit = opt.n_predict >= 0 &&
-                                opt.n_predict - slot.n_generated <= int(slot.grammar->min_chars_to_complete()) + 8;
-        if (near_limit) slot.grammar->mask_logits_to_finish(slot.masked.data());
-        else slot.grammar->mask_logits(slot.masked.data());
-        to_sample = slot.masked.data();
-    }
-    const int32_t token = slot.sampler->sample(to_sample);
-
-    // A complete grammar allows nothing but end-of-generation: it ends even with ignore_eos.
-    if ((!opt.ignore_eos || slot.grammar) && tokenizer_.is_end_of_generation(token)) {
-        *finished = "stop";
-        return token;
-    }
-    if (slot.grammar) slot.grammar->accept_token(token);
-    slot.sampler->accept(token);
-    ++slot.n_generated;
+    SequenceDecoder::Step d = slot.decoder->next(logits);
+    if (!d.emitted) return d;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         ++stats_.generated_tokens;
     }
-
-    TokenEvent ev;
-    ev.token = token;
-    ev.text = slot.stops->feed(slot.utf8.feed(tokenizer_.token_to_piece(token)));
-    if (slot.params.want_logprobs || slot.params.n_top_logprobs > 0) {
-        const int n_vocab = model_.config().n_vocab;
-        std::vector<float> lp = log_softmax(logits, n_vocab);
-        ev.logprob = lp[size_t(token)];
-        const int k = std::min(slot.params.n_top_logprobs, n_vocab);
-        if (k > 0) {
-            std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
-            for (int i = 0; i < n_vocab; ++i) ids[size_t(i)] = i;
-            std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-                return lp[size_t(a)] > lp[size_t(b)] || (lp[size_t(a)] == lp[size_t(b)] && a < b);
-            });
-            for (int i = 0; i < k; ++i) ev.top.push_back({ids[size_t(i)], lp[size_t(ids[size_t(i)])]});
-        }
-    }
-    slot.stream->push(std::move(ev));
-
-    if (slot.stops->stopped() || (slot.grammar && slot.grammar->can_only_end())) *finished = "stop";
-    else if (opt.n_predict >= 0 && slot.n_generated >= opt.n_predict) *finished = "length";
-    return token;
+    slot.stream->push(std::move(d.event));
+    return d;
 }
 
-void Scheduler::finish(Slot& slot, const std::string& reason, const std::string& error) {
+void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error) {
     FinishEvent f;
     f.reason = reason;
     f.error = error;
-    if (slot.stops) {
-        if (slot.stops->stopped())
-            f.stop_string = slot.stops->matched();
-        else  // bytes held back (partial character or partial stop string) are output after all
-            f.tail_text = slot.stops->feed(slot.utf8.flush()) + slot.stops->flush();
+    if (slot.decoder) {
+        f.stop_string = slot.decoder->stop_string();
+        f.tail_text = slot.decoder->tail();  // bytes held back are output after all
     }
     const double now = now_seconds();
     f.n_prompt = int(slot.params.prompt.size());
     f.n_cached = slot.n_cached;
-    f.n_generated = slot.n_generated;
+    f.n_generated = slot.n_generated();
     f.dropped_messages = slot.params.dropped_messages;
     f.queue_seconds = slot.started_at - slot.submitted_at;
     f.prompt_seconds = (slot.first_token_at > 0 ? slot.first_token_at : now) - slot.started_at;
@@ -591,7 +527,7 @@ void Scheduler::finish(Slot& slot, const std::string& reason, const std::string&
         // already include this request.
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.active--;
-        if (reason == "cancelled") ++stats_.requests_cancelled;
+        if (reason == FinishReason::Cancelled) ++stats_.requests_cancelled;
         else ++stats_.requests_finished;
     }
     slot.stream->push(std::move(f));
@@ -604,9 +540,7 @@ void Scheduler::finish(Slot& slot, const std::string& reason, const std::string&
     slot.tokens.clear();
     slot.busy = false;
     slot.stream.reset();
-    slot.sampler.reset();
-    slot.stops.reset();
-    slot.grammar.reset();
+    slot.decoder.reset();
 }
 
 }  // namespace pensieve

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/decoder.h"
 #include "engine/prefix_cache.h"
 #include "engine/request.h"
 #include "model/kv_cache.h"
@@ -29,7 +30,6 @@ namespace pensieve {
 class Model;
 class Tokenizer;
 class ThreadPool;
-class Sampler;
 
 struct SchedulerConfig {
     int n_slots = 1;       // requests generating at once
@@ -104,7 +104,7 @@ public:
     SchedulerStats stats() const;
     const SchedulerConfig& config() const { return config_; }
 
-    // Stops taking requests; queued and active requests finish with reason "cancelled";
+    // Stops taking requests; queued and active requests finish as Cancelled;
     // the scheduler thread exits. Called by the destructor.
     void shutdown();
 
@@ -125,8 +125,8 @@ private:
     void step();
     void verify_and_emit(Slot& slot, const float* rows);
     void propose_with_draft_model(const std::vector<Slot*>& slots);
-    int32_t sample_and_emit(Slot& slot, const float* logits, std::string* finished);
-    void finish(Slot& slot, const std::string& reason, const std::string& error = "");
+    SequenceDecoder::Step decode_and_emit(Slot& slot, const float* logits);
+    void finish(Slot& slot, FinishReason reason, const std::string& error = "");
 
     Model& model_;
     const Tokenizer& tokenizer_;

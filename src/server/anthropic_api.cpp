@@ -34,9 +34,14 @@ std::vector<ToolCall> with_anthropic_ids(std::vector<ToolCall> calls) {
     return calls;
 }
 
+// Anthropic's stop_reason ("tool_use" is decided by the caller, which sees the calls).
 const char* stop_reason(const FinishEvent& f) {
-    if (f.reason == "length") return "max_tokens";
-    return f.stop_string.empty() ? "end_turn" : "stop_sequence";
+    switch (f.reason) {
+        case FinishReason::Length:
+        case FinishReason::ContextFull: return "max_tokens";
+        case FinishReason::StopString: return "stop_sequence";
+        default: return "end_turn";
+    }
 }
 
 json stop_sequence(const FinishEvent& f) { return f.stop_string.empty() ? json(nullptr) : json(f.stop_string); }
@@ -119,9 +124,10 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
                 continue;
             }
             const FinishEvent& f = std::get<FinishEvent>(*ev);
-            if (f.reason == "error" || f.reason == "cancelled") {
-                const int status = f.reason == "error" ? 500 : 503;
-                const std::string msg = f.reason == "error" ? "generation failed: " + f.error : "the server is shutting down";
+            if (f.reason == FinishReason::Error || f.reason == FinishReason::Cancelled) {
+                const bool error = f.reason == FinishReason::Error;
+                const int status = error ? 500 : 503;
+                const std::string msg = error ? "generation failed: " + f.error : "the server is shutting down";
                 send(t, sink, sse_event("error", error_json(Dialect::Anthropic, status, msg)));
                 sink.done();
                 return true;

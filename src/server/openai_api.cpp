@@ -86,7 +86,11 @@ json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
     return out;
 }
 
-const char* finish_reason(const FinishEvent& f) { return f.reason == "length" ? "length" : "stop"; }
+// OpenAI's finish_reason ("tool_calls" is decided by the caller, which sees the calls).
+const char* finish_reason(const FinishEvent& f) {
+    const bool cut = f.reason == FinishReason::Length || f.reason == FinishReason::ContextFull;
+    return cut ? "length" : "stop";
+}
 
 // Renders the conversation and tokenizes it into r.params.prompt.
 void prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
@@ -134,9 +138,10 @@ bool send_all(const std::vector<std::shared_ptr<Tracked>>& ts, httplib::DataSink
 
 // An error or shutdown ends the whole stream: one error event, the other choices cancelled.
 bool ended_abnormally(const std::vector<std::shared_ptr<Tracked>>& ts, httplib::DataSink& sink, const FinishEvent& f) {
-    if (f.reason != "error" && f.reason != "cancelled") return false;
-    const std::string msg = f.reason == "error" ? "generation failed: " + f.error : "the server is shutting down";
-    send_all(ts, sink, sse_data(error_json(Dialect::OpenAI, f.reason == "error" ? 500 : 503, msg)));
+    if (f.reason != FinishReason::Error && f.reason != FinishReason::Cancelled) return false;
+    const bool error = f.reason == FinishReason::Error;
+    const std::string msg = error ? "generation failed: " + f.error : "the server is shutting down";
+    send_all(ts, sink, sse_data(error_json(Dialect::OpenAI, error ? 500 : 503, msg)));
     for (const auto& t : ts) t->stream().cancel();
     sink.done();
     return true;

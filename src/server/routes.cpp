@@ -61,8 +61,8 @@ Collected collect(Tracked& t, bool keep_tokens) {
 }
 
 void check_finish(const FinishEvent& f) {
-    if (f.reason == "error") throw ApiError(500, "generation failed: " + f.error);
-    if (f.reason == "cancelled") throw ApiError(503, "the request was cancelled because the server is shutting down");
+    if (f.reason == FinishReason::Error) throw ApiError(500, "generation failed: " + f.error);
+    if (f.reason == FinishReason::Cancelled) throw ApiError(503, "the request was cancelled because the server is shutting down");
 }
 
 bool send(Tracked& t, httplib::DataSink& sink, const std::string& data) {
