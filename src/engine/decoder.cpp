@@ -46,9 +46,10 @@ const float* SequenceDecoder::apply_grammar(const float* logits) {
     return masked_.data();
 }
 
-SequenceDecoder::Step SequenceDecoder::next(const float* logits) {
+SequenceDecoder::Step SequenceDecoder::next(const float* logits, const DraftToken* proposed) {
     Step step;
     step.token = sampler_.sample(apply_grammar(logits));
+    step.draft_accepted = proposed && proposed->token == step.token;
 
     // A complete grammar allows nothing but end-of-generation: it ends even with ignore_eos.
     if ((!options_.ignore_eos || grammar_) && tokenizer_.is_end_of_generation(step.token)) {

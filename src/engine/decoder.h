@@ -21,6 +21,13 @@ namespace pensieve {
 
 class Tokenizer;
 
+// A speculative token proposed for the position being sampled (drafter.h), with the
+// drafter's own probability of it (0 when unknown).
+struct DraftToken {
+    int32_t token = -1;
+    float prob = 0.0f;
+};
+
 class SequenceDecoder {
 public:
     // params.options drive sampling, stops and the grammar; params.prompt seeds the
@@ -35,10 +42,16 @@ public:
         bool emitted = false;
         TokenEvent event;
         std::optional<FinishReason> finish;  // the request ends with this token
+        bool draft_accepted = false;         // the token is the proposed draft token
     };
 
     // Samples the next token from one row of logits (n_vocab floats, not modified).
-    Step next(const float* logits);
+    // With a proposal (speculative decoding) the step also says whether the draft token
+    // is kept. The rule: sample exactly as without drafts and keep the draft only when it
+    // equals the sample, which leaves the output distribution unchanged (greedy:
+    // identical tokens). Speculative sampling (keep with min(1, p/q), else resample from
+    // the residual) would replace this rule here, using proposed->prob as q.
+    Step next(const float* logits, const DraftToken* proposed = nullptr);
 
     // At the end: text held back (a partial character or stop string) that is output
     // after all; empty if a stop string matched.

@@ -31,18 +31,13 @@ struct Scheduler::Slot {
     std::shared_ptr<RequestStream> stream;
     std::unique_ptr<SequenceDecoder> decoder;  // logits -> token -> text, for this request
     int32_t next_token = -1;  // sampled, to be fed at the next step
-    std::vector<int32_t> draft;  // speculative tokens fed after next_token this step
-    std::vector<int32_t> model_draft;  // proposed by the draft model for this step
-    // The draft model's backoff: after a step where it ran and proposed nothing (every
-    // first guess below draft_p_min), it sits out 2, 4, ... up to 16 steps, since its
-    // forward pass costs time whether or not it proposes; a proposal resets it.
-    int draft_idle_runs = 0;
-    int draft_rest = 0;
+    Draft draft;              // speculative tokens fed after next_token this step
     int first_row = -1;          // this step's first logits row, -1: none
     int n_cached = 0;
     double submitted_at = 0, started_at = 0, first_token_at = 0;
 
     bool prefilling() const { return tokens.size() < params.prompt.size(); }
+    bool decoding() const { return busy && !prefilling(); }
     int n_generated() const { return decoder ? decoder->n_generated() : 0; }
 };
 
@@ -68,10 +63,16 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
     if (config_.reuse_prefix)
         prefix_ = std::make_unique<PrefixCache>(cache_, model_identity(model.file()), config_.cache_dir);
     if (config_.draft_model) {
-        if (config_.draft_model->config().n_vocab != model.config().n_vocab)
-            fail("the draft model's vocabulary (", config_.draft_model->config().n_vocab,
-                 " tokens) differs from the model's (", model.config().n_vocab, ")");
-        draft_cache_ = std::make_unique<KvCache>(config_.draft_model->make_cache(config_.n_ctx, config_.n_slots));
+        DraftModelOptions o;
+        o.n_vocab = model.config().n_vocab;
+        o.max_tokens = config_.draft_max;
+        o.p_min = config_.draft_p_min;
+        o.n_ctx = config_.n_ctx;
+        o.n_seq = config_.n_slots;
+        o.n_batch = config_.n_batch;
+        drafter_ = make_draft_model_drafter(*config_.draft_model, tokenizer_, pool_, o);
+    } else if (config_.lookup_draft > 0) {
+        drafter_ = make_lookup_drafter(config_.lookup_draft);
     }
     for (int i = 0; i < config_.n_slots; ++i) {
         slots_.push_back(std::make_unique<Slot>());
@@ -208,9 +209,7 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     // Reuse the longest cached prefix; at least the last prompt token is computed, since
     // its logits start the generation.
     cache_.clear(slot.id);
-    if (draft_cache_) draft_cache_->clear(slot.id);
-    slot.draft_idle_runs = 0;
-    slot.draft_rest = 0;
+    if (drafter_) drafter_->reset(slot.id);
     const std::vector<int32_t>& prompt = slot.params.prompt;
     int reused = 0;
     if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
@@ -232,248 +231,183 @@ bool Scheduler::reserve(Slot& slot, int n_positions) {
     return true;
 }
 
-// Draft tokens by prompt lookup: find the most recent earlier occurrence of the last n
-// tokens (n = 4, 3, 2) and propose the tokens that followed it. Free to compute, and on
-// code edits, summaries and quoted text the model often repeats exactly that.
-static std::vector<int32_t> lookup_draft(const std::vector<int32_t>& history, int max_draft) {
-    std::vector<int32_t> draft;
-    const int64_t h = int64_t(history.size());
-    for (int n = 4; n >= 2 && draft.empty() && max_draft > 0; --n) {
-        if (h < n + 1) continue;
-        const int32_t* suffix = history.data() + (h - n);
-        for (int64_t j = h - n - 1; j >= 0; --j) {
-            if (!std::equal(suffix, suffix + n, history.data() + j)) continue;
-            for (int64_t k = j + n; k < h && int(draft.size()) < max_draft; ++k) draft.push_back(history[size_t(k)]);
-            break;
-        }
-    }
-    return draft;
-}
+// Work for one forward pass, gathered slot by slot.
+struct Scheduler::StepBatch {
+    Batch batch;
+    int budget = 0;           // tokens the batch may still take
+    int n_rows = 0;           // logits rows, in batch order
+    int n_prompt_tokens = 0;  // prompt tokens in the batch (for the stats)
+};
 
 // One forward pass over every busy slot.
 void Scheduler::step() {
-    // Cancelled requests leave before we spend compute on them.
+    drop_cancelled();
+    propose_drafts();
+    StepBatch b;
+    b.budget = config_.n_batch;
+    add_decode_tokens(b);
+    add_prefill_chunks(b);
+    if (b.batch.size() == 0) return;
+
+    const size_t n_vocab = size_t(model_.config().n_vocab);
+    std::vector<float> logits(size_t(b.n_rows) * n_vocab);
+    if (!forward(b, logits.data())) return;
+    for (auto& s : slots_)
+        if (s->busy && s->first_row >= 0) verify_and_emit(*s, &logits[size_t(s->first_row) * n_vocab]);
+    update_cache_stats();
+}
+
+// Cancelled requests leave before we spend compute on them.
+void Scheduler::drop_cancelled() {
     for (auto& s : slots_)
         if (s->busy && s->stream->cancelled()) finish(*s, FinishReason::Cancelled);
+}
 
-    Batch batch;
+// Asks the drafter (if any) for speculative tokens for every decoding slot, within the
+// room each has left: batch budget (one row is the pending token itself), context, and
+// max tokens.
+void Scheduler::propose_drafts() {
+    for (auto& s : slots_) s->draft = Draft{};
+    if (!drafter_) return;
+    std::vector<DraftRequest> requests;
     int budget = config_.n_batch;
-    bool has_prompt = false;
-    int n_prompt_tokens = 0;
-    int n_rows = 0;  // logits rows, in batch order
-
-    if (draft_cache_) {
-        std::vector<Slot*> decoding;
-        for (auto& s : slots_) {
-            if (!s->busy || s->prefilling() || int(s->tokens.size()) + 1 >= config_.n_ctx) continue;
-            if (s->draft_rest > 0) {
-                --s->draft_rest;
-                s->model_draft.clear();
-                continue;
-            }
-            decoding.push_back(s.get());
-        }
-        if (!decoding.empty()) propose_with_draft_model(decoding);
+    for (auto& s : slots_) {
+        if (!s->decoding()) continue;
+        const int pos = int(s->tokens.size());  // position of next_token
+        const int n_predict = s->params.options.n_predict;
+        int room = std::min({drafter_->max_tokens(), budget - 1, config_.n_ctx - pos - 1});
+        if (n_predict >= 0) room = std::min(room, n_predict - s->n_generated() - 1);
+        budget -= 1 + std::max(room, 0);
+        if (room <= 0) continue;
+        DraftRequest r;
+        r.seq = s->id;
+        r.context = &s->tokens;
+        r.next_token = s->next_token;
+        r.max_tokens = room;
+        requests.push_back(std::move(r));
     }
+    if (requests.empty()) return;
+    if (drafter_->propose(requests)) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.draft_model_runs;
+    }
+    for (DraftRequest& r : requests) slots_[size_t(r.seq)]->draft = std::move(r.draft);
+}
 
-    // Decode tokens first (with their draft tokens, if speculating), so generation never
-    // waits behind a long prompt.
+// Each generating slot's pending token, then its draft tokens. Decode tokens go first so
+// generation never waits behind a long prompt.
+void Scheduler::add_decode_tokens(StepBatch& b) {
     for (auto& s : slots_) {
         s->first_row = -1;
-        s->draft.clear();
-        if (!s->busy || s->prefilling() || budget == 0) continue;
+        if (!s->decoding() || b.budget == 0) continue;
         const int pos = int(s->tokens.size());
         if (pos >= config_.n_ctx) {
             finish(*s, FinishReason::ContextFull);
             continue;
         }
-        if (config_.lookup_draft > 0 && !draft_cache_) {
-            const int n_predict = s->params.options.n_predict;
-            int room = std::min({config_.lookup_draft, budget - 1, config_.n_ctx - pos - 1});
-            if (n_predict >= 0) room = std::min(room, n_predict - s->n_generated() - 1);
-            if (room > 0) {
-                std::vector<int32_t> history = s->tokens;
-                history.push_back(s->next_token);
-                s->draft = lookup_draft(history, room);
-            }
-        }
-        if (draft_cache_) s->draft = std::move(s->model_draft);
-        if (!reserve(*s, pos + 1 + int(s->draft.size()))) {
+        const int n_draft = int(s->draft.tokens.size());
+        if (!reserve(*s, pos + 1 + n_draft)) {
             finish(*s, FinishReason::Error, "the KV cache is full");
             continue;
         }
-        s->first_row = n_rows;
-        batch.add(s->next_token, pos, s->id, true);
+        s->first_row = b.n_rows;
+        b.batch.add(s->next_token, pos, s->id, true);
         s->tokens.push_back(s->next_token);
-        for (int32_t d : s->draft) {
-            batch.add(d, int(s->tokens.size()), s->id, true);
+        for (int32_t d : s->draft.tokens) {
+            b.batch.add(d, int(s->tokens.size()), s->id, true);
             s->tokens.push_back(d);
         }
-        n_rows += 1 + int(s->draft.size());
-        budget -= 1 + int(s->draft.size());
+        b.n_rows += 1 + n_draft;
+        b.budget -= 1 + n_draft;
     }
-    // Then prompt chunks, as much as the batch has room for.
+}
+
+// Prompt chunks of the slots still reading their prompt, as much as the batch has room
+// for; only a prompt's last token needs logits (they start its generation).
+void Scheduler::add_prefill_chunks(StepBatch& b) {
     for (auto& s : slots_) {
-        if (!s->busy || !s->prefilling() || budget == 0 || s->first_row >= 0) continue;
+        if (!s->busy || !s->prefilling() || b.budget == 0 || s->first_row >= 0) continue;
         const size_t n_prompt = s->params.prompt.size();
-        const int chunk_end = int(std::min(n_prompt, s->tokens.size() + size_t(budget)));
+        const int chunk_end = int(std::min(n_prompt, s->tokens.size() + size_t(b.budget)));
         if (!reserve(*s, chunk_end)) {
             finish(*s, FinishReason::Error, "the KV cache is full");
             continue;
         }
-        while (s->tokens.size() < n_prompt && budget > 0) {
+        while (s->tokens.size() < n_prompt && b.budget > 0) {
             const size_t i = s->tokens.size();
             const bool last = i + 1 == n_prompt;
-            batch.add(s->params.prompt[i], int(i), s->id, last);
+            b.batch.add(s->params.prompt[i], int(i), s->id, last);
             s->tokens.push_back(s->params.prompt[i]);
-            if (last) s->first_row = n_rows++;
-            --budget;
-            ++n_prompt_tokens;
+            if (last) s->first_row = b.n_rows++;
+            --b.budget;
+            ++b.n_prompt_tokens;
         }
-        has_prompt = true;
     }
-    if (batch.size() == 0) return;
+}
 
-    const int n_vocab = model_.config().n_vocab;
-    std::vector<float> logits(size_t(n_rows) * size_t(n_vocab));
+// Runs the batch. A failed pass leaves the cache of every slot in it unknown: they all
+// end with the error, and the step returns false.
+bool Scheduler::forward(const StepBatch& b, float* logits) {
     Timer timer;
     try {
-        model_.forward(batch, cache_, pool_, logits.data());
+        model_.forward(b.batch, cache_, pool_, logits);
     } catch (const std::exception& e) {
-        // A failed pass leaves the cache of every slot in it unknown: end them all.
         for (auto& s : slots_) {
             if (!s->busy) continue;
             s->tokens.clear();
             cache_.clear(s->id);
             finish(*s, FinishReason::Error, e.what());
         }
-        return;
+        return false;
     }
     const double seconds = timer.seconds();
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++stats_.steps;
-        (has_prompt ? stats_.prompt_seconds : stats_.decode_seconds) += seconds;
-        stats_.prompt_tokens += uint64_t(n_prompt_tokens);
-    }
-    for (auto& s : slots_)
-        if (s->busy && s->first_row >= 0) verify_and_emit(*s, &logits[size_t(s->first_row) * size_t(n_vocab)]);
-
-    update_cache_stats();
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.steps;
+    (b.n_prompt_tokens > 0 ? stats_.prompt_seconds : stats_.decode_seconds) += seconds;
+    stats_.prompt_tokens += uint64_t(b.n_prompt_tokens);
+    return true;
 }
 
-// Samples the slot's next token from the first logits row; each draft token the sample
-// agrees with is kept (its KV is already computed) and the next row decides the token
-// after it. Sampling exactly as without drafts and keeping a draft only when it equals
-// the sample leaves the output distribution unchanged (greedy: identical tokens).
+// Samples the slot's next token from the first logits row; each draft token the decoder
+// keeps (its KV is already computed) moves on to the next row, which decides the token
+// after it. The first token not kept becomes the pending token of the next step.
 void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
-    const int n_vocab = model_.config().n_vocab;
-    const int base = int(slot.tokens.size()) - int(slot.draft.size());  // KV length without drafts
+    const size_t n_vocab = size_t(model_.config().n_vocab);
+    const Draft& draft = slot.draft;
+    const int n_draft = int(draft.tokens.size());
+    const int base = int(slot.tokens.size()) - n_draft;  // KV length without drafts
     int accepted = 0;
     std::optional<FinishReason> finished;
-    for (size_t i = 0; i <= slot.draft.size(); ++i) {
-        const SequenceDecoder::Step d = decode_and_emit(slot, rows + i * size_t(n_vocab));
+    for (int i = 0; i <= n_draft; ++i) {
+        DraftToken proposal;
+        if (i < n_draft) proposal = {draft.tokens[size_t(i)], draft.probs.empty() ? 0.0f : draft.probs[size_t(i)]};
+        const SequenceDecoder::Step d = decode_and_emit(slot, rows + size_t(i) * n_vocab, i < n_draft ? &proposal : nullptr);
         if (d.finish) {
             finished = d.finish;
             break;
         }
-        const int32_t token = d.token;
-        if (i < slot.draft.size() && token == slot.draft[i]) {
+        if (d.draft_accepted) {
             ++accepted;
             continue;
         }
-        slot.next_token = token;
+        slot.next_token = d.token;
         break;
     }
-    if (!slot.draft.empty()) {
-        // Forget the rejected drafts' keys and values.
-        cache_.truncate(slot.id, base + accepted);
-        slot.tokens.resize(size_t(base + accepted));
-        if (draft_cache_) draft_cache_->truncate(slot.id, base + accepted);
+    if (n_draft > 0) {
+        keep_verified(slot, base + accepted);
         std::lock_guard<std::mutex> lock(mutex_);
-        stats_.draft_tokens += slot.draft.size();
+        stats_.draft_tokens += uint64_t(n_draft);
         stats_.draft_accepted += uint64_t(accepted);
     }
     if (finished) finish(slot, *finished);
 }
 
-// softmax(row)[token], computed stably (max subtracted first).
-static float top_probability(const float* row, int n, int32_t token) {
-    const float mx = *std::max_element(row, row + n);
-    double sum = 0.0;
-    for (int i = 0; i < n; ++i) sum += std::exp(double(row[i] - mx));
-    return float(std::exp(double(row[token] - mx)) / sum);
-}
-
-// Runs the draft model for every decoding slot: first it catches up on the tokens it has
-// not seen (the prompt, accepted tokens, the pending token) in one batch, then proposes
-// tokens greedily, one batched pass per draft position.
-void Scheduler::propose_with_draft_model(const std::vector<Slot*>& slots) {
-    Model& draft = *config_.draft_model;
-    const int n_vocab = draft.config().n_vocab;
-    int budget = config_.n_batch;
-    std::vector<int> room(slots.size());
-    Batch batch;
-    std::vector<Slot*> rows;  // slot of each logits row
-    for (size_t i = 0; i < slots.size(); ++i) {
-        Slot& s = *slots[i];
-        s.model_draft.clear();
-        const int pos = int(s.tokens.size());  // position of next_token
-        const int n_predict = s.params.options.n_predict;
-        room[i] = std::min({config_.draft_max, budget - 1, config_.n_ctx - pos - 1});
-        if (n_predict >= 0) room[i] = std::min(room[i], n_predict - s.n_generated() - 1);
-        if (room[i] <= 0) continue;
-        const int have = std::min(draft_cache_->length(s.id), pos);
-        draft_cache_->truncate(s.id, have);
-        for (int p = have; p < pos; ++p) batch.add(s.tokens[size_t(p)], p, s.id, false);
-        batch.add(s.next_token, pos, s.id, true);
-        rows.push_back(&s);
-        budget -= 1 + room[i];
-    }
-    const std::vector<Slot*> ran = rows;  // slots the draft model runs for this step
-    if (!ran.empty()) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++stats_.draft_model_runs;
-    }
-    std::vector<float> logits;
-    for (int step = 0; !rows.empty(); ++step) {
-        logits.resize(rows.size() * size_t(n_vocab));
-        try {
-            draft.forward(batch, *draft_cache_, pool_, logits.data());
-        } catch (const std::exception&) {
-            // A draft failure only costs the speculation: forget the draft state.
-            for (Slot* s : slots) {
-                draft_cache_->clear(s->id);
-                s->model_draft.clear();
-            }
-            return;
-        }
-        batch.clear();
-        std::vector<Slot*> next_rows;
-        for (size_t r = 0; r < rows.size(); ++r) {
-            Slot& s = *rows[r];
-            const float* row = &logits[r * size_t(n_vocab)];
-            const int32_t token = int32_t(std::max_element(row, row + n_vocab) - row);
-            // An unsure draft is usually rejected, and every rejected token costs the main
-            // model a row of its batch: stop proposing once the draft's own probability of
-            // its choice falls below draft_p_min.
-            if (top_probability(row, n_vocab, token) < config_.draft_p_min) continue;
-            s.model_draft.push_back(token);
-            const size_t i = size_t(std::find(slots.begin(), slots.end(), &s) - slots.begin());
-            if (int(s.model_draft.size()) >= room[i] || tokenizer_.is_end_of_generation(token)) continue;
-            batch.add(token, draft_cache_->length(s.id), s.id, true);
-            next_rows.push_back(&s);
-        }
-        rows.swap(next_rows);
-    }
-    for (Slot* s : ran) {
-        if (!s->model_draft.empty()) {
-            s->draft_idle_runs = 0;
-            continue;
-        }
-        s->draft_idle_runs = std::min(s->draft_idle_runs + 1, 4);
-        s->draft_rest = 1 << s->draft_idle_runs;  // 2, 4, 8, 16 steps
-    }
+// After verification the slot keeps its first n_tokens positions: the rejected drafts'
+// keys and values are forgotten (here and in the drafter's own state).
+void Scheduler::keep_verified(Slot& slot, int n_tokens) {
+    cache_.truncate(slot.id, n_tokens);
+    slot.tokens.resize(size_t(n_tokens));
+    drafter_->keep(slot.id, n_tokens);
 }
 
 void Scheduler::update_cache_stats() {
@@ -494,9 +428,9 @@ void Scheduler::update_cache_stats() {
 
 // Samples one token from one logits row and streams it out. The caller ends the request
 // when the step says so.
-SequenceDecoder::Step Scheduler::decode_and_emit(Slot& slot, const float* logits) {
+SequenceDecoder::Step Scheduler::decode_and_emit(Slot& slot, const float* logits, const DraftToken* proposed) {
     if (slot.first_token_at == 0) slot.first_token_at = now_seconds();
-    SequenceDecoder::Step d = slot.decoder->next(logits);
+    SequenceDecoder::Step d = slot.decoder->next(logits, proposed);
     if (!d.emitted) return d;
     {
         std::lock_guard<std::mutex> lock(mutex_);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/decoder.h"
+#include "engine/drafter.h"
 #include "engine/prefix_cache.h"
 #include "engine/request.h"
 #include "model/kv_cache.h"
@@ -122,10 +123,19 @@ private:
     void start(Slot& slot, Pending&& req);
     bool reserve(Slot& slot, int n_positions);
     void update_cache_stats();
+
+    // One step: drop cancelled, propose drafts, add decode tokens, add prefill chunks,
+    // forward, verify and emit.
+    struct StepBatch;
     void step();
+    void drop_cancelled();
+    void propose_drafts();
+    void add_decode_tokens(StepBatch& b);
+    void add_prefill_chunks(StepBatch& b);
+    bool forward(const StepBatch& b, float* logits);
     void verify_and_emit(Slot& slot, const float* rows);
-    void propose_with_draft_model(const std::vector<Slot*>& slots);
-    SequenceDecoder::Step decode_and_emit(Slot& slot, const float* logits);
+    void keep_verified(Slot& slot, int n_tokens);
+    SequenceDecoder::Step decode_and_emit(Slot& slot, const float* logits, const DraftToken* proposed = nullptr);
     void finish(Slot& slot, FinishReason reason, const std::string& error = "");
 
     Model& model_;
@@ -134,7 +144,7 @@ private:
     SchedulerConfig config_;
     KvCache cache_;
     std::unique_ptr<PrefixCache> prefix_;  // null when prefix reuse is off
-    std::unique_ptr<KvCache> draft_cache_; // the draft model's KV, one sequence per slot
+    std::unique_ptr<Drafter> drafter_;     // speculative decoding (prompt lookup, draft model), or null
     std::vector<std::unique_ptr<Slot>> slots_;
 
     mutable std::mutex mutex_;

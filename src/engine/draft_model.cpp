@@ -1,0 +1,149 @@
+// Drafting with a small model that shares the target's vocabulary.
+#include <algorithm>
+#include <cmath>
+
+#include "engine/drafter.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace pensieve {
+
+namespace {
+
+// softmax(row)[token], computed stably (max subtracted first).
+float probability(const float* row, int n, int32_t token) {
+    const float mx = *std::max_element(row, row + n);
+    double sum = 0.0;
+    for (int i = 0; i < n; ++i) sum += std::exp(double(row[i] - mx));
+    return float(std::exp(double(row[token] - mx)) / sum);
+}
+
+class DraftModelDrafter final : public Drafter {
+public:
+    DraftModelDrafter(Model& draft, const Tokenizer& tokenizer, ThreadPool& pool, const DraftModelOptions& o)
+        : model_(draft),
+          tokenizer_(tokenizer),
+          pool_(pool),
+          options_(o),
+          cache_(draft.make_cache(o.n_ctx, o.n_seq)),
+          backoff_(size_t(o.n_seq)) {}
+
+    int max_tokens() const override { return options_.max_tokens; }
+
+    void reset(int seq) override {
+        cache_.clear(seq);
+        backoff_[size_t(seq)] = Backoff{};
+    }
+
+    void keep(int seq, int n_tokens) override { cache_.truncate(seq, n_tokens); }
+
+    // First the draft model catches up on the tokens it has not seen (the prompt, accepted
+    // tokens, the pending token) in one batch, then it proposes tokens greedily, one
+    // batched pass per draft position.
+    bool propose(std::vector<DraftRequest>& requests) override {
+        std::vector<DraftRequest*> rows;  // request of each logits row
+        Batch batch;
+        for (DraftRequest& r : requests) {
+            if (resting(r.seq)) continue;
+            const int pos = int(r.context->size());  // position of next_token
+            const int have = std::min(cache_.length(r.seq), pos);
+            cache_.truncate(r.seq, have);
+            for (int p = have; p < pos; ++p) batch.add((*r.context)[size_t(p)], p, r.seq, false);
+            batch.add(r.next_token, pos, r.seq, true);
+            rows.push_back(&r);
+        }
+        if (rows.empty()) return false;
+        const std::vector<DraftRequest*> ran = rows;
+        if (!run_greedy(batch, rows)) {
+            // A draft failure only costs the speculation: forget the draft state.
+            for (DraftRequest& r : requests) {
+                cache_.clear(r.seq);
+                r.draft = Draft{};
+            }
+            return true;
+        }
+        for (DraftRequest* r : ran) update_backoff(r->seq, !r->draft.tokens.empty());
+        return true;
+    }
+
+private:
+    // After a step where it ran and proposed nothing (every first guess below p_min), the
+    // draft model sits out 2, 4, ... up to 16 steps, since its forward pass costs time
+    // whether or not it proposes; a proposal resets it.
+    struct Backoff {
+        int idle_runs = 0;
+        int rest = 0;
+    };
+
+    bool resting(int seq) {
+        Backoff& b = backoff_[size_t(seq)];
+        if (b.rest == 0) return false;
+        --b.rest;
+        return true;
+    }
+
+    void update_backoff(int seq, bool proposed) {
+        Backoff& b = backoff_[size_t(seq)];
+        if (proposed) {
+            b.idle_runs = 0;
+            return;
+        }
+        b.idle_runs = std::min(b.idle_runs + 1, 4);
+        b.rest = 1 << b.idle_runs;  // 2, 4, 8, 16 steps
+    }
+
+    // Runs `batch` (one logits row per entry of rows) and the greedy passes after it;
+    // false if a forward pass failed.
+    bool run_greedy(Batch& batch, std::vector<DraftRequest*>& rows) {
+        const int n_vocab = model_.config().n_vocab;
+        std::vector<float> logits;
+        while (!rows.empty()) {
+            logits.resize(rows.size() * size_t(n_vocab));
+            try {
+                model_.forward(batch, cache_, pool_, logits.data());
+            } catch (const std::exception&) {
+                return false;
+            }
+            batch.clear();
+            std::vector<DraftRequest*> next_rows;
+            for (size_t i = 0; i < rows.size(); ++i) {
+                DraftRequest& r = *rows[i];
+                const float* row = &logits[i * size_t(n_vocab)];
+                const int32_t token = int32_t(std::max_element(row, row + n_vocab) - row);
+                // An unsure draft is usually rejected, and every rejected token costs the
+                // target a row of its batch: stop proposing once the draft's own
+                // probability of its choice falls below p_min.
+                const float p = probability(row, n_vocab, token);
+                if (p < options_.p_min) continue;
+                r.draft.tokens.push_back(token);
+                r.draft.probs.push_back(p);
+                if (int(r.draft.tokens.size()) >= r.max_tokens || tokenizer_.is_end_of_generation(token)) continue;
+                batch.add(token, cache_.length(r.seq), r.seq, true);
+                next_rows.push_back(&r);
+            }
+            rows.swap(next_rows);
+        }
+        return true;
+    }
+
+    Model& model_;
+    const Tokenizer& tokenizer_;
+    ThreadPool& pool_;
+    DraftModelOptions options_;
+    KvCache cache_;                 // the draft model's KV, one sequence per slot
+    std::vector<Backoff> backoff_;  // per sequence
+};
+
+}  // namespace
+
+std::unique_ptr<Drafter> make_draft_model_drafter(Model& draft, const Tokenizer& tokenizer, ThreadPool& pool,
+                                                  const DraftModelOptions& options) {
+    if (draft.config().n_vocab != options.n_vocab)
+        fail("the draft model's vocabulary (", draft.config().n_vocab, " tokens) differs from the model's (",
+             options.n_vocab, ")");
+    return std::make_unique<DraftModelDrafter>(draft, tokenizer, pool, options);
+}
+
+}  // namespace pensieve

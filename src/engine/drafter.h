@@ -1,0 +1,76 @@
+// Speculative decoding: a Drafter guesses the next few tokens of a sequence cheaply; the
+// scheduler feeds them after the sequence's pending token in the same forward pass, and
+// the sequence's decoder keeps each draft token that it would have sampled anyway
+// (SequenceDecoder::next with the proposal). Accepted tokens cost one row of a batched
+// pass instead of a pass each; rejected ones cost a row and are forgotten.
+//
+// The scheduler only asks for proposals and reports what was kept; how a drafter guesses
+// (prompt lookup, a small draft model; later a tree of drafts, the target's own first
+// layers, a recurrent draft model) and how many tokens it risks (a fixed cap, an adaptive
+// length from a cost model) stays behind this interface.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace pensieve {
+
+class KvCache;
+class Model;
+class ThreadPool;
+class Tokenizer;
+
+// Speculative tokens for one sequence. probs[i] is the drafter's own probability of
+// tokens[i] (q, for speculative sampling); empty when the drafter does not know it.
+struct Draft {
+    std::vector<int32_t> tokens;
+    std::vector<float> probs;
+};
+
+// One sequence asking for a draft this step.
+struct DraftRequest {
+    int seq = 0;                                // the slot: sequence id in the target's KV cache
+    const std::vector<int32_t>* context = nullptr;  // tokens whose KV the target holds, in order
+    int32_t next_token = -1;                    // sampled, fed this step at position context->size()
+    int max_tokens = 0;                         // room left (context, batch, max tokens); > 0
+    Draft draft;                                // filled by propose(); may stay empty
+};
+
+class Drafter {
+public:
+    virtual ~Drafter() = default;
+
+    // Most draft tokens per sequence and step (the scheduler reserves batch room for them).
+    virtual int max_tokens() const = 0;
+    // A new request starts in sequence `seq`: forget what the drafter kept for it.
+    virtual void reset(int seq) {}
+    // Fills each request's draft, all sequences at once (a model-based drafter batches
+    // them into one pass per draft position). Returns true when it spent a forward pass.
+    virtual bool propose(std::vector<DraftRequest>& requests) = 0;
+    // After verification the target keeps the first n_tokens of `seq` (the accepted drafts
+    // included): state past that is stale.
+    virtual void keep(int seq, int n_tokens) {}
+};
+
+// Prompt lookup: the continuation after the latest earlier occurrence of the last 2-4
+// tokens (no model; good for code edits, quoting, structured output).
+std::unique_ptr<Drafter> make_lookup_drafter(int max_tokens);
+
+struct DraftModelOptions {
+    int n_vocab = 0;       // the target's vocabulary size; the draft model's must equal it
+    int max_tokens = 8;    // drafts per step
+    float p_min = 0.8f;    // stop drafting once the draft model's own probability falls below
+    int n_ctx = 4096;      // per sequence, as the target's
+    int n_seq = 1;         // the target's slots
+    int n_batch = 512;     // most tokens in one draft pass
+};
+
+// A small model with the target's vocabulary proposes greedily. It keeps its own KV cache
+// (f16, one sequence per slot), catches up on tokens it has not seen in one batched pass,
+// and backs off (2-16 steps) after a step in which it proposed nothing. Throws Error if
+// its vocabulary differs from the target's.
+std::unique_ptr<Drafter> make_draft_model_drafter(Model& draft, const Tokenizer& tokenizer, ThreadPool& pool,
+                                                  const DraftModelOptions& options);
+
+}  // namespace pensieve
