@@ -1,7 +1,8 @@
 // `pensieve template -m MODEL --messages M.json`: the prompt the model's chat template makes
 // of a conversation, through the server's own ChatFormatter (same template choice, same
 // adaptations of the conversation, same BOS/EOS texts), so it is exactly what the server
-// feeds the tokenizer for /v1/chat/completions.
+// feeds the tokenizer for /v1/chat/completions. `--ids`: the tokens the server feeds the
+// model (special tokens only from the template's own text, chat/chat_prompt.h).
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "chat/chat_format.h"
+#include "chat/chat_prompt.h"
 #include "chat/chat_template.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -30,6 +32,7 @@ struct TemplateOptions {
     std::string context;
     std::optional<std::string> bos, eos;
     bool add_generation_prompt = false;
+    bool ids = false;  // print the token ids instead of the text
 };
 
 nlohmann::ordered_json read_json(const std::string& path, const char* what) {
@@ -68,12 +71,14 @@ std::string template_source(const TemplateOptions& o, const GgufFile* gguf) {
 int run_template(const TemplateOptions& o) {
     std::unique_ptr<GgufFile> gguf;
     if (!o.model.empty()) gguf = GgufFile::open(o.model);
+    if (o.ids && !gguf) fail("--ids needs -m MODEL.gguf (its tokenizer)");
     const std::string source = template_source(o, gguf.get());
 
     // BOS / EOS texts as the server takes them: from the model's tokenizer.
+    std::unique_ptr<Tokenizer> tok;
     std::string bos, eos;
     if (gguf) {
-        const std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(*gguf);
+        tok = Tokenizer::from_gguf(*gguf);
         bos = ChatFormatter::bos_text(*tok);
         eos = ChatFormatter::eos_text(*tok);
     }
@@ -100,8 +105,26 @@ int run_template(const TemplateOptions& o) {
         for (const auto& [k, v] : c.items()) extra[k] = v;
     }
 
-    const std::string text = format.render(messages, tools, o.add_generation_prompt, extra);
-    std::fwrite(text.data(), 1, text.size(), stdout);
+    const ChatRenderFn render = [&](const nlohmann::ordered_json& m, const nlohmann::ordered_json& t) {
+        return format.render(m, t, o.add_generation_prompt, extra);
+    };
+    if (!tok) {   // no tokenizer: the text only
+        const std::string text = render(messages, tools);
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        return 0;
+    }
+    // With the model's tokenizer: exactly what the server feeds the model.
+    const ChatPrompt prompt = make_chat_prompt(*tok, messages, tools, render);
+    if (o.ids) {
+        std::string line;
+        for (int32_t id : prompt.tokens) {
+            if (!line.empty()) line += ' ';
+            line += std::to_string(id);
+        }
+        std::printf("%s\n", line.c_str());
+    } else {
+        std::fwrite(prompt.text.data(), 1, prompt.text.size(), stdout);
+    }
     return 0;
 }
 
@@ -127,6 +150,9 @@ Command add_template_command(CLI::App& root) {
         ->check(CLI::ExistingFile);
     app->add_option("--bos", o->bos, "BOS token text (default: the model's)");
     app->add_option("--eos", o->eos, "EOS token text (default: the model's)");
+    app->add_flag("--ids", o->ids,
+                  "Print the prompt's token ids, as the server tokenizes it (special tokens only from the "
+                  "template's own text)");
     return {app, [o] { return run_template(*o); }};
 }
 

@@ -164,8 +164,8 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
 
 void count_tokens(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
     ChatRequest r = parse_anthropic_messages(parse_body(req.body), true);
-    const std::string prompt = e.chat.render(r.messages, r.tools_active() ? r.tools : json(nullptr), true);
-    write_json(res, {{"input_tokens", e.tokenize_prompt(prompt).size()}});
+    const ChatPrompt prompt = e.chat_prompt(r.messages, r.tools_active() ? r.tools : json(nullptr));
+    write_json(res, {{"input_tokens", prompt.tokens.size()}});
 }
 
 }  // namespace

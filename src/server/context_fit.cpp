@@ -22,8 +22,9 @@ json without_turns(const json& messages, size_t first, size_t count) {
 
 std::string render_chat_prompt(Engine& e, ChatRequest& r, bool context_shift) {
     const json tools = r.tools_active() ? r.tools : json(nullptr);
-    std::string prompt = e.chat.render(r.messages, tools, true);
-    r.params.prompt = e.tokenize_prompt(prompt);
+    ChatPrompt full = e.chat_prompt(r.messages, tools);
+    std::string prompt = std::move(full.text);
+    r.params.prompt = std::move(full.tokens);
     if (!context_shift || fits(e, r.params.prompt.size(), r.params.options.n_predict)) return prompt;
 
     // Keep the leading system/developer messages and the last message; binary-search the
@@ -41,8 +42,9 @@ std::string render_chat_prompt(Engine& e, ChatRequest& r, bool context_shift) {
         std::string p;
         bool ok = false;
         try {
-            p = e.chat.render(without_turns(r.messages, first, mid), tools, true);
-            std::vector<int32_t> t = e.tokenize_prompt(p);
+            ChatPrompt cut = e.chat_prompt(without_turns(r.messages, first, mid), tools);
+            p = std::move(cut.text);
+            std::vector<int32_t> t = std::move(cut.tokens);
             ok = fits(e, t.size(), r.params.options.n_predict);
             if (ok) {
                 best = mid;

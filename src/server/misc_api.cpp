@@ -26,7 +26,8 @@ void register_misc_routes(httplib::Server& svr, ServerContext& ctx) {
         const json body = parse_body(req.body);
         const std::string content = require_string(body, "content");
         const bool add_special = get_bool(body, "add_special", false);
-        const bool parse_special = get_bool(body, "parse_special", true);
+        // As in /v1/completions: special-token text is plain text unless asked for.
+        const bool parse_special = get_bool(body, "parse_special", false);
         const bool with_pieces = get_bool(body, "with_pieces", false);
         const std::vector<int32_t> ids = e.tokenizer.encode(content, add_special, parse_special);
         json tokens = json::array();

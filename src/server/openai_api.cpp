@@ -279,7 +279,7 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
         r.params.prompt = r.prompt_tokens;
     } else {
         log_prompt(ctx, "completion", r.prompt_text);
-        r.params.prompt = e.tokenize_prompt(r.prompt_text);
+        r.params.prompt = e.tokenize_prompt(r.prompt_text, r.parse_special);
     }
     const bool want_lp = r.params.want_logprobs;
 

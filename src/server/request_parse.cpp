@@ -269,6 +269,7 @@ CompletionRequest parse_openai_completion(const json& body) {
     if (p->is_string()) {
         r.prompt_text = p->get<std::string>();
         if (r.prompt_text.empty()) bad_request("prompt must not be empty", "prompt");
+        r.parse_special = get_bool(body, "parse_special", false);
     } else if (p->is_array()) {
         if (p->empty()) bad_request("prompt must not be empty", "prompt");
         r.prompt_is_tokens = true;

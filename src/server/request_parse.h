@@ -37,6 +37,7 @@ struct ChatRequest {
 
 struct CompletionRequest {
     std::string prompt_text;       // when the prompt is text
+    bool parse_special = false;    // "parse_special": special-token text in it becomes tokens
     std::vector<int32_t> prompt_tokens;  // when the prompt is token ids
     bool prompt_is_tokens = false;
     RequestParams params;

@@ -50,11 +50,13 @@ Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOpt
       chat(ChatFormatter::for_model(m.file(), tok, o.chat_template_source)),
       scheduler(m, tok, pool, scheduler_config(o, n_ctx, m)) {}
 
-std::vector<int32_t> Engine::tokenize_prompt(const std::string& text) const {
-    std::vector<int32_t> ids = tokenizer.encode(text, /*add_special=*/false, /*parse_special=*/true);
-    const int32_t bos = tokenizer.bos_id();
-    if (tokenizer.add_bos() && bos >= 0 && (ids.empty() || ids.front() != bos)) ids.insert(ids.begin(), bos);
-    return ids;
+ChatPrompt Engine::chat_prompt(const json& messages, const json& tools) const {
+    return make_chat_prompt(tokenizer, messages, tools,
+                            [this](const json& m, const json& t) { return chat.render(m, t, true); });
+}
+
+std::vector<int32_t> Engine::tokenize_prompt(const std::string& text, bool parse_special) const {
+    return tokenize_prompt_text(tokenizer, text, parse_special);
 }
 
 Tracked::Tracked(ServerContext& ctx, std::shared_ptr<RequestStream> stream) : ctx_(ctx), stream_(std::move(stream)) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "chat/chat_format.h"
+#include "chat/chat_prompt.h"
 #include "engine/scheduler.h"
 #include "server/metrics.h"
 
@@ -52,10 +53,13 @@ struct Engine {
     Engine(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, const ServerOptions& o,
            std::string model_id);
 
-    // Rendered chat prompt or completion text -> token ids. Special-token text ("<s>",
-    // "<|im_start|>") becomes the control token, as the template intends; BOS is added
-    // when the model wants it and the text did not already start with it.
-    std::vector<int32_t> tokenize_prompt(const std::string& text) const;
+    // A conversation -> the chat template's prompt text and tokens; special tokens come
+    // only from the template's own text (chat/chat_prompt.h). Throws Error (HTTP 400) when
+    // the template rejects the conversation.
+    ChatPrompt chat_prompt(const json& messages, const json& tools) const;
+    // Completion text -> token ids: special-token text ("<s>", "<|im_start|>") is plain
+    // text unless parse_special (the request opted in); BOS as the model wants it.
+    std::vector<int32_t> tokenize_prompt(const std::string& text, bool parse_special) const;
 
     Model& model;
     const Tokenizer& tokenizer;

@@ -6,6 +6,7 @@
 
 #include "gguf/gguf.h"
 #include "tokenizer/algorithm.h"
+#include "tokenizer/unicode.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -68,6 +69,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
             default: break;   // control, unknown, unused: nothing
         }
     }
+    for (int32_t id : t->vocab_.special_tokens)   // already longest first
+        t->specials_by_first_byte_[static_cast<uint8_t>(t->vocab_.tokens[id].text[0])].push_back(id);
     return t;
 }
 
@@ -122,6 +125,15 @@ std::vector<Tokenizer::Fragment> Tokenizer::split_special(std::string_view text,
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+    return encode_fragments(text, add_special, parse_special, /*strip_shield_marks=*/false);
+}
+
+std::vector<int32_t> Tokenizer::encode_shielded(std::string_view text, bool add_special) const {
+    return encode_fragments(text, add_special, /*parse_special=*/true, /*strip_shield_marks=*/true);
+}
+
+std::vector<int32_t> Tokenizer::encode_fragments(std::string_view text, bool add_special, bool parse_special,
+                                                 bool strip_shield_marks) const {
     std::vector<int32_t> out;
     out.reserve(text.size() / 3 + 4);
     if (add_special && vocab_.add_bos && vocab_.bos >= 0) out.push_back(vocab_.bos);
@@ -129,19 +141,62 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     // SPM prefixes a space to the first fragment and to every fragment that follows a
     // special token (BOS or not), as llama.cpp does.
     bool after_special = true;
+    std::string plain;
     for (const Fragment& f : split_special(text, parse_special)) {
         if (f.token >= 0) {
             out.push_back(f.token);
             after_special = true;
-        } else {
-            algo_->encode_fragment(text.substr(f.offset, f.length), after_special, out);
-            after_special = false;
+            continue;
         }
+        std::string_view fragment = text.substr(f.offset, f.length);
+        if (strip_shield_marks && fragment.find(kShieldMark) != std::string_view::npos) {
+            plain = remove_shield_marks(fragment);
+            fragment = plain;
+        }
+        if (!fragment.empty()) algo_->encode_fragment(fragment, after_special, out);
+        after_special = false;
     }
 
     if (add_special && vocab_.add_eos && vocab_.eos >= 0) out.push_back(vocab_.eos);
     if (add_special && vocab_.add_sep && vocab_.sep >= 0) out.push_back(vocab_.sep);
     return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Shielding user text
+
+std::string Tokenizer::shield_specials(std::string_view text, ShieldKinds kinds) const {
+    std::string out;
+    size_t copied = 0;
+    for (size_t pos = 0; pos < text.size(); ++pos) {
+        for (int32_t id : specials_by_first_byte_[static_cast<uint8_t>(text[pos])]) {
+            const TokenData& tok = vocab_.tokens[id];
+            if (tok.type == TokenType::USER_DEFINED && kinds != ShieldKinds::ALL_SPECIAL) continue;
+            if (text.compare(pos, tok.text.size(), tok.text) != 0) continue;
+            // Break it after its first character (a token of one character cannot be broken).
+            size_t first = 0;
+            utf8_next(tok.text, first);
+            const size_t at = pos + first;
+            if (at >= pos + tok.text.size() || at < copied) break;
+            out.append(text.substr(copied, at - copied));
+            out.append(kShieldMark);
+            copied = at;
+            break;
+        }
+    }
+    out.append(text.substr(copied));
+    return out;
+}
+
+std::string Tokenizer::remove_shield_marks(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (size_t pos = 0;;) {
+        const size_t mark = text.find(kShieldMark, pos);
+        out.append(text.substr(pos, mark == std::string_view::npos ? std::string_view::npos : mark - pos));
+        if (mark == std::string_view::npos) return out;
+        pos = mark + kShieldMark.size();
+    }
 }
 
 // ---------------------------------------------------------------------------------------

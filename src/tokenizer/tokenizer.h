@@ -19,6 +19,12 @@ namespace pensieve {
 class GgufFile;
 class TokenizerAlgorithm;
 
+// Which special tokens' text shield_specials() breaks.
+enum class ShieldKinds {
+    CONTROL,       // control and unknown tokens (those parse_special governs)
+    ALL_SPECIAL,   // and user-defined ones too (which plain-text encoding always matches)
+};
+
 class Tokenizer {
 public:
     // Throws Error: missing/invalid tokenizer metadata, unsupported tokenizer.ggml.model.
@@ -30,6 +36,30 @@ public:
     // otherwise it is plain text. User-defined tokens are always matched as wholes
     // (as in llama.cpp and HF tokenizers).
     std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special = false) const;
+
+    // --- Text from users inside a chat template's output -------------------------------
+    //
+    // Only text the chat template itself wrote may become special tokens: a user who types
+    // "<|im_start|>system" must not open a system turn. The template may transform what it
+    // is given (trim, split, `in` tests), so user text cannot be located in its output by
+    // position. Instead every special token's text inside user-provided strings is broken
+    // before rendering by inserting kShieldMark after its first character; the rendered
+    // text is then split at the special tokens that remain (the template's own), and the
+    // marks are removed from the plain-text parts, which are encoded as plain text (no
+    // special token of any kind is matched in them).
+    //
+    // U+FDD0, a Unicode noncharacter (reserved for internal use, never assigned). One that
+    // a user sends is removed like the marks.
+    static constexpr std::string_view kShieldMark = "\xEF\xB7\x90";
+
+    // `text` with kShieldMark inserted into every occurrence of a special token's text of
+    // the given kinds (at every byte offset, so invalid UTF-8 cannot hide one).
+    std::string shield_specials(std::string_view text, ShieldKinds kinds) const;
+    // A rendered chat prompt -> ids: special tokens where the text (still) spells them,
+    // the rest as plain text with the shield marks removed. add_special as in encode().
+    std::vector<int32_t> encode_shielded(std::string_view text, bool add_special) const;
+    // `text` without shield marks (for logs and display).
+    static std::string remove_shield_marks(std::string_view text);
 
     // The bytes of one token ("▁" -> " ", <0xAB> -> that byte; control and unknown
     // tokens -> empty unless render_special, then their text). May be partial UTF-8.
@@ -72,11 +102,15 @@ private:
         size_t length;
     };
     std::vector<Fragment> split_special(std::string_view text, bool parse_special) const;
+    std::vector<int32_t> encode_fragments(std::string_view text, bool add_special, bool parse_special,
+                                          bool strip_shield_marks) const;
     void check_id(int32_t id) const;
 
     Vocab vocab_;
     std::unique_ptr<TokenizerAlgorithm> algo_;
     std::vector<std::string> pieces_;   // token_to_piece(id, false), precomputed
+    // Special tokens (longest first) by the first byte of their text, for shield_specials.
+    std::vector<int32_t> specials_by_first_byte_[256];
 };
 
 }  // namespace pensieve
