@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import statistics
-import struct
 import subprocess
 import sys
 
@@ -21,82 +20,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("PENSIEVE_SHARED", os.path.join(REPO, "..", "shared"))
 RUN_TIMEOUT_S = 3600
 
-# ggml tensor types: id -> (name, elements per block, bytes per block).
-GGML_TYPES = {
-    0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20),
-    6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36),
-    10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144),
-    13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292),
-    16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74), 18: ("IQ3_XXS", 256, 98),
-    19: ("IQ1_S", 256, 50), 20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110),
-    22: ("IQ2_S", 256, 82), 23: ("IQ4_XS", 256, 136), 24: ("I8", 1, 1), 25: ("I16", 1, 2),
-    26: ("I32", 1, 4), 27: ("I64", 1, 8), 28: ("F64", 1, 8), 29: ("IQ1_M", 256, 56),
-    30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66), 39: ("MXFP4", 32, 17),
-}
 
-
-# ---------------------------------------------------------------- GGUF: weight bytes
-
-
-def gguf_tensors(path):
-    """[(name, ggml type id, element count)] of a GGUF file, from its header."""
-    with open(path, "rb") as f:
-        def read(fmt):
-            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))[0]
-
-        def read_str():
-            return f.read(read("Q")).decode("utf-8", "replace")
-
-        scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
-        def skip_value(t):
-            if t in scalar:
-                f.seek(struct.calcsize("<" + scalar[t]), 1)
-            elif t == 8:
-                f.seek(read("Q"), 1)
-            elif t == 9:
-                item, n = read("I"), read("Q")
-                if item in scalar:
-                    f.seek(n * struct.calcsize("<" + scalar[item]), 1)
-                else:
-                    for _ in range(n):
-                        skip_value(item)
-            else:
-                raise ValueError(f"{path}: unknown GGUF value type {t}")
-
-        if f.read(4) != b"GGUF":
-            raise ValueError(f"{path}: not a GGUF file")
-        read("I")  # version
-        n_tensors, n_kv = read("Q"), read("Q")
-        for _ in range(n_kv):
-            read_str()
-            skip_value(read("I"))
-        tensors = []
-        for _ in range(n_tensors):
-            name = read_str()
-            count = 1
-            for _ in range(read("I")):
-                count *= read("Q")
-            ggml_type = read("I")
-            read("Q")  # offset
-            tensors.append((name, ggml_type, count))
-        return tensors
-
-
-def weight_bytes_per_token(path):
-    """Bytes of weights one decode step reads: every tensor but the token embedding (one
-    row of it is looked up), unless it doubles as the output head (no output.weight)."""
-    tensors = gguf_tensors(path)
-    names = {t[0] for t in tensors}
-    total = 0
-    for name, ggml_type, count in tensors:
-        if name == "token_embd.weight" and "output.weight" in names:
-            continue
-        if ggml_type not in GGML_TYPES:
-            raise ValueError(f"{path}: tensor {name} has unknown ggml type {ggml_type}")
-        _, block, size = GGML_TYPES[ggml_type]
-        total += count // block * size
-    return total
+def weight_bytes_per_token(pensieve, path):
+    """Bytes of weights one generated token reads (`pensieve info`: every tensor but the
+    token-embedding lookup, unless the embedding doubles as the output head)."""
+    out = subprocess.run([pensieve, "info", path], capture_output=True, text=True, check=True).stdout
+    key = "weights read per generated token: "
+    line = next((l for l in out.splitlines() if l.startswith(key)), None)
+    if line is None:
+        sys.exit(f"compare: `pensieve info` does not print {key!r} (an older binary?)")
+    return int(line[len(key):].split()[0])
 
 
 # ---------------------------------------------------------------- models and tools
@@ -210,7 +143,7 @@ def tests_of(a):
 
 
 def compare_file(path, label, bin_dir, pensieve, a):
-    res = {"label": label, "file": path, "bytes_per_token": weight_bytes_per_token(path),
+    res = {"label": label, "file": path, "bytes_per_token": weight_bytes_per_token(pensieve, path),
            "reference_cmd": shlex.join(reference_cmd(bin_dir, path, a)),
            "pensieve_cmd": shlex.join(pensieve_cmd(pensieve, path, a)),
            "pairs": [], "reference_error": None, "pensieve_error": None}

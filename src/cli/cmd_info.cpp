@@ -84,6 +84,17 @@ void print_kv_cache_sizes(const GgufFile& f) {
     }
 }
 
+// Bytes of weights one generated token reads: every tensor but the token embedding, of
+// which decode looks up one row, unless it doubles as the output head (no output.weight).
+// Read bandwidth / this = the generation speed limit (bench/compare.sh reports the share).
+uint64_t weight_bytes_per_token(const GgufFile& f) {
+    const bool tied_head = f.find_tensor("output.weight") == nullptr;
+    uint64_t bytes = 0;
+    for (const GgufTensor& t : f.tensors())
+        if (tied_head || t.name != "token_embd.weight") bytes += t.nbytes;
+    return bytes;
+}
+
 int info(const InfoOptions& o) {
     if (o.cpu) {
         std::printf("cpu features: %s\n", describe_cpu_features().c_str());
@@ -115,6 +126,9 @@ int info(const InfoOptions& o) {
                 human_bytes(double(n_bytes)).c_str());
     for (const auto& [name, e] : by_type)
         std::printf("  %-8s %4d tensors  %s\n", name.c_str(), e.first, human_bytes(double(e.second)).c_str());
+    const uint64_t per_token = weight_bytes_per_token(*f);
+    std::printf("weights read per generated token: %llu bytes (%s)\n", static_cast<unsigned long long>(per_token),
+                human_bytes(double(per_token)).c_str());
     std::printf("\n");
     size_t shown = 0;
     for (const GgufTensor& t : f->tensors()) {

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <filesystem>
 
+#include "gguf/gguf.h"
 #include "test_paths.h"
 
 namespace {
@@ -162,6 +163,34 @@ TEST(Cli, BenchWithoutModelIsOneLineError) {
     EXPECT_NE(r.status, 0);
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     EXPECT_NE(r.out.find("--bandwidth"), std::string::npos) << r.out;
+}
+
+// A tiny F32 file: token_embd 4x10 (160 bytes), a norm of 4 (16), a 4x4 matrix (64), and
+// with `output` a 4x10 head (160). Decode reads one embedding row, so the embedding counts
+// only when it is also the head.
+std::string bytes_per_token_of(bool with_output) {
+    pensieve::GgufWriter w;
+    w.set_string("general.architecture", "llama");
+    std::vector<float> zeros(40, 0.0f);
+    w.add_tensor("token_embd.weight", {4, 10}, pensieve::GgmlType::F32, zeros.data(), 160);
+    w.add_tensor("blk.0.attn_norm.weight", {4}, pensieve::GgmlType::F32, zeros.data(), 16);
+    w.add_tensor("blk.0.attn_q.weight", {4, 4}, pensieve::GgmlType::F32, zeros.data(), 64);
+    if (with_output) w.add_tensor("output.weight", {4, 10}, pensieve::GgmlType::F32, zeros.data(), 160);
+    const std::string path = std::filesystem::temp_directory_path() /
+                             ("pensieve_bpt_" + std::to_string(with_output) + ".gguf");
+    w.write(path);
+    Result r = run("info " + path);
+    std::filesystem::remove(path);
+    EXPECT_EQ(r.status, 0) << r.out;
+    const std::string key = "weights read per generated token: ";
+    const size_t at = r.out.find(key);
+    if (at == std::string::npos) return "missing: " + r.out;
+    return r.out.substr(at + key.size(), r.out.find(' ', at + key.size()) - at - key.size());
+}
+
+TEST(Cli, InfoShowsWeightBytesPerToken) {
+    EXPECT_EQ(bytes_per_token_of(true), "240");    // norm + matrix + head, not the embedding
+    EXPECT_EQ(bytes_per_token_of(false), "240");   // tied: the embedding is the head
 }
 
 }  // namespace
