@@ -265,10 +265,19 @@ def main():
     header = (f"`bench/compare.sh {shlex.join(sys.argv[1:])}` — {started:%Y-%m-%d %H:%M %Z}, pensieve "
               f"{git_commit()}, reference llama.cpp ({ref_line or 'version unknown'}), {a.threads} threads, "
               f"{a.pairs} pairs, load average at start {' '.join(load)}")
+    load_end = open("/proc/loadavg").read().split()[:3]
+    header += f", at the end {' '.join(load_end)}"
+    busy = max(float(load[0]), float(load_end[0])) > os.cpu_count()
+    if busy:
+        # Oversubscribed, the reference's spin-waiting threads lose far more than pensieve's
+        # (seen: its tg128 at 0.5-1 tok/s at load 14): such ratios say nothing.
+        header += (f"\n\n**Not valid for claims: load average above {os.cpu_count()} cores "
+                   "(other work running).**")
+        log(f"warning: load average {max(load[0], load_end[0], key=float)} exceeds {os.cpu_count()} cores; figures are not valid for claims")
     if a.json:
-        print(json.dumps({"command": ["bench/compare.sh"] + sys.argv[1:], "started": started.isoformat(),
+        print(json.dumps({"busy": busy, "command": ["bench/compare.sh"] + sys.argv[1:], "started": started.isoformat(),
                           "pensieve_commit": git_commit(), "reference": ref_version, "threads": a.threads,
-                          "load_average": load, "results": results}, indent=2))
+                          "load_average": load, "load_average_end": load_end, "results": results}, indent=2))
     else:
         print(markdown(results, a, header))
 
