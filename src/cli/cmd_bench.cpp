@@ -116,6 +116,7 @@ int bench_bandwidth(const BenchOptions& o) {
 int bench(const BenchOptions& o) {
     if (o.bandwidth) return bench_bandwidth(o);
     if (o.model.path.empty()) fail("bench needs a model (-m FILE), or --bandwidth");
+    if (o.n_prompt == 0 && o.n_gen == 0) fail("nothing to measure: -p and -n are both 0");
     const KvType type = o.cache_type.resolve();
     LoadedModel m = load(o.model);
     std::mt19937 rng(42);

@@ -8,6 +8,7 @@
 #include "engine/perplexity.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+#include "util/plural.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -29,7 +30,8 @@ int run_perplexity(const PerplexityOptions& o) {
     const std::string text = read_text_file(o.file);
     Timer timer;
     const std::vector<int32_t> tokens = m.tokenizer->encode(text, m.tokenizer->add_bos());
-    std::fprintf(stderr, "tokenized %zu bytes into %zu tokens in %.3f s\n", text.size(), tokens.size(),
+    std::fprintf(stderr, "tokenized %s into %s in %.3f s\n", count_of(text.size(), "byte").c_str(),
+                 count_of(tokens.size(), "token").c_str(),
                  timer.seconds());
     ProgressBar bar("perplexity");
     PerplexityResult r = perplexity(*m.model, *m.pool, tokens, o.n_ctx, m.tokenizer->bos_id(), o.n_batch,

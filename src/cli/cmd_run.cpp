@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/plural.h"
 #include "util/thread_pool.h"
 
 namespace pensieve {
@@ -39,8 +40,11 @@ void write_out(const std::string& text) {
 
 int run(const RunOptions& o) {
     const KvType cache_type = o.cache_type.resolve();
+    // Without a prompt the model would just ramble for a whole context: say what is missing.
+    if (o.prompt.empty() && o.prompt_file.empty()) fail("no prompt: give -p TEXT or -f FILE");
     std::string prompt = o.prompt;
     if (!o.prompt_file.empty()) prompt = read_text_file(o.prompt_file);
+    if (prompt.empty()) fail(o.prompt_file, ": the prompt file is empty");
     LoadedModel m = load(o.model);
 
     const bool add_bos = m.tokenizer->add_bos() && !o.no_bos;
@@ -87,14 +91,14 @@ int run(const RunOptions& o) {
     if (done.reason == FinishReason::Error) fail(done.error);
 
     const int computed = done.n_prompt - done.n_cached;
-    std::fprintf(stderr, "\nprompt: %d tokens (%d from cache), %.2f s, %.2f tokens/s\n", done.n_prompt,
+    std::fprintf(stderr, "\nprompt: %s (%d from cache), %.2f s, %.2f tokens/s\n", count_of(done.n_prompt, "token").c_str(),
                  done.n_cached, done.prompt_seconds,
                  done.prompt_seconds > 0 ? computed / done.prompt_seconds : 0.0);
     const double gen_tps = done.generate_seconds > 0 && done.n_generated > 1
                                ? (done.n_generated - 1) / done.generate_seconds
                                : 0.0;
-    std::fprintf(stderr, "generation: %d tokens, %.2f s, %.2f tokens/s (stop: %s)\n", done.n_generated,
-                 done.generate_seconds, gen_tps, finish_reason_word(done.reason));
+    std::fprintf(stderr, "generation: %s, %.2f s, %.2f tokens/s (stop: %s)\n",
+                 count_of(done.n_generated, "token").c_str(), done.generate_seconds, gen_tps, finish_reason_word(done.reason));
     const SchedulerStats st = sched.stats();
     std::fprintf(stderr, "%s\n", describe_kv_cache(st.kv_type, st.kv_bytes, st.kv_tokens_capacity).c_str());
     if (o.lookup > 0 || draft)

@@ -29,6 +29,7 @@ struct ServeOptions {
     std::string draft_model;
     CacheTypeOptions cache_type;
     bool quiet = false;
+    bool no_prefix_cache = false;
 };
 
 std::string file_name(const std::string& path) {
@@ -43,6 +44,7 @@ int serve(ServeOptions o) {
     if (!o.chat_template_file.empty()) so.chat_template_source = read_text_file(o.chat_template_file);
     so.log_requests = !o.quiet;
     so.cache_type = o.cache_type.resolve();
+    so.prefix_cache = !o.no_prefix_cache;
     if (!so.prefix_cache && !so.cache_dir.empty()) fail("--no-prefix-cache and --cache-dir exclude each other");
 
     // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken
@@ -123,7 +125,8 @@ Command add_serve_command(CLI::App& root) {
                     "Persistent prefix cache: KV of earlier prompts is kept here and reused across restarts");
     app->add_option("--cache-ram", s.cache_ram_mib, "MiB of RAM for cached prompt prefixes beyond the slots' own")
         ->check(CLI::Range(0, 1 << 20));
-    app->add_flag("!--no-prefix-cache", s.prefix_cache,
+    // A plain flag (not CLI11's "!--no-..." negation, whose help shows "{false}").
+    app->add_flag("--no-prefix-cache", o->no_prefix_cache,
                   "Never reuse the KV of earlier prompts: every prompt is computed in full (for measurements)");
     add_cache_type_options(*app, o->cache_type);
     return {app, [o] { return serve(*o); }};

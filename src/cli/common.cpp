@@ -24,14 +24,21 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
 
 void add_sampling_options(CLI::App& app, GenerateOptions& o) {
     SamplingParams& s = o.sampling;
-    app.add_option("--temp,--temperature", s.temperature, "Temperature (0: greedy)")->capture_default_str();
-    app.add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
-    app.add_option("--top-p", s.top_p, "Top-p / nucleus (1: off)")->capture_default_str();
-    app.add_option("--min-p", s.min_p, "Min-p (0: off)")->capture_default_str();
-    app.add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
-    app.add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalties look back over (-1: all)")->capture_default_str();
-    app.add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")->capture_default_str();
-    app.add_option("--presence-penalty", s.presence_penalty, "Presence penalty")->capture_default_str();
+    // The ranges the HTTP API accepts (server/request_parse.cpp), so a value works in both
+    // or in neither.
+    app.add_option("--temp,--temperature", s.temperature, "Temperature (0: greedy)")
+        ->check(CLI::Range(0.0, 2.0))->capture_default_str();
+    app.add_option("--top-k", s.top_k, "Top-k (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--top-p", s.top_p, "Top-p / nucleus (1: off)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+    app.add_option("--min-p", s.min_p, "Min-p (0: off)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+    app.add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")
+        ->check(CLI::Range(0.01, 10.0))->capture_default_str();
+    app.add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalties look back over (-1: all)")
+        ->check(CLI::Range(-1, INT32_MAX))->capture_default_str();
+    app.add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")
+        ->check(CLI::Range(-2.0, 2.0))->capture_default_str();
+    app.add_option("--presence-penalty", s.presence_penalty, "Presence penalty")
+        ->check(CLI::Range(-2.0, 2.0))->capture_default_str();
     app.add_option("-s,--seed", s.seed, "Random seed (default: random)");
     app.add_option("--stop", o.stop, "Stop string (repeatable)");
     app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating past end-of-text");

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <iterator>
 #include <limits>
 #include <unistd.h>
 
@@ -132,8 +133,8 @@ struct TensorLayout {
 std::vector<uint8_t> header_bytes(uint32_t version, size_t alignment,
                                   const std::vector<std::pair<std::string, GgufValue>>& kv,
                                   const std::vector<TensorLayout>& tensors) {
-    std::vector<uint8_t> out;
-    out.insert(out.end(), kMagic, kMagic + 4);
+    // Built from the magic (GCC 12 misreads an insert into the empty vector as an overflow).
+    std::vector<uint8_t> out(std::begin(kMagic), std::end(kMagic));
     put<uint32_t>(out, version);
     put<uint64_t>(out, tensors.size());
     put<uint64_t>(out, kv.size());

@@ -48,7 +48,9 @@ std::string describe_cpu_features() {
     const CpuFeatures& f = cpu_features();
     std::string s;
     auto add = [&](bool on, const char* name) {
-        if (on) s += (s.empty() ? "" : " ") + std::string(name);
+        if (!on) return;
+        if (!s.empty()) s += ' ';
+        s += name;
     };
     add(f.avx2, "AVX2");
     add(f.fma, "FMA");

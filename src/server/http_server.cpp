@@ -9,6 +9,7 @@
 
 #include "server/routes.h"
 #include "util/error.h"
+#include "util/plural.h"
 
 namespace pensieve::server {
 
@@ -161,8 +162,8 @@ void HttpServer::set_model(Model& model, const Tokenizer& tokenizer, ThreadPool&
     engine_ = std::make_unique<Engine>(model, tokenizer, pool, ctx_->options, model_id);
     const ServerOptions& o = ctx_->options;
     std::fprintf(stderr, "pensieve: chat format: %s\n", engine_->chat.describe().c_str());
-    std::fprintf(stderr, "pensieve: %d slots x %d tokens of context, queue up to %d\n", std::max(1, o.n_parallel),
-                 engine_->n_ctx, o.max_queue);
+    std::fprintf(stderr, "pensieve: %s x %s of context, queue up to %d\n", count_of(std::max(1, o.n_parallel), "slot").c_str(),
+                 count_of(engine_->n_ctx, "token").c_str(), o.max_queue);
     ctx_->set_engine(engine_.get());
 }
 

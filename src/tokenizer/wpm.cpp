@@ -100,7 +100,9 @@ public:
         std::string_view s = token.text;
         if (hash_form_) {
             if (s.starts_with("##")) return std::string(s.substr(2));
-            return " " + std::string(s);
+            std::string piece(1, ' ');
+            piece += s;
+            return piece;
         }
         std::string out;
         for (size_t pos = 0; pos < s.size();) {

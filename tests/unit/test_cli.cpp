@@ -1,6 +1,7 @@
 // The command-line contract (DESIGN.md): runs the built `pensieve` binary.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +65,46 @@ TEST(Cli, CorruptModelIsOneLineError) {
     Result r = run("info " + shared_dir() + "/text/tinystories-gen.txt", true);
     EXPECT_EQ(r.status, 1);
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+}
+
+// Paper cuts: mistakes get a one-line error instead of a surprise.
+TEST(Cli, RunWithoutPromptIsAnError) {
+    Result r = run("run -m " + kStories + " -n 4", true);   // not 2048 tokens of free generation
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find("no prompt"), std::string::npos) << r.out;
+}
+
+TEST(Cli, SamplingValuesOutsideTheApiRangesAreRejected) {
+    for (const char* bad : {"--temp -1", "--temp 2.5", "--top-p 1.5", "--min-p -0.1", "--repeat-penalty 0",
+                            "--presence-penalty 3", "--top-k -1", "--repeat-last-n -2"}) {
+        Result r = run("run -m " + kStories + " -p hi -n 1 " + bad, true);
+        EXPECT_NE(r.status, 0) << bad << ": " << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << bad << ": " << r.out;
+    }
+    EXPECT_EQ(run("run -m " + kStories + " -p hi -n 1 --temp 0 --top-p 1 --repeat-last-n -1").status, 0);
+}
+
+TEST(Cli, OneTokenIsSingular) {
+    Result r = run("run -m " + kStories + " -p hi -n 1 --temp 0", true);
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("generation: 1 token,"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(" 1 tokens"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BenchWithNothingToMeasureIsAnError) {
+    Result r = run("bench -m " + kStories + " -p 0 -n 0", true);
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("nothing to measure"), std::string::npos) << r.out;
+}
+
+// CLI11's negated flags ("!--no-x") show their default as "{false}" in --help.
+TEST(Cli, HelpShowsNoFlagDefaultsInBraces) {
+    for (const char* cmd : {"serve", "run", "bench", "template", "tokenize", "perplexity"}) {
+        Result r = run(std::string(cmd) + " --help");
+        EXPECT_EQ(r.out.find("{false}"), std::string::npos) << cmd << ":\n" << r.out;
+        EXPECT_EQ(r.out.find("{true}"), std::string::npos) << cmd << ":\n" << r.out;
+    }
 }
 
 TEST(Cli, TokenizeMatchesReference) {
