@@ -46,8 +46,13 @@ const char* stop_reason(const FinishEvent& f) {
 
 json stop_sequence(const FinishEvent& f) { return f.stop_string.empty() ? json(nullptr) : json(f.stop_string); }
 
+// Anthropic's usage splits the prompt in three parts that add up to all of it:
+// input_tokens (computed now, not read from a cache) + cache_read_input_tokens (reused from
+// the prefix cache) + cache_creation_input_tokens (0: caching is automatic here, nothing is
+// billed for writing it). Counting cached tokens in input_tokens too would make clients
+// count them twice.
 json usage_json(const FinishEvent& f) {
-    return {{"input_tokens", f.n_prompt},
+    return {{"input_tokens", f.n_prompt - f.n_cached},
             {"output_tokens", f.n_generated},
             {"cache_read_input_tokens", f.n_cached},
             {"cache_creation_input_tokens", 0},
@@ -95,9 +100,14 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
             data["type"] = type;
             return send(t, sink, sse_event(type, data));
         };
+        // The prompt's cache split is known only once the scheduler has looked it up:
+        // message_start counts the whole prompt as input (the three parts still add up to
+        // the prompt), and message_delta carries the final split (cumulative totals, which
+        // the SDKs copy over message_start's).
         json start = {{"id", id}, {"type", "message"}, {"role", "assistant"}, {"model", model},
                       {"content", json::array()}, {"stop_reason", nullptr}, {"stop_sequence", nullptr},
-                      {"usage", {{"input_tokens", n_prompt}, {"output_tokens", 0}}}};
+                      {"usage", {{"input_tokens", n_prompt}, {"output_tokens", 0}, {"cache_read_input_tokens", 0},
+                                 {"cache_creation_input_tokens", 0}}}};
         if (!emit("message_start", {{"message", start}})) return false;
 
         // The text block opens lazily: a reply that is only tool calls has no text block.
@@ -154,7 +164,7 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
             const bool tool_use = !found.empty();
             json delta = {{"stop_reason", tool_use ? "tool_use" : stop_reason(f)},
                           {"stop_sequence", tool_use ? json(nullptr) : stop_sequence(f)}};
-            if (!emit("message_delta", {{"delta", delta}, {"usage", {{"output_tokens", f.n_generated}}}})) return false;
+            if (!emit("message_delta", {{"delta", delta}, {"usage", usage_json(f)}})) return false;
             emit("message_stop", json::object());
             sink.done();
             return true;

@@ -229,7 +229,23 @@ describe('Anthropic SDK', () => {
       model: base.model, system: base.system, messages: base.messages,
     });
     const m = await anthropic().messages.create({ ...base, max_tokens: 1 });
-    assert.equal(input_tokens, m.usage.input_tokens);
+    const u = m.usage;
+    assert.equal(input_tokens, u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens);
+  });
+
+  test('usage: input_tokens leaves out cached tokens (whole and streamed)', async () => {
+    const long = { ...base, max_tokens: 2, messages: [{ role: 'user', content: 'A long prompt for the cache. '.repeat(20) }] };
+    const { input_tokens: whole } = await anthropic().messages.countTokens({
+      model: long.model, system: long.system, messages: long.messages,
+    });
+    await anthropic().messages.create(long);   // now its prefix is cached
+    const parts = (u) => u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+    const again = await anthropic().messages.create(long);
+    assert.ok(again.usage.cache_read_input_tokens > whole / 2, JSON.stringify(again.usage));
+    assert.equal(parts(again.usage), whole);
+    const final = await anthropic().messages.stream(long).finalMessage();
+    assert.ok(final.usage.cache_read_input_tokens > whole / 2, JSON.stringify(final.usage));
+    assert.equal(parts(final.usage), whole);
   });
 
   test('tool_use and tool_result blocks go in', async () => {

@@ -670,7 +670,54 @@ TEST(ServerTest, AnthropicCountTokens) {
     Reply c = post(s, "/v1/messages/count_tokens", json{{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}});
     ASSERT_EQ(c.status, 200) << c.raw;
     Reply m = post(s, "/v1/messages", messages_body("Hi", 1));
-    EXPECT_EQ(c.body["input_tokens"], m.body["usage"]["input_tokens"]);
+    const json& u = m.body["usage"];
+    EXPECT_EQ(c.body["input_tokens"].get<int>(), u["input_tokens"].get<int>() + u["cache_read_input_tokens"].get<int>() +
+                                                     u["cache_creation_input_tokens"].get<int>());
+}
+
+// Anthropic's usage: input_tokens + cache_read_input_tokens + cache_creation_input_tokens
+// is the whole prompt, so input_tokens leaves out what the prefix cache supplied (else
+// clients count those tokens twice). Whole replies, and streams (message_start counts the
+// whole prompt as input; message_delta carries the final split).
+TEST(ServerTest, AnthropicUsageExcludesCachedTokens) {
+    auto& s = shared_server();
+    std::string story = "A fresh story for the usage test.";
+    for (int i = 0; i < 12; ++i) story += " The little dog ran to the big red ball and the cat watched.";
+    const json body = messages_body(story, 2);
+    const int whole = post(s, "/v1/messages/count_tokens", body).body["input_tokens"].get<int>();
+    ASSERT_GT(whole, 64);
+    auto parts = [](const json& u) {
+        return u["input_tokens"].get<int>() + u["cache_read_input_tokens"].get<int>() +
+               u["cache_creation_input_tokens"].get<int>();
+    };
+    Reply first = post(s, "/v1/messages", body);
+    ASSERT_EQ(first.status, 200) << first.raw;
+    EXPECT_EQ(parts(first.body["usage"]), whole);
+    Reply again = post(s, "/v1/messages", body);   // the same prompt: its prefix is cached now
+    ASSERT_EQ(again.status, 200) << again.raw;
+    const json& u = again.body["usage"];
+    EXPECT_GT(u["cache_read_input_tokens"].get<int>(), whole / 2) << u.dump();
+    EXPECT_EQ(parts(u), whole) << u.dump();
+    EXPECT_LT(u["input_tokens"].get<int>(), whole - whole / 2) << u.dump();
+
+    json stream_body = body;
+    stream_body["stream"] = true;
+    Reply r = post(s, "/v1/messages", stream_body);
+    ASSERT_EQ(r.status, 200);
+    int seen = 0;
+    for (const SseEvent& e : parse_sse(r.raw)) {
+        const json d = json::parse(e.data);
+        if (e.event == "message_start") {
+            EXPECT_EQ(parts(d["message"]["usage"]), whole) << e.data;
+            ++seen;
+        } else if (e.event == "message_delta") {
+            EXPECT_EQ(parts(d["usage"]), whole) << e.data;
+            EXPECT_GT(d["usage"]["cache_read_input_tokens"].get<int>(), whole / 2) << e.data;
+            EXPECT_EQ(d["usage"]["output_tokens"], 2);
+            ++seen;
+        }
+    }
+    EXPECT_EQ(seen, 2);
 }
 
 TEST(ServerTest, AnthropicErrors) {
