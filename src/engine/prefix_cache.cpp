@@ -1,11 +1,13 @@
 #include "engine/prefix_cache.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 
+#include "engine/cache_writer.h"
 #include "gguf/gguf.h"
 #include "model/kv_cache.h"
 
@@ -17,6 +19,10 @@ constexpr int B = KvCache::kBlockSize;
 constexpr char kMagic[8] = {'P', 'S', 'V', 'K', 'V', 'B', 'L', 'K'};
 // Version 2 added the KV element type (version 1 files held fp16 and are ignored).
 constexpr uint32_t kVersion = 2;
+// Memory the background writer may hold in copies of blocks waiting for the disk.
+constexpr size_t kMaxPendingWriteBytes = size_t(256) << 20;
+// A temporary file this old belongs to a write that died with its process.
+constexpr auto kStaleTemporaryAge = std::chrono::hours(1);
 
 // What precedes a block's tokens and K/V data in its file.
 struct DiskHeader {
@@ -100,6 +106,22 @@ PrefixCache::PrefixCache(KvCache& kv, uint64_t model_id, std::string disk_dir)
         std::filesystem::create_directories(dir_ + "/" + hex(model_id_), ec);
         if (ec) std::fprintf(stderr, "pensieve: warning: cannot create cache directory %s: %s\n",
                              dir_.c_str(), ec.message().c_str());
+        remove_stale_temporaries();
+        writer_ = std::make_unique<CacheWriter>(kMaxPendingWriteBytes);
+    }
+}
+
+PrefixCache::~PrefixCache() = default;   // the writer finishes its queue
+
+void PrefixCache::remove_stale_temporaries() const {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const auto now = fs::file_time_type::clock::now();
+    for (const auto& f : fs::directory_iterator(dir_ + "/" + hex(model_id_), ec)) {
+        std::error_code fe;
+        if (!is_temporary_cache_file(f.path().string())) continue;
+        const auto mtime = fs::last_write_time(f.path(), fe);
+        if (!fe && now - mtime > kStaleTemporaryAge) fs::remove(f.path(), fe);
     }
 }
 
@@ -159,6 +181,21 @@ void PrefixCache::insert(int seq, const std::vector<int32_t>& tokens) {
         kv_.retain_block(table[i]);
         entries_[h] = Entry{h, parent, std::vector<int32_t>(block_tokens, block_tokens + B), table[i], ++clock_, false};
         ++stats_.inserted_blocks;
+        if (writer_) unsaved_.push_back(h);
+    }
+    write_behind();
+}
+
+// Oldest first, as long as the writer's queue has room; a block evicted meanwhile was
+// saved by evict_one.
+void PrefixCache::write_behind() {
+    while (writer_ && !unsaved_.empty()) {
+        auto it = entries_.find(unsaved_.front());
+        if (it != entries_.end() && !it->second.on_disk) {
+            if (!writer_->try_submit(block_path(it->first), block_file(it->second))) return;
+            it->second.on_disk = true;   // queued: written within moments (a failure is a miss later)
+        }
+        unsaved_.pop_front();
     }
 }
 
@@ -178,20 +215,23 @@ bool PrefixCache::evict_one() {
 
 void PrefixCache::save_all() {
     if (dir_.empty()) return;
+    unsaved_.clear();
     for (auto& [h, e] : entries_)
         if (!e.on_disk && save_block(e)) e.on_disk = true;
+    writer_->drain();
 }
 
 PrefixCacheStats PrefixCache::stats() const {
     PrefixCacheStats s = stats_;
     s.cached_blocks = entries_.size();
+    s.disk_writes = disk_writes();
     return s;
 }
 
+uint64_t PrefixCache::disk_writes() const { return sync_writes_.load() + (writer_ ? writer_->written() : 0); }
+
 // File: header, tokens, K of every layer, V of every layer, checksum of all before it.
-bool PrefixCache::save_block(const Entry& e) {
-    const std::string path = block_path(e.hash);
-    if (std::filesystem::exists(path)) return true;
+std::vector<uint8_t> PrefixCache::block_file(const Entry& e) const {
     DiskHeader hd{};
     std::memcpy(hd.magic, kMagic, 8);
     hd.version = kVersion;
@@ -205,7 +245,8 @@ bool PrefixCache::save_block(const Entry& e) {
     hd.row_bytes = uint32_t(kv_.row_bytes());
     const size_t layer_bytes = kv_.layer_block_bytes();
 
-    std::vector<uint8_t> buf(sizeof hd + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes);
+    const size_t body = sizeof hd + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes;
+    std::vector<uint8_t> buf(body + sizeof(uint64_t));
     uint8_t* p = buf.data();
     std::memcpy(p, &hd, sizeof hd);
     p += sizeof hd;
@@ -213,23 +254,16 @@ bool PrefixCache::save_block(const Entry& e) {
     p += B * sizeof(int32_t);
     for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(p, kv_.k_block(l, e.block), layer_bytes);
     for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(p, kv_.v_block(l, e.block), layer_bytes);
-    const uint64_t checksum = hash_bytes(buf.data(), buf.size());
+    const uint64_t checksum = hash_bytes(buf.data(), body);
+    std::memcpy(buf.data() + body, &checksum, sizeof checksum);
+    return buf;
+}
 
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(buf.size()));
-        out.write(reinterpret_cast<const char*>(&checksum), sizeof checksum);
-        if (!out) {
-            std::error_code ec;
-            std::filesystem::remove(tmp, ec);
-            return false;
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) return false;
-    ++stats_.disk_writes;
+// A file for a block this process computed is (re)written even if one exists: that one
+// may be damaged, and the rename replaces it whole.
+bool PrefixCache::save_block(const Entry& e) {
+    if (!write_file_atomically(block_path(e.hash), block_file(e))) return false;
+    ++sync_writes_;
     return true;
 }
 

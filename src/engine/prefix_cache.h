@@ -8,13 +8,20 @@
 //
 // The cache holds one reference on each block it knows. Blocks that only the cache holds
 // are evicted least-recently-used first when the pool needs room. With a cache directory,
-// an evicted block is first written to disk (content-addressed by model identity, chain
-// hash and KV cache type, with a checksum) and read back when a later request — or a
-// later run of the server — needs that prefix again. Damaged files, and files of another
-// KV cache type (--cache-type), are ignored with a warning: a miss, never a wrong answer.
+// every new block is also written to disk (content-addressed by model identity, chain
+// hash and KV cache type, with a checksum) as soon as its request ends, by a background
+// writer (cache_writer.h: atomic renames, bounded queue; what does not fit in the queue
+// waits for the next insert, an eviction or shutdown), and read back when a later
+// request — or a later run of the server, even after a crash — needs that prefix again.
+// Damaged files, and files of another KV cache type (--cache-type), are ignored with a
+// warning and removed: a miss, never a wrong answer; computing that prefix again writes
+// a good file in its place.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,6 +30,7 @@ namespace pensieve {
 
 class KvCache;
 class GgufFile;
+class CacheWriter;
 
 struct PrefixCacheStats {
     uint64_t lookups = 0;
@@ -39,6 +47,7 @@ class PrefixCache {
 public:
     // model_id: identity of the model file (model_identity()); disk_dir empty: RAM only.
     PrefixCache(KvCache& kv, uint64_t model_id, std::string disk_dir = "");
+    ~PrefixCache();   // waits for queued disk writes
 
     // Attaches to the empty sequence `seq` the longest cached prefix of `tokens`, at most
     // max_blocks blocks; returns the number of positions attached (a multiple of the
@@ -53,10 +62,14 @@ public:
     // cache directory is set. False when there is none.
     bool evict_one();
 
-    // Writes every cached block to disk (at shutdown), if a cache directory is set.
+    // Writes every cached block to disk and waits for the writes (at shutdown), if a
+    // cache directory is set.
     void save_all();
 
     PrefixCacheStats stats() const;
+    // Blocks written to disk so far; unlike stats(), callable from any thread (the
+    // background writer keeps counting while the owner's thread sleeps).
+    uint64_t disk_writes() const;
     uint64_t model_id() const { return model_id_; }
 
 private:
@@ -71,13 +84,19 @@ private:
 
     static uint64_t chain_hash(uint64_t parent, const int32_t* tokens);
     std::string block_path(uint64_t hash) const;
-    bool save_block(const Entry& e);
+    std::vector<uint8_t> block_file(const Entry& e) const;
+    bool save_block(const Entry& e);   // now, on this thread
+    void write_behind();               // queues unsaved blocks for the background writer
+    void remove_stale_temporaries() const;
     int load_block(uint64_t hash, uint64_t parent, const int32_t* tokens);
 
     KvCache& kv_;
     uint64_t model_id_;
     std::string dir_;
     std::unordered_map<uint64_t, Entry> entries_;
+    std::deque<uint64_t> unsaved_;           // inserted blocks not yet queued for disk
+    std::unique_ptr<CacheWriter> writer_;    // with a cache directory
+    std::atomic<uint64_t> sync_writes_{0};   // files written by save_block
     uint64_t clock_ = 0;
     PrefixCacheStats stats_;
 };

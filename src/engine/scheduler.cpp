@@ -118,7 +118,9 @@ std::shared_ptr<RequestStream> Scheduler::submit(RequestParams params) {
 
 SchedulerStats Scheduler::stats() const {
     std::lock_guard<std::mutex> lock(mutex_);
-    return stats_;
+    SchedulerStats s = stats_;
+    if (prefix_) s.prefix.disk_writes = prefix_->disk_writes();   // the writer works while we sleep
+    return s;
 }
 
 void Scheduler::shutdown() {

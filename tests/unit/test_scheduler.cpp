@@ -2,6 +2,7 @@
 // greedy tokens as a request alone, prefixes are reused, cancellation frees the slot.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -437,6 +438,95 @@ TEST_F(DiskCacheTest, ADifferentModelNeverReusesIt) {
     EXPECT_EQ(out.finish.n_cached, 0);
     EXPECT_EQ(other.stats().prefix.disk_hit_blocks, 0u);
     EXPECT_NE(model_identity(f16->file()), model_identity(q8->file()));
+}
+
+// Blocks reach the disk while the scheduler runs, not only at shutdown: a process killed
+// after a request (no destructor, no save_all) keeps that request's prefix. Here a second
+// scheduler on the same directory stands in for the next start (or a second server).
+bool wait_for_disk_writes(const Scheduler& s, uint64_t at_least) {
+    for (int i = 0; i < 1000; ++i) {
+        if (s.stats().prefix.disk_writes >= at_least) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+}
+
+TEST_F(DiskCacheTest, BlocksAreWrittenAsSoonAsTheirRequestEnds) {
+    Scheduler running(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+    const Collected first = drain(*running.submit(greedy(prompt_, 16)));
+    const uint64_t blocks = uint64_t(first.finish.n_prompt) / KvCache::kBlockSize;   // at least the prompt's
+    ASSERT_GT(blocks, 1u);
+    ASSERT_TRUE(wait_for_disk_writes(running, blocks)) << running.stats().prefix.disk_writes;
+    EXPECT_GE(block_files().size(), blocks);
+
+    Scheduler next(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));   // `running` never shut down
+    const Collected second = drain(*next.submit(greedy(prompt_, 16)));
+    EXPECT_GT(second.finish.n_cached, 0);
+    EXPECT_GT(next.stats().prefix.disk_hit_blocks, 0u);
+    EXPECT_EQ(next.stats().prefix.disk_rejected, 0u);
+    EXPECT_EQ(second.tokens, first.tokens);
+}
+
+// A damaged file is not rejected forever: computing its prefix again writes a good one.
+TEST_F(DiskCacheTest, CorruptFileIsReplacedWhenThePrefixIsComputedAgain) {
+    {
+        Scheduler sched(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+        drain(*sched.submit(greedy(prompt_, 16)));
+    }
+    const auto files = block_files();
+    ASSERT_FALSE(files.empty());
+    for (const auto& f : files) std::filesystem::resize_file(f, 100);
+    {
+        Scheduler again(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+        const Collected out = drain(*again.submit(greedy(prompt_, 16)));
+        EXPECT_EQ(out.finish.n_cached, 0);
+        EXPECT_GT(again.stats().prefix.disk_rejected, 0u);
+        ASSERT_TRUE(wait_for_disk_writes(again, files.size()));
+    }
+    Scheduler third(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+    const Collected out = drain(*third.submit(greedy(prompt_, 16)));
+    EXPECT_GT(out.finish.n_cached, 0);
+    EXPECT_GT(third.stats().prefix.disk_hit_blocks, 0u);
+    EXPECT_EQ(third.stats().prefix.disk_rejected, 0u);
+}
+
+// Two schedulers (two servers) writing the same blocks into one directory at once: every
+// file stays whole (each writer renames a complete temporary file of its own), and no
+// temporary file is left behind.
+TEST_F(DiskCacheTest, ConcurrentWritersNeverLeaveATornFile) {
+    for (int round = 0; round < 3; ++round) {
+        Scheduler a(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+        Scheduler b(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+        const std::string prompt = prompt_ + " Round " + std::to_string(round) + " of the same old story.";
+        auto sa = a.submit(greedy(prompt, 8));
+        auto sb = b.submit(greedy(prompt, 8));
+        drain(*sa);
+        drain(*sb);
+        a.shutdown();
+        b.shutdown();
+    }
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_))
+        EXPECT_NE(e.path().extension(), ".tmp") << e.path();
+    Scheduler check(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+    drain(*check.submit(greedy(prompt_ + " Round 2 of the same old story.", 8)));
+    EXPECT_GT(check.stats().prefix.disk_hit_blocks, 0u);
+    EXPECT_EQ(check.stats().prefix.disk_rejected, 0u);
+}
+
+// Temporary files of writes that died with their process are removed at start once they
+// are old; a recent one (another server may be writing it) is left alone.
+TEST_F(DiskCacheTest, StaleTemporaryFilesAreRemoved) {
+    { Scheduler first(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_)); }   // makes the model's folder
+    std::filesystem::path folder;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) folder = e.path();
+    ASSERT_FALSE(folder.empty());
+    const auto old_tmp = folder / "0123456789abcdef.kv.999-1.tmp", new_tmp = folder / "0123456789abcdef.kv.999-2.tmp";
+    std::ofstream(old_tmp) << "partial";
+    std::ofstream(new_tmp) << "partial";
+    std::filesystem::last_write_time(old_tmp, std::filesystem::file_time_type::clock::now() - std::chrono::hours(2));
+    Scheduler second(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
+    EXPECT_FALSE(std::filesystem::exists(old_tmp));
+    EXPECT_TRUE(std::filesystem::exists(new_tmp));
 }
 
 }  // namespace
