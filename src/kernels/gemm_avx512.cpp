@@ -18,6 +18,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "kernels/gemm.h"
+#include "kernels/simd_local_avx512.h"
 #include "quant/blocks.h"
 
 namespace pensieve::simd {
@@ -26,20 +27,6 @@ namespace {
 
 constexpr int kLanes = 16;           // tokens per panel / rows per gemv and narrow group
 constexpr int kGroups = QK8_0 / 4;   // 4-byte groups per block (one vpdpbusd step each)
-
-inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-inline float f16(fp16_t h) { return _cvtsh_ss(h); }
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-inline uint32_t load_u32(const void* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
-
-inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
 // ------------------------------------------------------------------ weight decoders
 //
@@ -160,17 +147,6 @@ void unpack_rows(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r, 
             dw[k * nb + b] = f16(blk[b].d);
         }
     }
-}
-
-inline void prefetch(const uint8_t* p, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
-}
-
-// Writes the valid lanes of a 16-token result for row r: token t goes to y[t * ldy + r].
-inline void store_tokens(__m512 v, int n, float* y, int64_t ldy) {
-    alignas(64) float tmp[kLanes];
-    _mm512_store_ps(tmp, v);
-    for (int l = 0; l < n; ++l) y[l * ldy] = tmp[l];
 }
 
 // kRows unpacked rows x kPanels panels, register-blocked: each broadcast weight group
@@ -295,7 +271,7 @@ void gemv_group(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r, i
     const size_t slice = (size_t(kLanes) * w_row_bytes / size_t((nb + 1) / 2) + 63) & ~size_t(63);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b += 2, next += slice) {
-        for (size_t o = 0; o < slice; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T0);
+        prefetch(next, slice);
         const bool pair = b + 1 < nb;
         const int64_t b2 = pair ? b + 1 : b;
         // An odd last block pairs with itself against zero activations: its B sums are 0.
@@ -445,7 +421,7 @@ void narrow_group(const uint8_t* w, size_t w_row_bytes, int64_t nb, const PanelB
 #pragma GCC unroll 16
     for (int t = 0; t < kT; ++t) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b, rows.p += sizeof(Block), next += slice) {
-        for (size_t o = 0; o < slice; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T0);
+        prefetch(next, slice);
         __m512i wq[kGroups];
         Transposed<Dec>::decode16(rows, wq);
         const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather_rows(rows, 0)));  // fp16 d leads every block

@@ -38,14 +38,13 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "kernels/gemm.h"
+#include "kernels/simd_local_avx512.h"
 
 namespace pensieve::simd {
 
 namespace {
 
 constexpr int kLanes = 16;  // tokens per panel / rows per gemv and narrow group
-
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // One step of the reference sum, in every lane.
 inline __m512 step(__m512 acc, __m512 w, __m512 x) { return _mm512_add_ps(acc, _mm512_mul_ps(w, x)); }
@@ -70,13 +69,6 @@ void pack_panel(const uint8_t* xq, size_t x_row_bytes, int n, int64_t cols, uint
 size_t gemm_scratch_bytes(int64_t) { return 0; }
 
 // ------------------------------------------------------------------ gemm: tokens in lanes
-
-// Writes the valid lanes of a 16-token result for row r: token t goes to y[t * ldy + r].
-inline void store_tokens(__m512 v, int n, float* y, int64_t ldy) {
-    alignas(64) float tmp[kLanes];
-    _mm512_store_ps(tmp, v);
-    for (int l = 0; l < n; ++l) y[l * ldy] = tmp[l];
-}
 
 // kRows weight rows x kPanels panels: per column, kPanels loads and kRows broadcasts
 // feed kRows * kPanels independent sums.

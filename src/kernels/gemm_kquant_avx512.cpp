@@ -34,6 +34,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "kernels/gemm.h"
+#include "kernels/simd_local_avx512.h"
 #include "quant/blocks.h"
 
 namespace pensieve::simd {
@@ -43,20 +44,6 @@ namespace {
 constexpr int kLanes = 16;             // tokens per panel / rows per gemv group
 constexpr int kGroups = QK_K / 4;      // 4-byte groups per super-block (one vpdpbusd each)
 constexpr int kPairs = QK_K / 32;      // int16 bsum pairs per super-block
-
-inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-inline float f16(fp16_t h) { return _cvtsh_ss(h); }
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-inline uint32_t load_u32(const void* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
-
-inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
 // 32 bytes as [x, x] in one register (a single broadcast load).
 inline __m512i dup256(const uint8_t* p) { return _mm512_broadcast_i64x4(load256(p)); }
@@ -68,12 +55,9 @@ inline int32_t pair16(int lo, int hi) { return int32_t(uint32_t(uint16_t(lo)) | 
 // 64-bit words: bytes 0..3 keep scales/mins 0..3 in their low 6 bits; sub-blocks 4..7
 // take their low nibbles from bytes 8..11 and top 2 bits from the spare bits of 0..7.
 inline void k4_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
-    const uint32_t a = load_u32(s), b = load_u32(s + 4), c = load_u32(s + 8);
-    const uint32_t sc_lo = a & 0x3f3f3f3f, mn_lo = b & 0x3f3f3f3f;
-    const uint32_t sc_hi = (c & 0x0f0f0f0f) | ((a >> 2) & 0x30303030);
-    const uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0f) | ((b >> 2) & 0x30303030);
-    sc = uint64_t(sc_lo) | (uint64_t(sc_hi) << 32);
-    mn = uint64_t(mn_lo) | (uint64_t(mn_hi) << 32);
+    const K4ScaleWords w = k4_scale_words(s);
+    sc = uint64_t(w.sc_lo) | (uint64_t(w.sc_hi) << 32);
+    mn = uint64_t(w.mn_lo) | (uint64_t(w.mn_hi) << 32);
 }
 
 // ------------------------------------------------------------------ unpacked weights
@@ -253,16 +237,6 @@ void unpack_rows(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r, 
             unpack_scales<Dec>(blk[b], u[k * nb + b]);
         }
     }
-}
-
-inline void prefetch(const uint8_t* p, size_t bytes) {
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
-}
-
-inline void store_tokens(__m512 v, int n, float* y, int64_t ldy) {
-    alignas(64) float tmp[kLanes];
-    _mm512_store_ps(tmp, v);
-    for (int l = 0; l < n; ++l) y[l * ldy] = tmp[l];
 }
 
 inline __m512i bcast(const void* p) { return _mm512_set1_epi32(int(load_u32(p))); }
@@ -495,7 +469,7 @@ void gemv_group(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r, i
     const size_t slice = (size_t(kLanes) * w_row_bytes / size_t(nb) + 63) & ~size_t(63);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b, next += slice) {
-        for (size_t o = 0; o < slice; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + o), _MM_HINT_T0);
+        prefetch(next, slice);
         __m512i xy[4];
         for (int p = 0; p < 4; ++p) xy[p] = load512(x[b].qs + 64 * p);
         const __m256i bsums = Dec::kMin ? load256(x[b].bsums) : _mm256_sub_epi16(_mm256_setzero_si256(), load256(x[b].bsums));

@@ -39,6 +39,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "kernels/gemm.h"
+#include "kernels/simd_local_avx512.h"
 #include "quant/blocks.h"
 
 namespace pensieve::simd {
@@ -47,9 +48,6 @@ namespace {
 
 constexpr int kRows = 16;                     // rows per strip (bytes per 128-bit lane)
 constexpr size_t kLutBlockBytes = 16 * 256;  // per 256-weight block: 16 registers x 4 planes x 64 bytes
-
-inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 constexpr int rev4(int q) { return ((q & 1) << 3) | ((q & 2) << 1) | ((q & 4) >> 1) | ((q & 8) >> 3); }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kernels/simd_kernels.h"
+#include "kernels/simd_local.h"
 #include "quant/blocks.h"
 
 namespace pensieve::simd {
@@ -48,9 +49,6 @@ inline float hsum(V16 v) { return hsum(_mm256_add_ps(v.lo, v.hi)); }  // = the 5
 
 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-
 // u8 x s8 over 32 bytes as 8 int32 lanes (caller guarantees no int16 pair saturation).
 inline __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
@@ -76,14 +74,6 @@ inline __m256i bits_to_bytes(uint32_t bits) {
     const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(bits)), pick);
     const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-inline float f16(fp16_t h) { return _cvtsh_ss(h); }
-
-inline uint32_t load_u32(const void* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
 }
 
 // ------------------------------------------------------------------ 32-weight blocks
@@ -198,20 +188,6 @@ float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* x) {
 }
 
 // ------------------------------------------------------------------ K-quants
-
-// Q4_K/Q5_K: 8 six-bit scales and 8 mins from the 12 packed bytes, as bytes. Works on
-// 32-bit words: bytes 0..3 keep their low 6 bits; sub-blocks 4..7 take a nibble from bytes
-// 8..11 and their top 2 bits from bits 6..7 of bytes 0..3 / 4..7 (>> 2 moves 6..7 to 4..5).
-inline void k4_scales_mins(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
-    const uint32_t a = load_u32(s), b = load_u32(s + 4), c = load_u32(s + 8);
-    const uint32_t sc_lo = a & 0x3f3f3f3f, mn_lo = b & 0x3f3f3f3f;
-    const uint32_t sc_hi = (c & 0x0f0f0f0f) | ((a >> 2) & 0x30303030);
-    const uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0f) | ((b >> 2) & 0x30303030);
-    std::memcpy(sc, &sc_lo, 4);
-    std::memcpy(sc + 4, &sc_hi, 4);
-    std::memcpy(mn, &mn_lo, 4);
-    std::memcpy(mn + 4, &mn_hi, 4);
-}
 
 // sum_j mn[j] * (bsums[2j] + bsums[2j+1]): each min repeated twice lines up with bsums.
 inline int k4_min_sum(const uint8_t mn[8], const int16_t* bsums) {
@@ -393,18 +369,6 @@ float vec_dot_q2_K_q8_K(int64_t n, const void* w, const void* x) {
     return hsum(acc);
 }
 
-// The 16 six-bit Q3_K scales minus 32, as int8 (layout in blocks.h). Word ops: the low
-// nibbles are bytes 0..7 (low, then high nibble); the top 2 bits of scales 4g..4g+3 are
-// bits 2g..2g+1 of bytes 8..11, moved to bits 4..5.
-inline __m128i q3k_scales(const uint8_t* s) {
-    const uint32_t a = load_u32(s), b = load_u32(s + 4), c = load_u32(s + 8);
-    const uint32_t w0 = (a & 0x0f0f0f0f) | ((c << 4) & 0x30303030);
-    const uint32_t w1 = (b & 0x0f0f0f0f) | ((c << 2) & 0x30303030);
-    const uint32_t w2 = ((a >> 4) & 0x0f0f0f0f) | (c & 0x30303030);
-    const uint32_t w3 = ((b >> 4) & 0x0f0f0f0f) | ((c >> 2) & 0x30303030);
-    return _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
-}
-
 // Q3_K: u = low 2 bits | hmask bit << 2 in 0..7 means u-4, so
 // sum_j sc_j (u-4).y = sum_j sc_j u.y - 4 sum_j sc_j bsum_j (scales signed, -32..31).
 // vpmaddubsw pairs stay below 2*7*127. Weight 128h + 32s + l takes bit 4h+s of hmask[l].
@@ -526,7 +490,6 @@ float dot_float(int64_t n, const void* w, const void* x) {
     for (; i < n; ++i) sum += ToF32(a[i]) * ToF32(b[i]);
     return sum;
 }
-
 
 // BF16 has no golden test to match: four independent accumulators, so the FMA chains
 // do not wait on each other's latency.

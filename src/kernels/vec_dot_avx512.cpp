@@ -3,9 +3,10 @@
 // cpuid confirms the CPU has them.
 //
 // Everything here sits in an anonymous namespace and calls only intrinsics and local
-// helpers. An inline function from a shared header (std::min, fp16_to_fp32, ...) would
-// be emitted here with AVX-512 encodings as a COMDAT copy the linker may pick for the
-// whole program, which would then crash on CPUs without AVX-512.
+// helpers (simd_local*.h: internal linkage too). An ordinary inline function from a
+// shared header (std::min, fp16_to_fp32, ...) would be emitted here with AVX-512
+// encodings as a COMDAT copy the linker may pick for the whole program, which would then
+// crash on CPUs without AVX-512.
 //
 // The core integer step is vpdpbusd: u8 x s8, four adjacent products summed straight
 // into int32 (no int16 saturation). A signed quantity q becomes unsigned as q + c, and
@@ -20,6 +21,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include "kernels/simd_kernels.h"
+#include "kernels/simd_local_avx512.h"
 #include "quant/blocks.h"
 
 namespace pensieve::simd {
@@ -27,18 +29,6 @@ namespace pensieve::simd {
 namespace {
 
 // ------------------------------------------------------------------ small helpers
-
-inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-
-inline float f16(fp16_t h) { return _cvtsh_ss(h); }
-
-inline uint32_t load_u32(const void* p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
 
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -60,7 +50,6 @@ inline int hsum(__m512i v) {
 }
 
 // Two 256-bit halves as one register: [lo, hi].
-inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 inline __m512 join(__m256 lo, __m256 hi) { return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1); }
 
 // sum (u - c) * y per 4 bytes, u unsigned, c a constant byte: the offset form above.
@@ -168,18 +157,6 @@ float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* x) {
 // driver slower than the AVX2 kernel (measured), so dispatch uses AVX2 for them.
 
 // ------------------------------------------------------------------ K-quants
-
-// Q4_K/Q5_K scales and mins as bytes (see the AVX2 file for the bit juggling).
-inline void k4_scales_mins(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
-    const uint32_t a = load_u32(s), b = load_u32(s + 4), c = load_u32(s + 8);
-    const uint32_t sc_lo = a & 0x3f3f3f3f, mn_lo = b & 0x3f3f3f3f;
-    const uint32_t sc_hi = (c & 0x0f0f0f0f) | ((a >> 2) & 0x30303030);
-    const uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0f) | ((b >> 2) & 0x30303030);
-    std::memcpy(sc, &sc_lo, 4);
-    std::memcpy(sc + 4, &sc_hi, 4);
-    std::memcpy(mn, &mn_lo, 4);
-    std::memcpy(mn + 4, &mn_hi, 4);
-}
 
 // sum_j mn[j] * (bsums[2j] + bsums[2j+1]).
 inline int k4_min_sum(const uint8_t mn[8], const int16_t* bsums) {
@@ -368,18 +345,6 @@ float vec_dot_q2_K_q8_K(int64_t n, const void* w, const void* x) {
         acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum8), _mm256_set1_ps(dy * f16(a[i].dmin)), acc);
     }
     return hsum(acc);
-}
-
-// The 16 six-bit Q3_K scales minus 32, as int8 (layout in blocks.h). Word ops: the low
-// nibbles are bytes 0..7 (low, then high nibble); the top 2 bits of scales 4g..4g+3 are
-// bits 2g..2g+1 of bytes 8..11, moved to bits 4..5.
-inline __m128i q3k_scales(const uint8_t* s) {
-    const uint32_t a = load_u32(s), b = load_u32(s + 4), c = load_u32(s + 8);
-    const uint32_t w0 = (a & 0x0f0f0f0f) | ((c << 4) & 0x30303030);
-    const uint32_t w1 = (b & 0x0f0f0f0f) | ((c << 2) & 0x30303030);
-    const uint32_t w2 = ((a >> 4) & 0x0f0f0f0f) | (c & 0x30303030);
-    const uint32_t w3 = ((b >> 4) & 0x0f0f0f0f) | ((c >> 2) & 0x30303030);
-    return _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
 }
 
 // Q3_K: u = low 2 bits | hmask bit << 2 in 0..7 means u-4, so
