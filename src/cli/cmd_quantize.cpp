@@ -10,8 +10,8 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "convert/quantize_model.h"
 #include "gguf/gguf.h"
-#include "quant/quantize_model.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"

@@ -1,7 +1,7 @@
 // Whole-model quantization: the per-tensor type rules of the reference GGUF quantizer
 // (as documented by its behaviour: which tensors are kept, which get more bits, and
 // the fallbacks for rows that do not fit a 256-block), and the streaming converter.
-#include "quant/quantize_model.h"
+#include "convert/quantize_model.h"
 
 #include <algorithm>
 #include <cctype>

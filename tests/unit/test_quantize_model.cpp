@@ -11,9 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "convert/quantize_model.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
-#include "quant/quantize_model.h"
 #include "test_paths.h"
 #include "util/error.h"
 #include "util/fp16.h"
