@@ -63,7 +63,6 @@ struct DraftModelOptions {
     float p_min = 0.8f;    // stop drafting once the draft model's own probability falls below
     int n_ctx = 4096;      // per sequence, as the target's
     int n_seq = 1;         // the target's slots
-    int n_batch = 512;     // most tokens in one draft pass
 };
 
 // A small model with the target's vocabulary proposes greedily. It keeps its own KV cache

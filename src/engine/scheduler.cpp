@@ -69,7 +69,6 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
         o.p_min = config_.draft_p_min;
         o.n_ctx = config_.n_ctx;
         o.n_seq = config_.n_slots;
-        o.n_batch = config_.n_batch;
         drafter_ = make_draft_model_drafter(*config_.draft_model, tokenizer_, pool_, o);
     } else if (config_.lookup_draft > 0) {
         drafter_ = make_lookup_drafter(config_.lookup_draft);
