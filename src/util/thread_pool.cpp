@@ -49,6 +49,9 @@ void ThreadPool::run(const std::function<void(int, int)>& task) {
         task(0, 1);
         return;
     }
+    // Without this, a second caller overwrote task_ while workers still ran the first
+    // caller's task on buffers it was about to free (ASan: two schedulers, one pool).
+    std::lock_guard<std::mutex> lock(run_mutex_);
     task_ = &task;
     pending_.store(n_threads_ - 1, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);

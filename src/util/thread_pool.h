@@ -3,6 +3,8 @@
 // starts N-1 workers. run() is a barrier: it returns when every thread has finished.
 // Threads spin briefly between tasks (decode issues many small ops), then block on a
 // futex (std::atomic::wait), so an oversubscribed machine is not starved by spinning.
+// Several threads may share one pool (two schedulers, two models in one server): their
+// run() calls take turns. A task must not call run() on its own pool.
 #pragma once
 
 #include <atomic>
@@ -36,6 +38,7 @@ private:
 
     int n_threads_;
     std::vector<std::thread> workers_;
+    std::mutex run_mutex_;                 // one run() at a time: task_ and pending_ are shared
     const std::function<void(int, int)>* task_ = nullptr;
     std::atomic<uint64_t> generation_{0};  // bumped for every run(); workers wait for a new value
     std::atomic<int> pending_{0};          // workers still running the current task
