@@ -30,6 +30,7 @@
 #include "chat/chat_template.h"
 #include "chat/jinja_interp.h"
 #include "gguf/gguf.h"
+#include "run_pensieve.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -450,21 +451,11 @@ TEST(ChatTemplatePerf, FiftyTurns) {
 // ---------------------------------------------------------------------------------------------
 // `pensieve template` (needs the built binary)
 
-std::string binary() {
-    const char* b = std::getenv("PENSIEVE_BIN");
-    return b ? b : PENSIEVE_SOURCE_DIR "/build/pensieve";
-}
+std::string binary() { return pensieve_binary(); }
 
 std::pair<int, std::string> run(const std::string& args) {
-    const std::string cmd = binary() + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    if (!p) return {-1, out};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int st = pclose(p);
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+    CommandResult r = run_pensieve(args, /*merge_stderr=*/true);
+    return {r.status, r.out};
 }
 
 TEST(TemplateCommand, PrintsTheRendering) {
@@ -492,14 +483,10 @@ TEST(TemplateCommand, PrintsWhatTheServerRenders) {
     const std::string model = shared_dir() + "/models/stories260K.gguf";
     if (!fs::exists(binary()) || !fs::exists(model)) GTEST_SKIP();
     const fs::path conv = kChatDir / "conversations" / "tool_call_string_args.json";
-    const std::string cmd = binary() + " template -m " + model + " --messages " + conv.string() +
-                            " --add-generation-prompt 2>/dev/null";
-    FILE* p = popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    ASSERT_EQ(pclose(p), 0) << out;
+    const CommandResult r =
+        run_pensieve("template -m " + model + " --messages " + conv.string() + " --add-generation-prompt");
+    const std::string& out = r.out;
+    ASSERT_EQ(r.status, 0) << out;
 
     auto gguf = pensieve::GgufFile::open(model);
     auto tok = pensieve::Tokenizer::from_gguf(*gguf);

@@ -2,40 +2,20 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <sys/wait.h>
 #include <filesystem>
 
 #include "gguf/gguf.h"
+#include "run_pensieve.h"
 #include "test_paths.h"
 
 namespace {
 
-struct Result {
-    int status;
-    std::string out;  // stdout (stderr discarded unless merged by the command)
-};
+using Result = CommandResult;
 
-std::string binary() {
-    const char* b = std::getenv("PENSIEVE_BIN");
-    return b ? b : PENSIEVE_SOURCE_DIR "/build/pensieve";
-}
-
-Result run(const std::string& args, bool merge_stderr = false) {
-    const std::string cmd = binary() + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-    FILE* p = popen(cmd.c_str(), "r");
-    Result r{-1, ""};
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
+Result run(const std::string& args, bool merge_stderr = false) { return run_pensieve(args, merge_stderr); }
 
 const std::string kStories = shared_dir() + "/models/stories260K.gguf";
 

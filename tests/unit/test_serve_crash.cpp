@@ -16,6 +16,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "run_pensieve.h"
 #include "test_paths.h"
 
 namespace {
@@ -23,10 +24,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-std::string binary() {
-    const char* b = std::getenv("PENSIEVE_BIN");
-    return b ? b : PENSIEVE_SOURCE_DIR "/build/pensieve";
-}
+std::string binary() { return pensieve_binary(); }
 
 // A loopback port nobody listens on right now (the kernel picks it).
 int free_port() {

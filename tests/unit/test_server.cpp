@@ -17,6 +17,7 @@
 #include "chat/chat_prompt.h"
 #include "model/model.h"
 #include "server/http_server.h"
+#include "run_pensieve.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -1039,16 +1040,10 @@ TEST(ServerTest, UserTextIsPlainTextAndMatchesTemplateCommand) {
 
     const std::string file = ::testing::TempDir() + "pensieve_injection_messages.json";
     { std::ofstream(file) << messages.dump(); }
-    const char* bin = std::getenv("PENSIEVE_BIN");
-    const std::string cmd = std::string(bin ? bin : PENSIEVE_SOURCE_DIR "/build/pensieve") + " template -m " +
-                            shared_dir() + "/models/stories260K.gguf --messages " + file +
-                            " --add-generation-prompt --ids 2>/dev/null";
-    FILE* f = popen(cmd.c_str(), "r");
-    ASSERT_NE(f, nullptr);
-    std::string out;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
-    EXPECT_EQ(pclose(f), 0);
+    const CommandResult cli = run_pensieve("template -m " + shared_dir() + "/models/stories260K.gguf --messages " +
+                                           file + " --add-generation-prompt --ids");
+    EXPECT_EQ(cli.status, 0);
+    const std::string& out = cli.out;
     std::string want;
     for (int32_t id : p.tokens) {
         if (!want.empty()) want += ' ';
