@@ -43,7 +43,7 @@ int run_perplexity(const PerplexityOptions& o) {
     std::printf("windows: %d of %d tokens, %lld tokens scored\n", r.n_windows, o.n_ctx,
                 static_cast<long long>(r.n_scored));
     std::printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
-    const size_t position_bytes = kv_row_bytes(cache_type, m.model->config().kv_dim()) * 2 * size_t(m.model->config().n_layer);
+    const size_t position_bytes = m.model->position_bytes(cache_type);
     std::fprintf(stderr, "%s\n", describe_kv_cache(cache_type, position_bytes * size_t(o.n_ctx), o.n_ctx).c_str());
     return 0;
 }

@@ -17,8 +17,9 @@ namespace {
 
 constexpr int B = KvCache::kBlockSize;
 constexpr char kMagic[8] = {'P', 'S', 'V', 'K', 'V', 'B', 'L', 'K'};
-// Version 2 added the KV element type (version 1 files held fp16 and are ignored).
-constexpr uint32_t kVersion = 2;
+// Version 2 added the KV element type (version 1 files held fp16 and are ignored);
+// version 3 per-layer memory layouts (a block is whatever KvCache::copy_block_out writes).
+constexpr uint32_t kVersion = 3;
 // Memory the background writer may hold in copies of blocks waiting for the disk.
 constexpr size_t kMaxPendingWriteBytes = size_t(256) << 20;
 // A temporary file this old belongs to a write that died with its process.
@@ -30,12 +31,12 @@ struct DiskHeader {
     uint32_t version;
     uint32_t block_size;
     uint32_t n_layer;
-    uint32_t kv_dim;
+    uint32_t layout;     // low bits of KvCache::layout_fingerprint()
     uint64_t model_id;
     uint64_t hash;
     uint64_t parent;
     uint32_t kv_type;    // KvType: a block is only ever loaded into a cache of its own type
-    uint32_t row_bytes;  // bytes of one K (or V) row of one layer
+    uint32_t position_bytes;  // bytes of one position in every layer
 };
 static_assert(sizeof(DiskHeader) == 56);
 
@@ -138,6 +139,7 @@ std::string PrefixCache::block_path(uint64_t hash) const {
 
 int PrefixCache::attach_longest_prefix(int seq, const std::vector<int32_t>& tokens, size_t max_blocks) {
     ++stats_.lookups;
+    if (!kv_.can_share_prefix()) return 0;  // the model's memory cannot resume from shared blocks
     std::vector<int> blocks;  // each holds one extra reference for the duration of the walk
     uint64_t h = model_id_;
     for (size_t i = 0; i < max_blocks && (i + 1) * B <= tokens.size(); ++i) {
@@ -166,6 +168,7 @@ int PrefixCache::attach_longest_prefix(int seq, const std::vector<int32_t>& toke
 }
 
 void PrefixCache::insert(int seq, const std::vector<int32_t>& tokens) {
+    if (!kv_.can_share_prefix()) return;
     const std::vector<int>& table = kv_.block_table(seq);
     const size_t n_full = std::min<size_t>(tokens.size(), size_t(kv_.length(seq))) / B;
     uint64_t h = model_id_;
@@ -230,30 +233,28 @@ PrefixCacheStats PrefixCache::stats() const {
 
 uint64_t PrefixCache::disk_writes() const { return sync_writes_.load() + (writer_ ? writer_->written() : 0); }
 
-// File: header, tokens, K of every layer, V of every layer, checksum of all before it.
+// File: header, tokens, the block's memory in every layer, checksum of all before it.
 std::vector<uint8_t> PrefixCache::block_file(const Entry& e) const {
     DiskHeader hd{};
     std::memcpy(hd.magic, kMagic, 8);
     hd.version = kVersion;
     hd.block_size = B;
     hd.n_layer = uint32_t(kv_.n_layer());
-    hd.kv_dim = uint32_t(kv_.kv_dim());
+    hd.layout = uint32_t(kv_.layout_fingerprint());
     hd.model_id = model_id_;
     hd.hash = e.hash;
     hd.parent = e.parent;
     hd.kv_type = uint32_t(kv_.type());
-    hd.row_bytes = uint32_t(kv_.row_bytes());
-    const size_t layer_bytes = kv_.layer_block_bytes();
+    hd.position_bytes = uint32_t(kv_.position_bytes());
 
-    const size_t body = sizeof hd + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes;
+    const size_t body = sizeof hd + B * sizeof(int32_t) + kv_.block_bytes();
     std::vector<uint8_t> buf(body + sizeof(uint64_t));
     uint8_t* p = buf.data();
     std::memcpy(p, &hd, sizeof hd);
     p += sizeof hd;
     std::memcpy(p, e.tokens.data(), B * sizeof(int32_t));
     p += B * sizeof(int32_t);
-    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(p, kv_.k_block(l, e.block), layer_bytes);
-    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(p, kv_.v_block(l, e.block), layer_bytes);
+    kv_.copy_block_out(e.block, p);
     const uint64_t checksum = hash_bytes(buf.data(), body);
     std::memcpy(buf.data() + body, &checksum, sizeof checksum);
     return buf;
@@ -272,8 +273,7 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
     const std::string path = block_path(hash);
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) return -1;
-    const size_t layer_bytes = kv_.layer_block_bytes();
-    const size_t body = sizeof(DiskHeader) + B * sizeof(int32_t) + 2 * size_t(kv_.n_layer()) * layer_bytes;
+    const size_t body = sizeof(DiskHeader) + B * sizeof(int32_t) + kv_.block_bytes();
     auto reject = [&](const char* why) {
         std::fprintf(stderr, "pensieve: warning: ignoring cache file %s: %s\n", path.c_str(), why);
         ++stats_.disk_rejected;
@@ -289,7 +289,7 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
     if (size < sizeof hd || !in.read(reinterpret_cast<char*>(&hd), sizeof hd)) return reject("too short");
     if (std::memcmp(hd.magic, kMagic, 8) != 0) return reject("not a pensieve cache block");
     if (hd.version != kVersion) return reject("older cache format");
-    if (hd.kv_type != uint32_t(kv_.type()) || hd.row_bytes != uint32_t(kv_.row_bytes()))
+    if (hd.kv_type != uint32_t(kv_.type()) || hd.position_bytes != uint32_t(kv_.position_bytes()))
         return reject("made for another KV cache type");
     if (size != body + sizeof(uint64_t)) return reject("wrong size (truncated?)");
     std::vector<uint8_t> buf(body + sizeof(uint64_t));
@@ -299,16 +299,14 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
     std::memcpy(&stored, buf.data() + body, sizeof stored);
     if (hash_bytes(buf.data(), body) != stored) return reject("checksum mismatch");
     if (hd.model_id != model_id_ || hd.block_size != uint32_t(B) || hd.n_layer != uint32_t(kv_.n_layer()) ||
-        hd.kv_dim != uint32_t(kv_.kv_dim()) || hd.hash != hash || hd.parent != parent)
+        hd.layout != uint32_t(kv_.layout_fingerprint()) || hd.hash != hash || hd.parent != parent)
         return reject("made for another model or prefix");
     if (std::memcmp(buf.data() + sizeof hd, tokens, B * sizeof(int32_t)) != 0) return reject("tokens differ");
 
     int block = kv_.allocate_block();
     while (block < 0 && evict_one()) block = kv_.allocate_block();
     if (block < 0) return -1;  // no room now; not the file's fault
-    const uint8_t* p = buf.data() + sizeof hd + B * sizeof(int32_t);
-    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(kv_.k_block(l, block), p, layer_bytes);
-    for (int l = 0; l < kv_.n_layer(); ++l, p += layer_bytes) std::memcpy(kv_.v_block(l, block), p, layer_bytes);
+    kv_.copy_block_in(block, buf.data() + sizeof hd + B * sizeof(int32_t));
     return block;
 }
 

@@ -60,8 +60,17 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
       config_(config),
       cache_(model.make_cache(config.n_ctx, config.n_slots, pool_blocks(config), config.cache_type)) {
     if (config_.n_batch < 1) fail("batch size must be at least 1");
+    // Speculation rolls rejected draft tokens back: only for memories that can truncate
+    // anywhere (a recurrent state cannot).
+    if (!cache_.can_truncate()) {
+        config_.lookup_draft = 0;
+        config_.draft_model = nullptr;
+    }
     if (config_.reuse_prefix)
         prefix_ = std::make_unique<PrefixCache>(cache_, model_identity(model.file()), config_.cache_dir);
+    // The draft model's own rollback is a truncation too.
+    if (config_.draft_model && config_.draft_model->memory_layout().has(LayerMemory::Kind::Recurrent))
+        config_.draft_model = nullptr;
     if (config_.draft_model) {
         DraftModelOptions o;
         o.n_vocab = model.config().n_vocab;

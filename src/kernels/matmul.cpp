@@ -18,13 +18,6 @@ constexpr int64_t kRowGrain = 16;
 // Activation rows quantized per thread: a few rows take about a microsecond, less than
 // waking the other threads and waiting for them (small batches stay on the caller).
 constexpr int64_t kQuantizeGrain = 8;
-// Matmuls with fewer multiply-adds than this run on the calling thread alone: they take
-// a few microseconds, less than handing work to another thread costs (and far less
-// than waiting for one the OS has descheduled on a busy machine). Results do not depend
-// on the thread count, so this changes speed only. Tiny models (stories260K: dim 64)
-// fall entirely below it; a 1B model's smallest matrix (2048 x 256 per KV head group)
-// is far above.
-constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
 // Tokens per tile: the W rows of a tile are reused for this many activation rows while
 // they are still in cache.
 constexpr int64_t kTokenTile = 8;

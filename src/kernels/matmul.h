@@ -12,6 +12,14 @@ namespace pensieve {
 
 class ThreadPool;
 
+// Matmuls (and attention calls) with fewer multiply-adds than this run on the calling
+// thread alone: they take a few microseconds, less than handing work to another thread costs (and far less
+// than waiting for one the OS has descheduled on a busy machine). Results do not depend
+// on the thread count, so this changes speed only. Tiny models (stories260K: dim 64)
+// fall entirely below it; a 1B model's smallest matrix (2048 x 256 per KV head group)
+// is far above.
+constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
+
 // A 2-D weight: `rows` rows of `cols` elements, row-major, in `type` (rows are whole blocks).
 struct WeightMatrix {
     const void* data = nullptr;

@@ -59,10 +59,21 @@ void add_inplace(float* a, const float* b, int64_t n) {
 void rope(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p) {
     const int half = p.n_dims / 2;
     const float position = float(pos) * p.freq_scale;
+    const float mscale = p.ext_factor != 0.0f ? p.attn_factor * (1.0f + 0.1f * std::log(1.0f / p.freq_scale))
+                                              : p.attn_factor;
     for (int i = 0; i < half; ++i) {
         // theta_i = pos * base^(-2i/n_dims)
-        const float theta = position * std::pow(p.freq_base, -2.0f * float(i) / float(p.n_dims));
-        const float c = std::cos(theta), s = std::sin(theta);
+        const float freq = std::pow(p.freq_base, -2.0f * float(i) / float(p.n_dims));
+        float theta = position * freq;
+        if (p.freq_factors) theta /= p.freq_factors[i];
+        if (p.ext_factor != 0.0f) {
+            // YaRN: ramp 1 (keep the original frequency) below yarn_low, 0 above yarn_high.
+            const float extrap = float(pos) * freq / (p.freq_factors ? p.freq_factors[i] : 1.0f);
+            const float y = (float(i) - p.yarn_low) / std::max(0.001f, p.yarn_high - p.yarn_low);
+            const float ramp = (1.0f - std::min(1.0f, std::max(0.0f, y))) * p.ext_factor;
+            theta = extrap * p.freq_scale * (1.0f - ramp) + extrap * ramp;
+        }
+        const float c = std::cos(theta) * mscale, s = std::sin(theta) * mscale;
         for (int h = 0; h < n_heads; ++h) {
             float* head = x + int64_t(h) * head_dim;
             const int a = p.style == RopeStyle::Normal ? 2 * i : i;

@@ -34,6 +34,14 @@ struct RopeParams {
     float freq_base = 10000.f; // theta base
     float freq_scale = 1.f;    // linear scaling: position multiplied by this (1/factor)
     RopeStyle style = RopeStyle::Normal;
+    // Llama 3.1+: per-pair divisors of the frequencies (n_dims / 2 values; null: none).
+    const float* freq_factors = nullptr;
+    // YaRN (ext_factor 1): pairs below yarn_low keep their frequency, pairs above
+    // yarn_high are interpolated (freq_scale), the ones between are blended linearly;
+    // cos and sin are multiplied by attn_factor * (1 + 0.1 ln(1 / freq_scale)).
+    float ext_factor = 0.0f;
+    float attn_factor = 1.0f;
+    float yarn_low = 0.0f, yarn_high = 0.0f;
 };
 
 // Rotates the first n_dims of each of n_heads heads (head_dim floats each) of one token

@@ -1,6 +1,9 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <unordered_map>
 
 #include "quant/blocks.h"
 #include "util/error.h"
@@ -34,20 +37,64 @@ size_t kv_row_bytes(KvType type, int kv_dim) {
     fail("invalid KV cache type ", uint32_t(type));
 }
 
-KvCache::KvCache(int n_layer, int n_ctx, int kv_dim, int n_seq, int n_blocks, KvType type)
-    : n_layer_(n_layer), n_ctx_(n_ctx), kv_dim_(kv_dim), n_seq_(n_seq), n_blocks_(n_blocks), type_(type) {
-    if (n_layer <= 0 || n_ctx <= 0 || kv_dim <= 0 || n_seq <= 0 || n_blocks < 0)
-        fail("invalid KV cache shape: ", n_layer, " layers, ", n_ctx, " positions, ", kv_dim,
-             " dims, ", n_seq, " sequences, ", n_blocks, " blocks");
-    row_bytes_ = kv_row_bytes(type, kv_dim);
+MemoryLayout MemoryLayout::uniform_attention(int n_layer, int kv_dim) {
+    MemoryLayout m;
+    m.layers.assign(size_t(std::max(n_layer, 0)), LayerMemory::attention(kv_dim, kv_dim));
+    return m;
+}
+
+bool MemoryLayout::has(LayerMemory::Kind kind) const {
+    return std::any_of(layers.begin(), layers.end(), [&](const LayerMemory& l) { return l.kind == kind; });
+}
+
+std::string MemoryLayout::describe() const {
+    int n_att = 0, n_rec = 0, n_window = 0, window = 0;
+    for (const LayerMemory& l : layers) {
+        if (l.kind == LayerMemory::Kind::Attention) ++n_att;
+        if (l.kind == LayerMemory::Kind::Recurrent) ++n_rec;
+        if (l.window > 0) ++n_window, window = l.window;
+    }
+    std::string s;
+    if (n_att) s += "paged KV on " + std::to_string(n_att) + " layers";
+    if (n_window) s += " (sliding window " + std::to_string(window) + " on " + std::to_string(n_window) + ")";
+    if (n_rec) s += std::string(s.empty() ? "" : ", ") + "recurrent state on " + std::to_string(n_rec) + " layers";
+    if (s.empty()) s = "none";
+    return s;
+}
+
+KvCache::KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks, KvType type)
+    : layout_(layout), n_ctx_(n_ctx), n_seq_(n_seq), n_blocks_(n_blocks), type_(type) {
+    const int n_layer = int(layout.layers.size());
+    if (n_layer <= 0 || n_ctx <= 0 || n_seq <= 0 || n_blocks < 0)
+        fail("invalid KV cache shape: ", n_layer, " layers, ", n_ctx, " positions, ", n_seq, " sequences, ",
+             n_blocks, " blocks");
     const int per_seq = (n_ctx + kBlockSize - 1) / kBlockSize;
     if (n_blocks_ == 0) n_blocks_ = per_seq * n_seq;
-    const size_t n = size_t(n_layer) * size_t(n_blocks_) * layer_block_bytes();
+    size_t offset = 0;
+    for (const LayerMemory& l : layout.layers) {
+        LayerStore s;
+        if (l.kind == LayerMemory::Kind::Attention) {
+            if (l.k_dim <= 0 || l.v_dim <= 0 || l.window < 0)
+                fail("invalid KV cache shape: ", l.k_dim, " K and ", l.v_dim, " V values");
+            s.k_row = kv_row_bytes(type, l.k_dim);
+            s.v_row = kv_row_bytes(type, l.v_dim);
+        }
+        if (l.kind == LayerMemory::Kind::Recurrent && l.state_floats <= 0)
+            fail("invalid recurrent state size ", l.state_floats);
+        const size_t state = l.kind == LayerMemory::Kind::Recurrent ? size_t(l.state_floats) : 0;
+        s.block = kBlockSize * (s.k_row + s.v_row) + state * sizeof(float);
+        s.offset = offset;
+        s.state_offset = state_floats_;
+        offset += s.block * size_t(n_blocks_);
+        block_bytes_ += s.block;
+        state_floats_ += state;
+        layers_.push_back(s);
+    }
     try {
-        k_.assign(n, 0);
-        v_.assign(n, 0);
+        data_.assign(offset, 0);
+        states_.assign(state_floats_ * size_t(n_seq), 0.0f);
     } catch (const std::bad_alloc&) {
-        fail("out of memory allocating the ", kv_type_name(type), " KV cache (", 2 * n / (1 << 20),
+        fail("out of memory allocating the ", kv_type_name(type), " KV cache (", offset / (1 << 20),
              " MiB); use a smaller context (-c), fewer parallel slots or --cache-type q8_0");
     }
     refs_.assign(size_t(n_blocks_), 0);
@@ -55,6 +102,32 @@ KvCache::KvCache(int n_layer, int n_ctx, int kv_dim, int n_seq, int n_blocks, Kv
     for (int b = n_blocks_ - 1; b >= 0; --b) free_.push_back(b);  // hand out low ids first
     tables_.resize(size_t(n_seq));
     lengths_.assign(size_t(n_seq), 0);
+}
+
+float* KvCache::snapshot(int l, int block) {
+    const LayerStore& s = layers_[size_t(l)];
+    return reinterpret_cast<float*>(&data_[s.offset + size_t(block) * s.block + kBlockSize * (s.k_row + s.v_row)]);
+}
+
+void KvCache::on_position_done(int l, int seq, int pos) {
+    if ((pos + 1) % kBlockSize != 0) return;
+    const float* live = state(l, seq);
+    std::copy_n(live, layout_.layers[size_t(l)].state_floats, snapshot(l, tables_[size_t(seq)][size_t(pos / kBlockSize)]));
+}
+
+void KvCache::restore_states(int seq) {
+    const int full = lengths_[size_t(seq)] / kBlockSize;
+    for (int l = 0; l < n_layer(); ++l) {
+        const int n = layout_.layers[size_t(l)].state_floats;
+        if (layout_.layers[size_t(l)].kind != LayerMemory::Kind::Recurrent) continue;
+        float* live = state(l, seq);
+        if (full == 0) std::fill_n(live, n, 0.0f);
+        else std::copy_n(snapshot(l, tables_[size_t(seq)][size_t(full - 1)]), n, live);
+    }
+}
+
+bool KvCache::can_truncate_to(int seq, int pos) const {
+    return can_truncate() || pos >= length(seq) || pos <= 0 || pos % kBlockSize == 0;
 }
 
 int KvCache::allocate_block() {
@@ -82,13 +155,18 @@ bool KvCache::reserve(int seq, int n_positions) {
 
 void KvCache::truncate(int seq, int pos) {
     if (pos < 0) pos = 0;
-    if (lengths_[size_t(seq)] > pos) lengths_[size_t(seq)] = pos;
+    if (!can_truncate_to(seq, pos))
+        fail("this model's recurrent state cannot be rolled back to position ", pos, " (only to a multiple of ",
+             kBlockSize, ")");
+    const bool shorter = lengths_[size_t(seq)] > pos;
+    if (shorter) lengths_[size_t(seq)] = pos;
     std::vector<int>& table = tables_[size_t(seq)];
     const size_t keep = size_t((pos + kBlockSize - 1) / kBlockSize);
     while (table.size() > keep) {
         release_block(table.back());
         table.pop_back();
     }
+    if (shorter || pos == 0) restore_states(seq);
 }
 
 void KvCache::attach_prefix(int seq, const std::vector<int>& blocks) {
@@ -97,6 +175,56 @@ void KvCache::attach_prefix(int seq, const std::vector<int>& blocks) {
     for (int b : blocks) retain_block(b);
     tables_[size_t(seq)] = blocks;
     lengths_[size_t(seq)] = int(blocks.size()) * kBlockSize;
+    restore_states(seq);
+}
+
+void KvCache::reserve_batch(const std::vector<int32_t>& seq_ids, const std::vector<int32_t>& positions) {
+    std::unordered_map<int, int> next;  // seq -> expected next position
+    for (size_t i = 0; i < seq_ids.size(); ++i) {
+        const int32_t seq = seq_ids[i], pos = positions[i];
+        if (seq < 0 || seq >= n_seq_) fail("sequence id ", seq, " is out of range");
+        auto it = next.find(seq);
+        const int expected = it == next.end() ? length(seq) : it->second;
+        if (pos != expected)
+            fail("position ", pos, " of sequence ", seq, " is not the next position (", expected, ")");
+        if (pos >= n_ctx_) fail("context is full: position ", pos, " needs a context larger than ", n_ctx_);
+        next[seq] = pos + 1;
+    }
+    // Every position the batch writes needs a block.
+    for (const auto& [seq, end] : next)
+        if (!reserve(seq, end))
+            fail("the KV cache is full: no free block for position ", end - 1, " of sequence ", seq);
+}
+
+void KvCache::commit_batch(const std::vector<int32_t>& seq_ids, const std::vector<int32_t>& positions) {
+    for (size_t i = 0; i < seq_ids.size(); ++i)
+        lengths_[size_t(seq_ids[i])] = std::max(lengths_[size_t(seq_ids[i])], positions[i] + 1);
+}
+
+void KvCache::copy_block_out(int block, uint8_t* out) const {
+    for (const LayerStore& s : layers_) {
+        std::memcpy(out, &data_[s.offset + size_t(block) * s.block], s.block);
+        out += s.block;
+    }
+}
+
+void KvCache::copy_block_in(int block, const uint8_t* in) {
+    for (const LayerStore& s : layers_) {
+        std::memcpy(&data_[s.offset + size_t(block) * s.block], in, s.block);
+        in += s.block;
+    }
+}
+
+uint64_t KvCache::layout_fingerprint() const {
+    uint64_t h = 1469598103934665603ULL ^ uint64_t(type_);
+    auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ULL; };
+    for (const LayerMemory& l : layout_.layers) {
+        mix(uint64_t(l.kind));
+        mix(uint64_t(l.k_dim));
+        mix(uint64_t(l.v_dim));
+        mix(uint64_t(l.state_floats));
+    }
+    return h;
 }
 
 }  // namespace pensieve

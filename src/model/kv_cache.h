@@ -1,21 +1,33 @@
-// Keys and values of past tokens, stored in fixed-size blocks ("pages") of kBlockSize
-// positions. Each sequence has a block table: position p of sequence s lives in block
-// table[s][p / kBlockSize] at offset p % kBlockSize. Blocks are reference counted, so
-// sequences (and the prefix cache) can share the blocks of a common prompt prefix
-// without copying; a block returns to the free list when its last user lets go.
+// The memory of a model's sequences between forward passes ("KV cache" for short; it
+// also holds recurrent state). Positions live in fixed-size blocks ("pages") of
+// kBlockSize positions; each sequence has a block table: position p of sequence s lives in
+// block table[s][p / kBlockSize] at offset p % kBlockSize. Blocks are reference counted,
+// so sequences (and the prefix cache) share the blocks of a common prompt prefix without
+// copying; a block returns to the free list when its last user lets go.
 //
-// Element type (KvType, --cache-type): one row is the kv_dim values of one position and
-// one layer, either
-//   F16   kv_dim fp16 values (2 bytes each; the default), or
-//   Q8_0  kv_dim / 32 GGUF Q8_0 blocks (fp16 scale + 32 int8: 34 bytes per 32 values,
-//         53% of F16). A head whose size is a multiple of 32 owns whole blocks, so
-//         attention can dot a Q8_0-quantized query with it in integers.
-// The cache stores bytes; the forward pass interprets rows by type(). Within one block
-// the rows of consecutive positions are row_bytes() apart (attention reads them in runs).
+// What a block holds is set per layer by a MemoryLayout (the model's make_cache):
+//   Attention  K and V rows of each position, k_dim and v_dim values wide (they may
+//              differ per layer and between K and V); `window` > 0 marks a sliding-window
+//              layer (attention reads only the last `window` positions).
+//   Recurrent  one live state per sequence (Mamba conv + SSM state, RWKV token shift +
+//              WKV state: state_floats floats) and, per block, a snapshot of the state
+//              after the block's last position. Sharing a prefix of full blocks resumes
+//              from the last block's snapshot instead of re-reading the prompt.
+//   None       nothing (a layer without memory).
+// The caller asks what the memory supports before it truncates or shares:
+//   can_truncate()      any position (speculative rollback): attention-only memories;
+//                       a recurrent state cannot be rolled back except to a block end.
+//   can_share_prefix()  full blocks of a prompt (the prefix cache): both kinds.
 //
-// The forward pass reads and writes only through k_row()/v_row(). Shared blocks are
-// always full blocks of an earlier prompt and are never written: a sequence only writes
-// positions at or after its own length, and a shared prefix ends on a block boundary.
+// Element type of attention rows (KvType, --cache-type): F16 (2 bytes a value, the
+// default) or Q8_0 (GGUF Q8_0 blocks: 34 bytes per 32 values, 53% of F16; a head whose
+// size is a multiple of 32 owns whole blocks, so attention dots a Q8_0 query with it in
+// integers). Recurrent state is always fp32.
+//
+// Only the model's blocks (model/blocks.h) read and write rows and states; architecture
+// files never touch these bytes. Shared blocks are always full blocks of an earlier
+// prompt and are never written: a sequence only writes positions at or after its own
+// length, and a shared prefix ends on a block boundary.
 #pragma once
 
 #include <cstddef>
@@ -33,33 +45,74 @@ KvType parse_kv_type(const std::string& name);  // fails (Error) on unknown name
 // needs kv_dim to be a multiple of 32).
 size_t kv_row_bytes(KvType type, int kv_dim);
 
+// What one layer keeps per position / per sequence.
+struct LayerMemory {
+    enum class Kind { None, Attention, Recurrent };
+    Kind kind = Kind::Attention;
+    int k_dim = 0, v_dim = 0;  // Attention: values per position (KV heads x head size)
+    int window = 0;            // Attention: sliding window in positions (0: every position)
+    int state_floats = 0;      // Recurrent: floats of one sequence's state
+
+    static LayerMemory attention(int k_dim, int v_dim, int window = 0) {
+        return {Kind::Attention, k_dim, v_dim, window, 0};
+    }
+    static LayerMemory recurrent(int state_floats) { return {Kind::Recurrent, 0, 0, 0, state_floats}; }
+};
+
+struct MemoryLayout {
+    std::vector<LayerMemory> layers;
+
+    static MemoryLayout uniform_attention(int n_layer, int kv_dim);
+    bool has(LayerMemory::Kind kind) const;
+    // One line for `pensieve info`, e.g. "paged KV, 22 layers, window 4096 on 11".
+    std::string describe() const;
+};
+
 class KvCache {
 public:
     static constexpr int kBlockSize = 16;
 
-    // n_seq sequences of up to n_ctx positions each; kv_dim = n_head_kv * head_dim.
-    // n_blocks: size of the block pool (0: enough for every sequence to fill its context).
-    KvCache(int n_layer, int n_ctx, int kv_dim, int n_seq, int n_blocks = 0, KvType type = KvType::F16);
+    // n_seq sequences of up to n_ctx positions each. n_blocks: size of the block pool
+    // (0: enough for every sequence to fill its context).
+    KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks = 0, KvType type = KvType::F16);
+    // n_layer uniform attention layers of kv_dim (= n_head_kv * head_dim) K and V values.
+    KvCache(int n_layer, int n_ctx, int kv_dim, int n_seq, int n_blocks = 0, KvType type = KvType::F16)
+        : KvCache(MemoryLayout::uniform_attention(n_layer, kv_dim), n_ctx, n_seq, n_blocks, type) {}
 
+    const MemoryLayout& layout() const { return layout_; }
+    const LayerMemory& layer(int l) const { return layout_.layers[size_t(l)]; }
     int n_ctx() const { return n_ctx_; }
     int n_seq() const { return n_seq_; }
-    int n_layer() const { return n_layer_; }
-    int kv_dim() const { return kv_dim_; }
+    int n_layer() const { return int(layout_.layers.size()); }
     int n_blocks() const { return n_blocks_; }
     KvType type() const { return type_; }
-    size_t row_bytes() const { return row_bytes_; }
-    size_t bytes() const { return k_.size() + v_.size(); }
-    // K and V of one position in every layer.
-    size_t position_bytes() const { return 2 * size_t(n_layer_) * row_bytes_; }
-    size_t block_bytes() const { return kBlockSize * position_bytes(); }
+    size_t bytes() const { return data_.size() + states_.size() * sizeof(float); }
+    // Bytes one block holds in every layer (K, V rows and state snapshots), and per position.
+    size_t block_bytes() const { return block_bytes_; }
+    size_t position_bytes() const { return block_bytes_ / kBlockSize; }
 
-    uint8_t* k_row(int layer, int seq, int pos) { return &k_[row_index(layer, seq, pos)]; }
-    uint8_t* v_row(int layer, int seq, int pos) { return &v_[row_index(layer, seq, pos)]; }
-    const uint8_t* k_row(int layer, int seq, int pos) const { return &k_[row_index(layer, seq, pos)]; }
-    const uint8_t* v_row(int layer, int seq, int pos) const { return &v_[row_index(layer, seq, pos)]; }
+    // --- what this memory supports (ask before truncating or sharing) ---
+    bool can_truncate() const { return !layout_.has(LayerMemory::Kind::Recurrent); }
+    bool can_truncate_to(int seq, int pos) const;
+    bool can_share_prefix() const { return true; }
+
+    // --- attention rows (model/blocks only) ---
+    size_t k_row_bytes(int l) const { return layers_[size_t(l)].k_row; }
+    size_t v_row_bytes(int l) const { return layers_[size_t(l)].v_row; }
+    uint8_t* k_row(int l, int seq, int pos) { return &data_[row_index(l, seq, pos, false)]; }
+    uint8_t* v_row(int l, int seq, int pos) { return &data_[row_index(l, seq, pos, true)]; }
+    const uint8_t* k_row(int l, int seq, int pos) const { return &data_[row_index(l, seq, pos, false)]; }
+    const uint8_t* v_row(int l, int seq, int pos) const { return &data_[row_index(l, seq, pos, true)]; }
+
+    // --- recurrent state (model/blocks only) ---
+    // The live state of `seq` in layer l (state_floats floats; zero for an empty sequence).
+    float* state(int l, int seq) { return &states_[size_t(seq) * state_floats_ + layers_[size_t(l)].state_offset]; }
+    // Called after a recurrent layer consumed position `pos` of `seq`: at a block's last
+    // position the state is kept as that block's snapshot.
+    void on_position_done(int l, int seq, int pos);
 
     // --- sequences ---
-    // Positions [0, length) of `seq` hold valid keys/values.
+    // Positions [0, length) of `seq` are in memory.
     int length(int seq) const { return lengths_[size_t(seq)]; }
     void set_length(int seq, int n) { lengths_[size_t(seq)] = n; }
     // Positions `seq` can hold without new blocks.
@@ -67,12 +120,20 @@ public:
     // Makes room for positions [0, n_positions); false if the pool ran out of blocks
     // (nothing is changed then).
     bool reserve(int seq, int n_positions);
-    // Forgets positions >= pos and lets go of blocks no longer needed.
+    // Forgets positions >= pos and lets go of blocks no longer needed. Fails (Error) where
+    // !can_truncate_to(seq, pos).
     void truncate(int seq, int pos);
     void clear(int seq) { truncate(seq, 0); }
     const std::vector<int>& block_table(int seq) const { return tables_[size_t(seq)]; }
-    // Makes an empty sequence start with shared full blocks (a cached prefix).
+    // Makes an empty sequence start with shared full blocks (a cached prefix); recurrent
+    // layers resume from the last block's snapshot.
     void attach_prefix(int seq, const std::vector<int>& blocks);
+    // Throws Error if a batch is malformed for this memory (unknown sequence ids,
+    // positions that are not the next contiguous positions of their sequence or past the
+    // context), else reserves the blocks the batch will write.
+    void reserve_batch(const std::vector<int32_t>& seq_ids, const std::vector<int32_t>& positions);
+    // After a forward pass: each sequence's length becomes one past its last batch position.
+    void commit_batch(const std::vector<int32_t>& seq_ids, const std::vector<int32_t>& positions);
 
     // --- blocks ---
     int free_blocks() const { return int(free_.size()); }
@@ -80,24 +141,35 @@ public:
     void retain_block(int block) { ++refs_[size_t(block)]; }
     void release_block(int block);
     int block_refs(int block) const { return refs_[size_t(block)]; }
-    // Raw block storage for one layer (kBlockSize rows of row_bytes()), for saving/loading.
-    size_t layer_block_bytes() const { return kBlockSize * row_bytes_; }
-    uint8_t* k_block(int layer, int block) { return &k_[block_index(layer, block)]; }
-    uint8_t* v_block(int layer, int block) { return &v_[block_index(layer, block)]; }
+    // A block's contents in every layer (block_bytes()), for saving to / loading from disk.
+    void copy_block_out(int block, uint8_t* out) const;
+    void copy_block_in(int block, const uint8_t* in);
+    // Identifies the layout and element type (a block file is only loaded into the same).
+    uint64_t layout_fingerprint() const;
 
 private:
-    size_t block_index(int layer, int block) const {
-        return (size_t(layer) * size_t(n_blocks_) + size_t(block)) * layer_block_bytes();
-    }
-    size_t row_index(int layer, int seq, int pos) const {
+    struct LayerStore {
+        size_t k_row = 0, v_row = 0;  // bytes of one K / V row
+        size_t offset = 0;            // start of this layer's blocks in data_
+        size_t block = 0;             // bytes of one block of this layer
+        size_t state_offset = 0;      // floats into one sequence's states
+    };
+    size_t row_index(int l, int seq, int pos, bool v) const {
+        const LayerStore& s = layers_[size_t(l)];
         const int block = tables_[size_t(seq)][size_t(pos / kBlockSize)];
-        return block_index(layer, block) + size_t(pos % kBlockSize) * row_bytes_;
+        return s.offset + size_t(block) * s.block + (v ? kBlockSize * s.k_row : 0) +
+               size_t(pos % kBlockSize) * (v ? s.v_row : s.k_row);
     }
+    float* snapshot(int l, int block);
+    void restore_states(int seq);  // live states from the snapshot of the last full block
 
-    int n_layer_, n_ctx_, kv_dim_, n_seq_, n_blocks_;
+    MemoryLayout layout_;
+    int n_ctx_, n_seq_, n_blocks_;
     KvType type_;
-    size_t row_bytes_;
-    std::vector<uint8_t> k_, v_;           // [layer][block][kBlockSize][row_bytes]
+    std::vector<LayerStore> layers_;
+    size_t block_bytes_ = 0, state_floats_ = 0;
+    std::vector<uint8_t> data_;            // per layer: [block][K rows | V rows | snapshot]
+    std::vector<float> states_;            // [seq][layer state]
     std::vector<int> refs_;                // per block
     std::vector<int> free_;                // free block ids (stack)
     std::vector<std::vector<int>> tables_; // per sequence

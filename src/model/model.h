@@ -1,6 +1,7 @@
-// The one interface every architecture implements: forward(batch) -> logits.
-// Models are built from a GGUF file by the registry (registry.cpp), keyed by
-// `general.architecture`.
+// The one interface every architecture implements: forward(batch) -> what the caller asks
+// for (logits of chosen tokens, per-token or pooled embeddings). Models are built from a
+// GGUF file by the registry (registry.cpp), keyed by `general.architecture`; each
+// architecture is one file in model/arch/ composing the blocks of model/blocks.h.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,12 @@ namespace pensieve {
 
 class ThreadPool;
 
-// Hyper-parameters read from GGUF metadata (`<arch>.*` keys).
+// How a sequence's token embeddings become one vector (GGUF `<arch>.pooling_type`).
+enum class Pooling { None = 0, Mean = 1, Cls = 2, Last = 3 };
+const char* pooling_name(Pooling p);
+
+// Hyper-parameters every architecture has (read from `<arch>.*` keys by model_loader.h).
+// Per-layer details (window, head sizes) are in the model's memory_layout() and blocks.
 struct ModelConfig {
     std::string arch;
     std::string name;
@@ -26,15 +32,29 @@ struct ModelConfig {
     int n_layer = 0;
     int n_head = 0;
     int n_head_kv = 0;
-    int head_dim = 0;
+    int head_dim = 0;        // K (and Q) values per head
+    int head_dim_v = 0;      // V values per head
     int n_ff = 0;
     int n_ctx_train = 0;
     int n_expert = 0;        // mixture of experts: experts per layer (0: dense)
     int n_expert_used = 0;   // experts each token is routed to
     float norm_eps = 1e-5f;
+    bool causal = true;      // false: encoders (every token sees its whole sequence)
+    Pooling pooling = Pooling::None;
     RopeParams rope;
+};
 
-    int kv_dim() const { return n_head_kv * head_dim; }
+// What forward() writes; null pointers are not computed.
+struct ForwardOutputs {
+    // n_vocab floats for each token with want_logits set, in batch order.
+    float* logits = nullptr;
+    // n_embd floats (the final normalised hidden state) for each token with want_logits
+    // set, in batch order.
+    float* embeddings = nullptr;
+    // n_embd floats per sequence of the batch (in order of first appearance), pooled over
+    // that sequence's batch tokens as config().pooling says (None: as Last). An embedding
+    // request sends a whole sequence in one batch.
+    float* pooled = nullptr;
 };
 
 class Model {
@@ -43,24 +63,33 @@ public:
 
     const ModelConfig& config() const { return config_; }
     const GgufFile& file() const { return *file_; }
+    const MemoryLayout& memory_layout() const { return memory_; }
 
-    // Runs the batch through the model: writes its keys/values into `cache` and, for each
-    // token with want_logits set (in batch order), n_vocab logits into `logits`.
-    // Positions must be contiguous per sequence and start at cache.length(seq), which is
-    // advanced. Throws Error on a bad batch (token out of range, position past n_ctx).
-    virtual void forward(const Batch& batch, KvCache& cache, ThreadPool& pool,
-                         float* logits) = 0;
-
-    // A KV cache for this model with n_seq sequences of n_ctx positions; n_blocks sizes
-    // the shared block pool (0: every sequence can fill its context).
-    KvCache make_cache(int n_ctx, int n_seq = 1, int n_blocks = 0, KvType type = KvType::F16) const {
-        return KvCache(config_.n_layer, n_ctx, config_.kv_dim(), n_seq, n_blocks, type);
+    // Runs the batch through the model: writes its memory (keys/values, states) into
+    // `cache` and what `out` asks for. Positions must be contiguous per sequence and start
+    // at cache.length(seq), which is advanced. Throws Error on a bad batch (token out of
+    // range, position past n_ctx, cache full).
+    virtual void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) = 0;
+    // The common case: next-token logits of the tokens with want_logits set.
+    void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, float* logits) {
+        ForwardOutputs out;
+        out.logits = logits;
+        forward(batch, cache, pool, out);
     }
+
+    // Memory for this model with n_seq sequences of n_ctx positions; n_blocks sizes the
+    // shared block pool (0: every sequence can fill its context).
+    KvCache make_cache(int n_ctx, int n_seq = 1, int n_blocks = 0, KvType type = KvType::F16) const {
+        return KvCache(memory_, n_ctx, n_seq, n_blocks, type);
+    }
+    // Bytes of memory one position takes with this cache type (for sizing and reports).
+    size_t position_bytes(KvType type) const;
 
 protected:
     explicit Model(std::unique_ptr<GgufFile> file) : file_(std::move(file)) {}
     std::unique_ptr<GgufFile> file_;
     ModelConfig config_;
+    MemoryLayout memory_;
 };
 
 // Loads a model file (mmap) and builds the architecture it names.

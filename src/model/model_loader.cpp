@@ -1,9 +1,13 @@
 #include "model/model_loader.h"
 
 #include <cmath>
-#include <unordered_map>
+#include <algorithm>
 
 #include "util/error.h"
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
 
 namespace pensieve {
 
@@ -22,49 +26,108 @@ int positive_int(const GgufFile& f, const std::string& key, int64_t value) {
 
 }  // namespace
 
-ModelConfig ModelLoader::read_llama_config(const std::string& arch, RopeStyle rope_style) const {
-    const GgufFile& f = file_;
-    const std::string p = arch + ".";
-    ModelConfig c;
-    c.arch = arch;
-    c.name = f.get_string("general.name", "");
-    c.n_embd = positive_int(f, p + "embedding_length", f.get_int(p + "embedding_length"));
-    c.n_layer = positive_int(f, p + "block_count", f.get_int(p + "block_count"));
-    c.n_head = positive_int(f, p + "attention.head_count", f.get_int(p + "attention.head_count"));
-    c.n_head_kv = positive_int(f, p + "attention.head_count_kv",
-                               f.get_int(p + "attention.head_count_kv", c.n_head));
-    c.n_ff = positive_int(f, p + "feed_forward_length", f.get_int(p + "feed_forward_length"));
-    c.n_ctx_train = positive_int(f, p + "context_length", f.get_int(p + "context_length", 2048));
-    c.head_dim = positive_int(f, p + "attention.key_length",
-                              f.get_int(p + "attention.key_length", c.n_embd / c.n_head));
-    c.norm_eps = float(f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-5));
-    c.n_expert = int(f.get_int(p + "expert_count", 0));
-    c.n_expert_used = int(f.get_int(p + "expert_used_count", 0));
+int HParams::count(const std::string& key) const {
+    const std::string k = arch_ + "." + key;
+    if (!file_.has(k)) fail(file_.path(), ": missing required key ", k, " (architecture ", arch_, ")");
+    return positive_int(file_, k, file_.get_int(k));
+}
 
+int HParams::count(const std::string& key, int def) const {
+    return has(key) ? count(key) : def;
+}
+
+int HParams::integer(const std::string& key, int def) const {
+    const std::string k = arch_ + "." + key;
+    const int64_t v = file_.get_int(k, def);
+    if (v < -(int64_t(1) << 30) || v > (int64_t(1) << 30)) fail(file_.path(), ": ", k, " = ", v, " is out of range");
+    return int(v);
+}
+
+float HParams::real(const std::string& key, float def) const {
+    const std::string k = arch_ + "." + key;
+    const double v = file_.get_float(k, def);
+    if (!std::isfinite(v)) fail(file_.path(), ": ", k, " is not a finite number");
+    return float(v);
+}
+
+std::string HParams::str(const std::string& key, const std::string& def) const {
+    return file_.get_string(arch_ + "." + key, def);
+}
+
+ModelConfig read_transformer_config(const HParams& hp, RopeStyle rope_style) {
+    const std::string& path = hp.file().path();
+    ModelConfig c;
+    c.arch = hp.arch();
+    c.n_embd = hp.count("embedding_length");
+    c.n_layer = hp.count("block_count");
+    c.n_head = hp.count("attention.head_count");
+    c.n_head_kv = hp.count("attention.head_count_kv", c.n_head);
+    c.n_ff = hp.count("feed_forward_length");
+    c.n_ctx_train = hp.count("context_length", 2048);
+    c.head_dim = hp.count("attention.key_length", c.n_embd / c.n_head);
+    c.head_dim_v = hp.count("attention.value_length", c.head_dim);
+    c.norm_eps = hp.real("attention.layer_norm_rms_epsilon", hp.real("attention.layer_norm_epsilon", 1e-5f));
+    c.n_expert = hp.integer("expert_count", 0);
+    c.n_expert_used = hp.integer("expert_used_count", 0);
+    c.causal = hp.integer("attention.causal", 1) != 0;
+    const int pooling = hp.integer("pooling_type", 0);
+    if (pooling < 0 || pooling > 3) fail(path, ": ", hp.arch(), ".pooling_type = ", pooling, " is not supported");
+    c.pooling = Pooling(pooling);
+
+    if (c.head_dim <= 0 || c.head_dim_v <= 0)
+        fail(path, ": head size ", c.n_embd, " / ", c.n_head, " is zero (set ", hp.arch(), ".attention.key_length)");
     if (c.n_head % c.n_head_kv != 0)
-        fail(f.path(), ": ", c.n_head, " attention heads are not a multiple of ", c.n_head_kv,
-             " KV heads");
+        fail(path, ": ", c.n_head, " attention heads are not a multiple of ", c.n_head_kv, " KV heads");
     if (c.n_expert < 0 || c.n_expert > 1024 || c.n_expert_used < 0 || c.n_expert_used > c.n_expert ||
         (c.n_expert > 0 && c.n_expert_used == 0))
-        fail(f.path(), ": bad expert counts (", c.n_expert, " experts, ", c.n_expert_used, " used)");
-
+        fail(path, ": bad expert counts (", c.n_expert, " experts, ", c.n_expert_used, " used)");
     c.rope.style = rope_style;
-    c.rope.n_dims = int(f.get_int(p + "rope.dimension_count", c.head_dim));
-    if (c.rope.n_dims <= 0 || c.rope.n_dims > c.head_dim || c.rope.n_dims % 2 != 0)
-        fail(f.path(), ": rope.dimension_count = ", c.rope.n_dims, " is invalid for head size ",
-             c.head_dim);
-    c.rope.freq_base = float(f.get_float(p + "rope.freq_base", 10000.0));
-    // Linear RoPE scaling ("position interpolation"): positions divided by the factor.
-    const std::string scaling = f.get_string(p + "rope.scaling.type", "");
-    double factor = 1.0;
-    if (scaling == "linear") factor = f.get_float(p + "rope.scaling.factor", 1.0);
-    else if (scaling.empty()) factor = f.get_float(p + "rope.scale_linear", 1.0);
-    else if (scaling != "none") fail(f.path(), ": RoPE scaling '", scaling, "' is not supported yet");
-    if (!(factor > 0.0) || !std::isfinite(factor)) fail(f.path(), ": bad RoPE scaling factor ", factor);
-    c.rope.freq_scale = float(1.0 / factor);
-    if (!(c.rope.freq_base > 0.0f) || !std::isfinite(c.rope.freq_base))
-        fail(f.path(), ": bad rope.freq_base");
     return c;
+}
+
+namespace {
+
+// YaRN's correction range: the pairs whose wavelength spans between beta_fast and
+// beta_slow rotations over the original context are blended between interpolation and
+// extrapolation (the formula of the YaRN paper, as GGUF engines apply it).
+float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return float(n_dims) * std::log(float(n_ctx_orig) / (n_rot * 2.0f * float(M_PI))) / (2.0f * std::log(base));
+}
+
+}  // namespace
+
+RopeParams read_rope(const HParams& hp, const ModelLoader& ld, RopeStyle style, int head_dim,
+                     std::vector<float>& freq_factors) {
+    const std::string& path = ld.file().path();
+    RopeParams r;
+    r.style = style;
+    r.n_dims = hp.count("rope.dimension_count", head_dim);
+    if (r.n_dims > head_dim || r.n_dims % 2 != 0)
+        fail(path, ": rope.dimension_count = ", r.n_dims, " is invalid for head size ", head_dim);
+    r.freq_base = hp.real("rope.freq_base", 10000.0f);
+    if (!(r.freq_base > 0.0f)) fail(path, ": bad rope.freq_base");
+    // Linear scaling ("position interpolation") divides positions by the factor; YaRN
+    // blends interpolated and original frequencies per pair and scales cos and sin.
+    const std::string scaling = hp.str("rope.scaling.type", "");
+    float factor = 1.0f;
+    if (scaling == "linear" || scaling == "yarn") factor = hp.real("rope.scaling.factor", 1.0f);
+    else if (scaling.empty()) factor = hp.real("rope.scale_linear", 1.0f);
+    else if (scaling != "none") fail(path, ": RoPE scaling '", scaling, "' is not supported yet");
+    if (!(factor > 0.0f)) fail(path, ": bad RoPE scaling factor ", factor);
+    r.freq_scale = 1.0f / factor;
+    if (scaling == "yarn" && factor != 1.0f) {
+        const int n_ctx_orig = hp.count("rope.scaling.original_context_length", hp.count("context_length", 2048));
+        const float beta_fast = 32.0f, beta_slow = 1.0f;
+        r.ext_factor = 1.0f;
+        r.yarn_low = std::max(0.0f, std::floor(yarn_corr_dim(r.n_dims, n_ctx_orig, beta_fast, r.freq_base)));
+        r.yarn_high = std::min(float(r.n_dims - 1), std::ceil(yarn_corr_dim(r.n_dims, n_ctx_orig, beta_slow, r.freq_base)));
+    }
+    // Llama 3.1+: per-pair divisors of the frequencies.
+    if (ld.has("rope_freqs.weight")) {
+        freq_factors = ld.vector("rope_freqs.weight", r.n_dims / 2);
+        r.freq_factors = freq_factors.data();
+    }
+    return r;
 }
 
 const GgufTensor& ModelLoader::checked(const std::string& name, const std::vector<int64_t>& dims) const {
@@ -99,36 +162,6 @@ std::vector<float> ModelLoader::vector(const std::string& name, int64_t n) const
     std::vector<float> out(static_cast<size_t>(n));
     type_traits(t.type).to_float(t.data, out.data(), n);
     return out;
-}
-
-void validate_batch(const Batch& batch, KvCache& cache, int n_vocab) {
-    const size_t n = batch.tokens.size();
-    if (batch.positions.size() != n || batch.seq_ids.size() != n || batch.want_logits.size() != n)
-        fail("malformed batch: field sizes differ");
-    std::unordered_map<int, int> next;  // seq -> expected next position
-    for (size_t i = 0; i < n; ++i) {
-        const int32_t tok = batch.tokens[i], seq = batch.seq_ids[i], pos = batch.positions[i];
-        if (tok < 0 || tok >= n_vocab) fail("token id ", tok, " is outside the vocabulary (", n_vocab, ")");
-        if (seq < 0 || seq >= cache.n_seq()) fail("sequence id ", seq, " is out of range");
-        auto it = next.find(seq);
-        const int expected = it == next.end() ? cache.length(seq) : it->second;
-        if (pos != expected)
-            fail("position ", pos, " of sequence ", seq, " is not the next position (", expected, ")");
-        if (pos >= cache.n_ctx())
-            fail("context is full: position ", pos, " needs a context larger than ", cache.n_ctx());
-        next[seq] = pos + 1;
-    }
-    // Every position the batch writes needs a block.
-    for (const auto& [seq, end] : next)
-        if (!cache.reserve(seq, end))
-            fail("the KV cache is full: no free block for position ", end - 1, " of sequence ", seq);
-}
-
-void commit_batch_positions(const Batch& batch, KvCache& cache) {
-    for (size_t i = 0; i < batch.tokens.size(); ++i) {
-        const int seq = batch.seq_ids[i];
-        cache.set_length(seq, std::max(cache.length(seq), batch.positions[i] + 1));
-    }
 }
 
 }  // namespace pensieve

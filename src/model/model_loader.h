@@ -1,5 +1,6 @@
-// Helpers shared by the architecture files: reading hyper-parameters and tensors from a
-// GGUF file with shape checks, and the batch bookkeeping every forward pass does.
+// Reading an architecture from a GGUF file: hyper-parameters (`<arch>.<key>`, required
+// ones failing with the key's name, optional ones with the architecture's default) and
+// tensors (with shape checks).
 #pragma once
 
 #include <string>
@@ -7,18 +8,34 @@
 
 #include "gguf/gguf.h"
 #include "kernels/matmul.h"
-#include "model/batch.h"
-#include "model/kv_cache.h"
 #include "model/model.h"
 
 namespace pensieve {
 
+// `<arch>.<key>` hyper-parameters.
+class HParams {
+public:
+    HParams(const GgufFile& file, std::string arch) : file_(file), arch_(std::move(arch)) {}
+    const std::string& arch() const { return arch_; }
+    const GgufFile& file() const { return file_; }
+    bool has(const std::string& key) const { return file_.has(arch_ + "." + key); }
+    // A required count in [1, 2^24]; fails naming `<arch>.<key>` when absent or out of range.
+    int count(const std::string& key) const;
+    // An optional count (def when absent) in [1, 2^24] (or def).
+    int count(const std::string& key, int def) const;
+    int integer(const std::string& key, int def) const;  // any int, def when absent
+    float real(const std::string& key, float def) const; // finite, def when absent
+    std::string str(const std::string& key, const std::string& def) const;
+
+private:
+    const GgufFile& file_;
+    std::string arch_;
+};
+
 class ModelLoader {
 public:
     explicit ModelLoader(const GgufFile& file) : file_(file) {}
-
-    // Reads the `<arch>.*` hyper-parameters common to LLaMA-like decoders.
-    ModelConfig read_llama_config(const std::string& arch, RopeStyle rope_style) const;
+    const GgufFile& file() const { return file_; }
 
     bool has(const std::string& name) const { return file_.find_tensor(name) != nullptr; }
     // A 2-D weight with `cols` inputs and `rows` outputs (rows = -1: any). The data stays
@@ -35,14 +52,17 @@ private:
     const GgufFile& file_;
 };
 
-// Throws Error if a batch is malformed for this cache: token ids outside the vocabulary,
-// unknown sequence ids, or positions that are not the next contiguous positions of their
-// sequence (or past the cache's context). Reserves the blocks the batch will write.
-void validate_batch(const Batch& batch, KvCache& cache, int n_vocab);
-// After a forward pass: each sequence's length becomes one past its last batch position.
-void commit_batch_positions(const Batch& batch, KvCache& cache);
+// The hyper-parameters of a transformer decoder (embedding_length, block_count,
+// attention.head_count[_kv], attention.key_length / value_length, feed_forward_length,
+// context_length, the norm epsilon, expert counts, pooling_type) and its RoPE.
+ModelConfig read_transformer_config(const HParams& hp, RopeStyle rope_style);
 
-// Architecture constructors (one per file), used by the registry.
-std::unique_ptr<Model> make_llama(std::unique_ptr<GgufFile> file);
+// RoPE from `rope.dimension_count`, `rope.freq_base` and the scaling keys: linear,
+// YaRN (`rope.scaling.{factor,original_context_length}`; beta_fast 32, beta_slow 1 and
+// attention factor 1, the reference's defaults: an architecture whose reference reads
+// `rope.scaling.yarn_*` sets them after this call), and Llama 3.1+ per-pair divisors
+// `rope_freqs.weight` (kept in `freq_factors`, which must outlive the model).
+RopeParams read_rope(const HParams& hp, const ModelLoader& ld, RopeStyle style, int head_dim,
+                     std::vector<float>& freq_factors);
 
 }  // namespace pensieve

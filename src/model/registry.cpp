@@ -1,9 +1,9 @@
-// Maps `general.architecture` to the code that builds that model.
+// Maps `general.architecture` to the code that builds that model (model/arch/).
 #include <functional>
 #include <map>
 
+#include "model/arch/arch.h"
 #include "model/model.h"
-#include "model/model_loader.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -37,6 +37,20 @@ std::unique_ptr<Model> load_model(const std::string& path) {
         fail(path, ": architecture '", arch, "' is not supported (supported: ", known, ")");
     }
     return it->second(std::move(file));
+}
+
+const char* pooling_name(Pooling p) {
+    switch (p) {
+        case Pooling::None: return "none";
+        case Pooling::Mean: return "mean";
+        case Pooling::Cls: return "cls";
+        case Pooling::Last: return "last";
+    }
+    return "?";
+}
+
+size_t Model::position_bytes(KvType type) const {
+    return KvCache(memory_, KvCache::kBlockSize, 1, 1, type).position_bytes();
 }
 
 }  // namespace pensieve

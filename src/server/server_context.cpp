@@ -32,7 +32,7 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
         // MiB -> KV blocks of this model (K and V rows of the cache type, every layer,
         // kBlockSize positions).
         const size_t block_bytes =
-            2 * size_t(m.config().n_layer) * KvCache::kBlockSize * kv_row_bytes(o.cache_type, m.config().kv_dim());
+            KvCache::kBlockSize * m.position_bytes(o.cache_type);
         c.cache_blocks = int(size_t(o.cache_ram_mib) * (size_t(1) << 20) / block_bytes);
     }
     return c;

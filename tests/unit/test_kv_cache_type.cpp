@@ -36,8 +36,8 @@ TEST(KvCacheType, BytesPerPosition) {
     const int n_layer = 16, kv_dim = 512;  // synth-1b: 8 KV heads of 64
     KvCache f16(n_layer, 64, kv_dim, 2, 0, KvType::F16);
     KvCache q8(n_layer, 64, kv_dim, 2, 0, KvType::Q8_0);
-    EXPECT_EQ(f16.row_bytes(), size_t(kv_dim) * 2);
-    EXPECT_EQ(q8.row_bytes(), size_t(kv_dim / 32) * 34);
+    EXPECT_EQ(f16.k_row_bytes(0), size_t(kv_dim) * 2);
+    EXPECT_EQ(q8.k_row_bytes(0), size_t(kv_dim / 32) * 34);
     EXPECT_EQ(f16.position_bytes(), size_t(2 * n_layer * kv_dim * 2));  // 32 KiB
     EXPECT_EQ(q8.position_bytes(), size_t(2 * n_layer * (kv_dim / 32) * 34));  // 17 KiB
     EXPECT_DOUBLE_EQ(double(q8.position_bytes()) / double(f16.position_bytes()), 34.0 / 64.0);

@@ -1,0 +1,109 @@
+// The LLaMA family (general.architecture = "llama"): LLaMA 1-3 (with Llama 3.1+
+// `rope_freqs`), Mistral, Mixtral-style mixture of experts, TinyLlama and the llama2.c
+// "stories" models; qwen2.cpp and qwen3.cpp reuse it with their differences.
+//
+// Per layer:  x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+//             x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))        (dense FFN)
+//          or x += Σ_top-k  p_e · expert_e(norm(x))                       (MoE FFN)
+// then logits = W_out · norm(x), for the tokens that asked for them.
+#include "model/arch/arch.h"
+#include "model/blocks.h"
+#include "util/error.h"
+
+namespace pensieve {
+
+namespace {
+
+struct LlamaLayer {
+    Norm attn_norm;
+    Attention attn;
+    Norm ffn_norm;
+    FeedForward ffn;  // dense layers
+    MoE moe;          // mixture-of-experts layers
+};
+
+class Llama final : public Model {
+public:
+    Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant);
+    void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) override;
+
+private:
+    Embedding embd_;
+    std::vector<LlamaLayer> layers_;
+    OutputHead head_;
+    std::vector<float> rope_freqs_;  // Llama 3.1+ frequency divisors (RopeParams points here)
+    Scratch s_;
+    std::vector<float> x_, h_, y_;  // residual stream, normalised input, block output
+};
+
+Llama::Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant) : Model(std::move(file)) {
+    const std::string arch = file_->get_string("general.architecture");
+    HParams hp(*file_, arch);
+    ModelLoader ld(*file_);
+    config_ = read_transformer_config(hp, variant.rope_style);
+    ModelConfig& c = config_;
+    c.name = file_->get_string("general.name", "");
+    c.rope = read_rope(hp, ld, variant.rope_style, c.head_dim, rope_freqs_);
+
+    embd_.tokens = ld.matrix("token_embd.weight", c.n_embd, -1);
+    c.n_vocab = int(embd_.tokens.rows);
+    head_ = load_output_head(ld, embd_.tokens, c.n_embd, NormKind::RMS, c.norm_eps);
+
+    AttentionOptions ao;
+    ao.n_head = c.n_head;
+    ao.n_head_kv = c.n_head_kv;
+    ao.head_dim = c.head_dim;
+    ao.head_dim_v = c.head_dim_v;
+    ao.rope = c.rope;
+    for (int i = 0; i < c.n_layer; ++i) {
+        const std::string p = "blk." + std::to_string(i) + ".";
+        // Required variant tensors are named in the error when missing.
+        if (variant.qkv_bias) ld.vector(p + "attn_q.bias", int64_t(c.n_head) * c.head_dim);
+        if (variant.qk_norm) ld.vector(p + "attn_q_norm.weight", c.head_dim);
+        LlamaLayer L;
+        L.attn_norm = load_norm(ld, p + "attn_norm", c.n_embd, NormKind::RMS, c.norm_eps);
+        L.attn = load_attention(ld, p, i, c.n_embd, ao, c.norm_eps);
+        L.ffn_norm = load_norm(ld, p + "ffn_norm", c.n_embd, NormKind::RMS, c.norm_eps);
+        if (c.n_expert > 0) L.moe = load_moe(ld, p, c.n_embd, c.n_ff, c.n_expert, c.n_expert_used);
+        else L.ffn = load_feed_forward(ld, p, c.n_embd, c.n_ff, Activation::SiLU);
+        memory_.layers.push_back(L.attn.memory());
+        layers_.push_back(std::move(L));
+    }
+}
+
+void Llama::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) {
+    const ModelConfig& c = config_;
+    if (batch.size() == 0) return;
+    begin_pass(batch, cache, c.n_vocab);
+    Pass p(batch, cache, pool, s_);
+    const int64_t n = p.n, E = c.n_embd;
+    float* x = grow(x_, n * E);
+    float* h = grow(h_, n * E);
+    float* y = grow(y_, n * E);
+
+    embd_.apply(batch, x);
+    for (const LlamaLayer& L : layers_) {
+        L.attn_norm.apply(x, h, n);
+        L.attn.apply(h, y, p);
+        add_inplace(x, y, n * E);
+
+        L.ffn_norm.apply(x, h, n);
+        if (c.n_expert > 0) L.moe.apply(h, n, y, p);
+        else L.ffn.apply(h, n, y, p);
+        add_inplace(x, y, n * E);
+    }
+    p.commit();
+    head_.apply(x, p, out, c.pooling);
+}
+
+}  // namespace
+
+std::unique_ptr<Model> make_llama_variant(std::unique_ptr<GgufFile> file, const LlamaVariant& variant) {
+    return std::make_unique<Llama>(std::move(file), variant);
+}
+
+std::unique_ptr<Model> make_llama(std::unique_ptr<GgufFile> file) {
+    return make_llama_variant(std::move(file), LlamaVariant{});
+}
+
+}  // namespace pensieve

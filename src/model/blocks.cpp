@@ -1,0 +1,279 @@
+// Norms, linear layers, activations, feed-forward, mixture of experts, embeddings and the
+// output head (attention is in attention.cpp).
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels/dispatch.h"
+#include "util/error.h"
+
+namespace pensieve {
+
+Pass::Pass(const Batch& b, KvCache& c, ThreadPool& tp, Scratch& sc)
+    : batch(b), cache(c), pool(tp), s(sc), n(b.size()) {
+    seq_end.resize(size_t(c.n_seq()));
+    for (int q = 0; q < c.n_seq(); ++q) seq_end[size_t(q)] = c.length(q);
+    for (int64_t t = 0; t < n; ++t) {
+        int& end = seq_end[size_t(b.seq_ids[size_t(t)])];
+        end = std::max(end, b.positions[size_t(t)] + 1);
+    }
+}
+
+float* grow(std::vector<float>& v, int64_t n) {
+    if (v.size() < size_t(n)) v.resize(size_t(n));
+    return v.data();
+}
+
+// ---- norms ----
+
+void Norm::apply(const float* x, float* out, int64_t rows) const {
+    const int64_t d = dim();
+    for (int64_t r = 0; r < rows; ++r) {
+        if (kind == NormKind::Layer) {
+            layer_norm(x + r * d, weight.data(), bias.empty() ? nullptr : bias.data(), out + r * d, d, eps);
+            continue;
+        }
+        rms_norm(x + r * d, weight.data(), out + r * d, d, eps);
+        if (!bias.empty()) add_inplace(out + r * d, bias.data(), d);
+    }
+}
+
+Norm load_norm(const ModelLoader& ld, const std::string& name, int64_t dim, NormKind kind, float eps, bool plus_one) {
+    Norm n;
+    n.kind = kind;
+    n.eps = eps;
+    n.weight = ld.vector(name + ".weight", dim);
+    if (plus_one)
+        for (float& w : n.weight) w += 1.0f;
+    if (ld.has(name + ".bias")) n.bias = ld.vector(name + ".bias", dim);
+    return n;
+}
+
+// ---- linear ----
+
+void add_bias(float* rows, const std::vector<float>& bias, int64_t n) {
+    if (bias.empty()) return;
+    const int64_t dim = int64_t(bias.size());
+    for (int64_t t = 0; t < n; ++t) add_inplace(rows + t * dim, bias.data(), dim);
+}
+
+void Linear::apply(const float* x, int64_t n, float* y, Pass& p) const {
+    matmul(w, x, n, y, p.pool, p.s.mm);
+    add_bias(y, b, n);
+}
+
+Linear load_linear(const ModelLoader& ld, const std::string& name, int64_t in, int64_t out) {
+    Linear l;
+    l.w = ld.matrix(name + ".weight", in, out);
+    if (ld.has(name + ".bias")) l.b = ld.vector(name + ".bias", l.w.rows);
+    return l;
+}
+
+// ---- activations ----
+
+namespace {
+
+float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * float(M_SQRT1_2))); }
+float gelu_tanh(float x) {
+    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+}
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+float activation(float x, Activation act) {
+    switch (act) {
+        case Activation::SiLU: return silu(x);
+        case Activation::GELU: return gelu(x);
+        case Activation::GELUTanh: return gelu_tanh(x);
+        case Activation::ReLU2: {
+            const float r = std::max(x, 0.0f);
+            return r * r;
+        }
+    }
+    return x;
+}
+
+}  // namespace
+
+void activate(float* x, int64_t n, Activation act) {
+    for (int64_t i = 0; i < n; ++i) x[i] = activation(x[i], act);
+}
+
+void gated_activate(float* gate, const float* up, int64_t n, Activation act) {
+    if (act == Activation::SiLU) return swiglu(gate, up, n);  // the vectorised kernel
+    for (int64_t i = 0; i < n; ++i) gate[i] = activation(gate[i], act) * up[i];
+}
+
+// ---- feed-forward ----
+
+void FeedForward::apply(const float* x, int64_t n, float* out, Pass& p) const {
+    const int64_t F = up.out();
+    float* u = grow(p.s.up, n * F);
+    up.apply(x, n, u, p);
+    if (gated()) {
+        float* g = grow(p.s.gate, n * F);
+        gate.apply(x, n, g, p);
+        gated_activate(g, u, n * F, act);
+        down.apply(g, n, out, p);
+    } else {
+        activate(u, n * F, act);
+        down.apply(u, n, out, p);
+    }
+}
+
+FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff,
+                              Activation act, bool gated) {
+    FeedForward f;
+    f.act = act;
+    if (gated) f.gate = load_linear(ld, prefix + "ffn_gate", n_embd, n_ff);
+    f.up = load_linear(ld, prefix + "ffn_up", n_embd, n_ff);
+    f.down = load_linear(ld, prefix + "ffn_down", n_ff, n_embd);
+    return f;
+}
+
+// ---- mixture of experts ----
+
+void MoE::apply(const float* x, int64_t n, float* out, Pass& p) const {
+    const int64_t E = router.in(), F = n_ff;
+    const int n_exp = int(router.out()), k = n_used;
+
+    float* router_logits = grow(p.s.router, n * n_exp);
+    router.apply(x, n, router_logits, p);
+
+    // expert -> list of (token, weight)
+    std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(n_exp));
+    std::vector<int> order(static_cast<size_t>(n_exp));
+    for (int64_t t = 0; t < n; ++t) {
+        float* pr = &router_logits[size_t(t * n_exp)];
+        softmax(pr, n_exp);
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                          [&](int a, int b) { return pr[a] > pr[b] || (pr[a] == pr[b] && a < b); });
+        float sum = 0.0f;
+        for (int j = 0; j < k; ++j) sum += pr[order[size_t(j)]];
+        for (int j = 0; j < k; ++j)
+            routed[size_t(order[size_t(j)])].emplace_back(t, pr[order[size_t(j)]] / sum);
+    }
+
+    std::fill(out, out + n * E, 0.0f);
+    float* g = grow(p.s.gate, n * F);
+    float* u = grow(p.s.up, n * F);
+    for (int e = 0; e < n_exp; ++e) {
+        const auto& toks = routed[size_t(e)];
+        if (toks.empty()) continue;
+        const int64_t m = int64_t(toks.size());
+        float* xin = grow(p.s.moe_in, m * E);
+        float* y = grow(p.s.moe_out, m * E);
+        for (int64_t i = 0; i < m; ++i) std::copy_n(&x[size_t(toks[size_t(i)].first * E)], E, &xin[size_t(i * E)]);
+        matmul(gate[size_t(e)], xin, m, g, p.pool, p.s.mm);
+        matmul(up[size_t(e)], xin, m, u, p.pool, p.s.mm);
+        gated_activate(g, u, m * F, act);
+        matmul(down[size_t(e)], g, m, y, p.pool, p.s.mm);
+        for (int64_t i = 0; i < m; ++i) {
+            const auto [t, wgt] = toks[size_t(i)];
+            for (int64_t d = 0; d < E; ++d) out[size_t(t * E + d)] += wgt * y[size_t(i * E + d)];
+        }
+    }
+}
+
+MoE load_moe(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff, int n_expert,
+             int n_used) {
+    MoE m;
+    m.router = load_linear(ld, prefix + "ffn_gate_inp", n_embd, n_expert);
+    m.gate = ld.experts(prefix + "ffn_gate_exps.weight", n_embd, n_ff, n_expert);
+    m.up = ld.experts(prefix + "ffn_up_exps.weight", n_embd, n_ff, n_expert);
+    m.down = ld.experts(prefix + "ffn_down_exps.weight", n_ff, n_embd, n_expert);
+    m.n_used = n_used;
+    m.n_ff = n_ff;
+    return m;
+}
+
+// ---- embeddings and output ----
+
+void begin_pass(const Batch& batch, KvCache& cache, int n_vocab) {
+    const size_t n = batch.tokens.size();
+    if (batch.positions.size() != n || batch.seq_ids.size() != n || batch.want_logits.size() != n)
+        fail("malformed batch: field sizes differ");
+    for (int32_t tok : batch.tokens)
+        if (tok < 0 || tok >= n_vocab) fail("token id ", tok, " is outside the vocabulary (", n_vocab, ")");
+    cache.reserve_batch(batch.seq_ids, batch.positions);
+}
+
+void Embedding::apply(const Batch& batch, float* x) const {
+    const int64_t E = tokens.cols;
+    std::vector<float> row;
+    for (int64_t t = 0; t < batch.size(); ++t) {
+        float* xt = x + t * E;
+        dequantize_row(tokens, batch.tokens[size_t(t)], xt);
+        if (scale != 1.0f)
+            for (int64_t i = 0; i < E; ++i) xt[i] *= scale;
+        if (!positions.data) continue;
+        const int32_t pos = batch.positions[size_t(t)];
+        if (pos >= positions.rows)
+            fail("position ", pos, " is past the model's ", positions.rows, " learned positions");
+        row.resize(size_t(E));
+        dequantize_row(positions, pos, row.data());
+        add_inplace(xt, row.data(), E);
+    }
+}
+
+void OutputHead::apply(float* x, Pass& p, const ForwardOutputs& out, Pooling pooling) const {
+    const int64_t n = p.n, E = norm.dim();
+    const Batch& batch = p.batch;
+    // Final norm of the rows anyone reads: the tokens that want output (pooling reads all).
+    float* normed = grow(p.s.normed, n * E);
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < n; ++t) {
+        if (!out.pooled && !batch.want_logits[size_t(t)]) continue;
+        norm.apply(x + t * E, out.pooled ? x + t * E : normed + n_out * E, 1);
+        if (out.pooled && batch.want_logits[size_t(t)]) std::copy_n(x + t * E, E, normed + n_out * E);
+        n_out += batch.want_logits[size_t(t)] ? 1 : 0;
+    }
+    if (out.embeddings) std::copy_n(normed, n_out * E, out.embeddings);
+    if (out.logits && n_out > 0) {
+        matmul(w, normed, n_out, out.logits, p.pool, p.s.mm);
+        const int64_t V = w.rows;
+        for (int64_t i = 0; i < n_out * V && (scale != 1.0f || soft_cap > 0.0f); ++i) {
+            float& l = out.logits[size_t(i)];
+            l *= scale;
+            if (soft_cap > 0.0f) l = soft_cap * std::tanh(l / soft_cap);
+        }
+    }
+    if (!out.pooled) return;
+    // Pooled: one vector per sequence, in order of first appearance.
+    std::vector<int> seqs;
+    for (int32_t s : batch.seq_ids)
+        if (std::find(seqs.begin(), seqs.end(), s) == seqs.end()) seqs.push_back(s);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        float* dst = out.pooled + int64_t(i) * E;
+        std::fill(dst, dst + E, 0.0f);
+        int count = 0;
+        const float* first = nullptr;
+        const float* last = nullptr;
+        for (int64_t t = 0; t < n; ++t) {
+            if (batch.seq_ids[size_t(t)] != seqs[i]) continue;
+            const float* xt = x + t * E;
+            if (!first) first = xt;
+            last = xt;
+            add_inplace(dst, xt, E);
+            ++count;
+        }
+        if (pooling == Pooling::Mean)
+            for (int64_t d = 0; d < E; ++d) dst[d] /= float(count);
+        else
+            std::copy_n(pooling == Pooling::Cls ? first : last, E, dst);
+    }
+}
+
+OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_embd, int64_t n_embd, NormKind kind,
+                            float eps) {
+    OutputHead h;
+    h.norm = load_norm(ld, "output_norm", n_embd, kind, eps);
+    // Tied embeddings: models without output.weight reuse the token embedding matrix.
+    h.w = ld.has("output.weight") ? ld.matrix("output.weight", n_embd, token_embd.rows) : token_embd;
+    return h;
+}
+
+}  // namespace pensieve

@@ -1,0 +1,173 @@
+// The building blocks architecture files compose (model/arch/*.cpp): norms, linear
+// layers, activations, feed-forward and mixture-of-experts blocks, attention with its
+// options, token/position embeddings and the output head. Each block is a small struct
+// of weights and options with a load_*() that reads it from the GGUF file (checking
+// shapes) and an apply() for a batch of n tokens (row-major, one row per token).
+//
+// Blocks own every byte of the model's memory (model/kv_cache.h): attention converts its
+// keys/values to the cache's element type and reads them back; architecture files only
+// say which block runs when.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "model/batch.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/model_loader.h"
+
+namespace pensieve {
+
+// Buffers shared by the blocks of one model, grown to the largest batch seen.
+struct Scratch {
+    MatmulScratch mm;
+    std::vector<float> q, k, v, att, gate, up, router, moe_in, moe_out, normed;
+};
+
+// One forward pass: the batch, its memory and where blocks compute.
+struct Pass {
+    Pass(const Batch& batch, KvCache& cache, ThreadPool& pool, Scratch& scratch);
+    const Batch& batch;
+    KvCache& cache;
+    ThreadPool& pool;
+    Scratch& s;
+    int64_t n;                 // tokens in the batch
+    std::vector<int> seq_end;  // per sequence: one past its last position after this batch
+    // The sequences now hold the batch's positions (after the last layer).
+    void commit() { cache.commit_batch(batch.seq_ids, batch.positions); }
+};
+
+// Grows v to at least n floats and returns its data.
+float* grow(std::vector<float>& v, int64_t n);
+
+// ---- norms ----
+enum class NormKind { RMS, Layer };
+
+// out = norm(x) * weight (+ bias), over rows of dim() values: a token's hidden state, or
+// one head (per-head q/k norms use the same block with rows = tokens x heads).
+struct Norm {
+    NormKind kind = NormKind::RMS;
+    std::vector<float> weight, bias;  // bias empty: none
+    float eps = 1e-5f;
+    int64_t dim() const { return int64_t(weight.size()); }
+    bool empty() const { return weight.empty(); }
+    void apply(const float* x, float* out, int64_t rows) const;  // out may alias x
+};
+// Reads `<name>.weight` and, if present, `<name>.bias`. plus_one: the file stores w - 1
+// (the weight used is 1 + w, as Gemma's checkpoints do).
+Norm load_norm(const ModelLoader& ld, const std::string& name, int64_t dim, NormKind kind, float eps,
+               bool plus_one = false);
+
+// ---- linear ----
+// y = W x (+ b) for n rows of in() values.
+struct Linear {
+    WeightMatrix w;
+    std::vector<float> b;  // empty: no bias
+    int64_t in() const { return w.cols; }
+    int64_t out() const { return w.rows; }
+    void apply(const float* x, int64_t n, float* y, Pass& p) const;
+};
+// Reads `<name>.weight` ({in, out}) and, if present, `<name>.bias`.
+Linear load_linear(const ModelLoader& ld, const std::string& name, int64_t in, int64_t out);
+// rows[t] += bias for n rows (no-op for an empty bias).
+void add_bias(float* rows, const std::vector<float>& bias, int64_t n);
+
+// ---- activations ----
+enum class Activation { SiLU, GELU, GELUTanh, ReLU2 };
+void activate(float* x, int64_t n, Activation act);
+// gate[i] = act(gate[i]) * up[i]: SwiGLU (SiLU), GeGLU (GELU / GELUTanh).
+void gated_activate(float* gate, const float* up, int64_t n, Activation act);
+
+// ---- feed-forward ----
+// Gated: down(act(gate x) * up x); plain (no gate): down(act(up x)).
+struct FeedForward {
+    Linear gate, up, down;
+    Activation act = Activation::SiLU;
+    bool gated() const { return gate.w.data != nullptr; }
+    void apply(const float* x, int64_t n, float* out, Pass& p) const;
+};
+// `<prefix>ffn_{gate,up,down}`; gated: whether ffn_gate is read.
+FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff,
+                              Activation act, bool gated = true);
+
+// ---- mixture of experts ----
+// Each token goes to its top-k experts by router probability (softmax over all experts,
+// then the chosen k renormalised to sum to one, as Mixtral does); tokens routed to the
+// same expert are gathered so each expert runs one matrix-matrix product.
+struct MoE {
+    Linear router;
+    std::vector<WeightMatrix> gate, up, down;  // one per expert
+    int n_used = 0;
+    int64_t n_ff = 0;
+    Activation act = Activation::SiLU;
+    void apply(const float* x, int64_t n, float* out, Pass& p) const;
+};
+// `<prefix>ffn_gate_inp` and `<prefix>ffn_{gate,up,down}_exps`.
+MoE load_moe(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff, int n_expert,
+             int n_used);
+
+// ---- attention ----
+struct AttentionOptions {
+    int n_head = 0, n_head_kv = 0;
+    int head_dim = 0;          // Q and K values per head
+    int head_dim_v = 0;        // V values per head (0: head_dim)
+    RopeParams rope;           // rope.n_dims == 0: no rotary embedding
+    float scale = 0.0f;        // score scale (0: 1 / sqrt(head_dim))
+    float soft_cap = 0.0f;     // > 0: score = cap * tanh(score / cap), after scaling
+    int window = 0;            // > 0: sliding window, a token sees its last `window` positions
+    bool causal = true;        // false: every token sees its whole sequence (encoders)
+    float alibi_max_bias = 0;  // > 0: ALiBi, score -= slope(head) * |query pos - key pos|
+};
+
+// Multi-head attention with GQA/MQA (n_head_kv <= n_head): q, k, v projections (optional
+// biases), optional per-head RMS q/k norms (before RoPE), optional per-head attention
+// sinks (an extra softmax logit with no value), the cache, and the output projection.
+struct Attention {
+    int layer = 0;  // this layer's index in the memory
+    AttentionOptions opt;
+    Linear q, k, v, o;
+    Norm q_norm, k_norm;     // empty: none
+    std::vector<float> sinks;  // empty: none
+    // out = Wo · attention(x) for the batch's n rows of x (already normalised).
+    void apply(const float* x, float* out, Pass& p) const;
+    LayerMemory memory() const;
+
+    // The steps of apply(), for architectures that need to act between them.
+    void project(const float* x, Pass& p) const;  // s.q, s.k, s.v (with norms and RoPE)
+    void attend(Pass& p) const;                   // cache write, then s.att
+};
+// `<prefix>attn_{q,k,v,output}` (+ biases if present), `<prefix>attn_{q,k}_norm` if
+// present (per head, RMS with eps), `<prefix>attn_sinks` if present.
+Attention load_attention(const ModelLoader& ld, const std::string& prefix, int layer, int64_t n_embd,
+                         const AttentionOptions& opt, float norm_eps);
+
+// ---- embeddings and output ----
+// x[t] = tokens[token t] (* scale) (+ positions[pos t]: learned absolute positions).
+struct Embedding {
+    WeightMatrix tokens;
+    WeightMatrix positions;  // data == nullptr: none
+    float scale = 1.0f;
+    void apply(const Batch& batch, float* x) const;
+};
+// Throws Error for a malformed batch: field sizes that differ, token ids outside the
+// vocabulary, unknown sequences, positions that do not continue their sequence; then
+// reserves the memory the batch writes. The first step of every forward().
+void begin_pass(const Batch& batch, KvCache& cache, int n_vocab);
+
+// Final norm, then what the caller asked for: logits = W x (* scale, soft-capped),
+// per-token or pooled embeddings (the normalised hidden state).
+struct OutputHead {
+    Norm norm;
+    WeightMatrix w;
+    float scale = 1.0f;     // logit scale (Command-R)
+    float soft_cap = 0.0f;  // > 0: final logit soft-cap (Gemma 2)
+    void apply(float* x, Pass& p, const ForwardOutputs& out, Pooling pooling) const;
+};
+// `output_norm` and `output` (tied to token_embd when absent).
+OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_embd, int64_t n_embd,
+                            NormKind kind, float eps);
+
+}  // namespace pensieve
