@@ -15,6 +15,7 @@ using Factory = std::function<std::unique_ptr<Model>(std::unique_ptr<GgufFile>)>
 const std::map<std::string, Factory>& registry() {
     static const std::map<std::string, Factory> r = {
         {"llama", make_llama},
+        {"qwen2", make_qwen2},
     };
     return r;
 }
