@@ -16,6 +16,7 @@ const std::map<std::string, Factory>& registry() {
     static const std::map<std::string, Factory> r = {
         {"llama", make_llama},
         {"qwen2", make_qwen2},
+        {"qwen3", make_qwen3},
     };
     return r;
 }

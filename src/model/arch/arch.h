@@ -13,6 +13,7 @@ namespace pensieve {
 
 std::unique_ptr<Model> make_llama(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen2(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_qwen3(std::unique_ptr<GgufFile> file);
 
 // The LLaMA layer stack (llama.cpp in this folder) with what its descendants change.
 struct LlamaVariant {
