@@ -1,0 +1,165 @@
+// The model blocks against textbook formulas: attention with each option (sliding window,
+// soft-cap, ALiBi, sinks, bidirectional, narrower V heads, GQA) over the paged fp16 cache,
+// norms with bias and 1 + w, activations. Random F32 weights, a few milliseconds.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "model/blocks.h"
+#include "util/thread_pool.h"
+
+namespace pensieve {
+namespace {
+
+struct Weights {
+    std::vector<float> data;
+    WeightMatrix matrix(int64_t cols, int64_t rows, std::mt19937& rng) {
+        std::normal_distribution<float> d(0.0f, 0.4f);
+        data.resize(size_t(cols * rows));
+        for (float& v : data) v = d(rng);
+        return WeightMatrix{data.data(), GgmlType::F32, rows, cols};
+    }
+};
+
+float dot_row(const WeightMatrix& w, int64_t r, const float* x) {
+    const float* row = static_cast<const float*>(w.data) + r * w.cols;
+    float s = 0.0f;
+    for (int64_t i = 0; i < w.cols; ++i) s += row[i] * x[i];
+    return s;
+}
+
+// out = Wo · softmax(options(q·k)) v, written the long way, one (token, head) at a time.
+std::vector<float> reference_attention(const Attention& a, const std::vector<float>& x, int n, int E) {
+    const AttentionOptions& o = a.opt;
+    const int hd = o.head_dim, hv = o.head_dim_v ? o.head_dim_v : hd, group = o.n_head / o.n_head_kv;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    std::vector<float> att(size_t(n * o.n_head * hv)), out(size_t(n * E));
+    for (int t = 0; t < n; ++t)
+        for (int h = 0; h < o.n_head; ++h) {
+            const int kvh = h / group;
+            std::vector<float> s;
+            std::vector<int> js;
+            for (int j = 0; j < n; ++j) {
+                if (o.causal && j > t) continue;
+                if (o.window > 0 && t - j >= o.window) continue;
+                float sc = 0.0f;
+                for (int i = 0; i < hd; ++i)
+                    sc += dot_row(a.q.w, h * hd + i, &x[size_t(t * E)]) * dot_row(a.k.w, kvh * hd + i, &x[size_t(j * E)]);
+                sc *= scale;
+                if (o.soft_cap > 0) sc = o.soft_cap * std::tanh(sc / o.soft_cap);
+                if (o.alibi_max_bias > 0) sc -= std::pow(2.0f, -o.alibi_max_bias / float(o.n_head) * float(h + 1)) * float(std::abs(t - j));
+                s.push_back(sc);
+                js.push_back(j);
+            }
+            float mx = a.sinks.empty() ? -INFINITY : a.sinks[size_t(h)];
+            for (float v : s) mx = std::max(mx, v);
+            double sum = a.sinks.empty() ? 0.0 : std::exp(double(a.sinks[size_t(h)] - mx));
+            for (float& v : s) sum += (v = std::exp(v - mx));
+            for (size_t k = 0; k < s.size(); ++k)
+                for (int i = 0; i < hv; ++i)
+                    att[size_t((t * o.n_head + h) * hv + i)] +=
+                        float(s[k] / sum) * dot_row(a.v.w, kvh * hv + i, &x[size_t(js[k] * E)]);
+        }
+    for (int t = 0; t < n; ++t)
+        for (int e = 0; e < E; ++e) out[size_t(t * E + e)] = dot_row(a.o.w, e, &att[size_t(t * o.n_head * hv)]);
+    return out;
+}
+
+void check_attention(AttentionOptions o, bool sinks, const char* what) {
+    const int E = 32, n = 12;
+    o.n_head = 4;
+    o.n_head_kv = 2;
+    o.head_dim = 8;
+    std::mt19937 rng(7);
+    Weights wq, wk, wv, wo;
+    Attention a;
+    a.opt = o;
+    const int hv = o.head_dim_v ? o.head_dim_v : o.head_dim;
+    a.q.w = wq.matrix(E, o.n_head * o.head_dim, rng);
+    a.k.w = wk.matrix(E, o.n_head_kv * o.head_dim, rng);
+    a.v.w = wv.matrix(E, o.n_head_kv * hv, rng);
+    a.o.w = wo.matrix(o.n_head * hv, E, rng);
+    if (sinks) a.sinks = {0.5f, -1.0f, 2.0f, 0.0f};
+    std::vector<float> x(size_t(n * E));
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float& v : x) v = d(rng);
+
+    MemoryLayout layout;
+    layout.layers.push_back(a.memory());
+    KvCache cache(layout, 64, 1);
+    ThreadPool pool(2);
+    Scratch scratch;
+    // Two batches (7 + 5 tokens): the second attends over cached rows of the first.
+    std::vector<float> got(size_t(n * E));
+    for (int begin : {0, 7}) {
+        const int end = begin == 0 ? 7 : n;
+        Batch b;
+        for (int t = begin; t < end; ++t) b.add(0, t, 0, true);
+        begin_pass(b, cache, 1);
+        Pass p(b, cache, pool, scratch);
+        a.apply(&x[size_t(begin * E)], &got[size_t(begin * E)], p);
+        p.commit();
+    }
+    const std::vector<float> want = reference_attention(a, x, n, E);
+    // Bidirectional attention in two batches sees only what is cached: compare the
+    // tokens of the last batch, which see the whole sequence.
+    const int first = o.causal ? 0 : 7;
+    for (int i = first * E; i < n * E; ++i) ASSERT_NEAR(got[size_t(i)], want[size_t(i)], 2e-2f) << what << " at " << i;
+}
+
+TEST(Blocks, AttentionOptionsMatchTheFormula) {
+    AttentionOptions o;
+    check_attention(o, false, "plain (fast fp16 path)");
+    o.window = 3;
+    check_attention(o, false, "sliding window");
+    o = {};
+    o.soft_cap = 0.5f;
+    check_attention(o, false, "soft-cap");
+    o = {};
+    o.alibi_max_bias = 8.0f;
+    check_attention(o, false, "ALiBi");
+    o = {};
+    check_attention(o, true, "sinks");
+    o = {};
+    o.causal = false;
+    check_attention(o, false, "bidirectional");
+    o = {};
+    o.head_dim_v = 4;
+    check_attention(o, false, "V heads of 4");
+}
+
+TEST(Blocks, NormsAndActivations) {
+    const std::vector<float> x = {1.0f, -2.0f, 3.0f, 0.5f};
+    Norm rms{NormKind::RMS, {1.0f, 2.0f, 0.5f, 1.0f}, {0.1f, 0.0f, 0.0f, -0.1f}, 1e-6f};
+    std::vector<float> out(4);
+    rms.apply(x.data(), out.data(), 1);
+    const float r = std::sqrt((1 + 4 + 9 + 0.25f) / 4);
+    EXPECT_NEAR(out[0], 1.0f / r + 0.1f, 1e-5f);
+    EXPECT_NEAR(out[1], -4.0f / r, 1e-5f);
+    Norm ln{NormKind::Layer, {1, 1, 1, 1}, {0, 0, 0, 1}, 1e-6f};
+    ln.apply(x.data(), out.data(), 1);
+    const float mean = 2.5f / 4, sd = std::sqrt(((1 - mean) * (1 - mean) + (-2 - mean) * (-2 - mean) +
+                                                 (3 - mean) * (3 - mean) + (0.5f - mean) * (0.5f - mean)) / 4);
+    EXPECT_NEAR(out[2], (3 - mean) / sd, 1e-4f);
+    EXPECT_NEAR(out[3], (0.5f - mean) / sd + 1.0f, 1e-4f);
+
+    float a[] = {1.0f, 1.0f, 1.0f, -1.0f, 2.0f};
+    activate(a, 1, Activation::SiLU);
+    activate(a + 1, 1, Activation::GELU);
+    activate(a + 2, 1, Activation::GELUTanh);
+    activate(a + 3, 2, Activation::ReLU2);
+    EXPECT_NEAR(a[0], 0.7310586f, 1e-6f);
+    EXPECT_NEAR(a[1], 0.8413447f, 1e-6f);
+    EXPECT_NEAR(a[2], 0.8411920f, 1e-6f);
+    EXPECT_EQ(a[3], 0.0f);
+    EXPECT_EQ(a[4], 4.0f);
+    float g[] = {1.0f, 1.0f}, u[] = {3.0f, 3.0f};
+    gated_activate(g, u, 1, Activation::SiLU);
+    gated_activate(g + 1, u + 1, 1, Activation::GELU);
+    EXPECT_NEAR(g[0], 3 * 0.7310586f, 1e-5f);
+    EXPECT_NEAR(g[1], 3 * 0.8413447f, 1e-5f);
+}
+
+}  // namespace
+}  // namespace pensieve
