@@ -10,6 +10,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/dispatch.h"
 #include "model/kv_cache.h"
+#include "model/model.h"
 #include "quant/blocks.h"
 #include "util/error.h"
 
@@ -62,22 +63,44 @@ std::string human_bytes(double b) {
     return buf;
 }
 
-// KV cache memory per position for each --cache-type, from the attention shape in the
-// metadata (models without one, e.g. vocabulary-only files, print nothing).
-void print_kv_cache_sizes(const GgufFile& f) {
+// How the model runs on the architecture seam (model/arch/): its memory (paged KV and
+// window, recurrent state), what that memory supports, pooling, attention direction and
+// the memory per position for each --cache-type; or one line saying why it cannot run.
+void print_model_features(const GgufFile& f) {
     const std::string arch = f.get_string("general.architecture", "");
-    const int64_t n_layer = f.get_int(arch + ".block_count", 0);
-    const int64_t n_head = f.get_int(arch + ".attention.head_count", 0);
-    const int64_t n_embd = f.get_int(arch + ".embedding_length", 0);
-    if (arch.empty() || n_layer <= 0 || n_head <= 0 || n_embd <= 0) return;
-    const int64_t n_head_kv = f.get_int(arch + ".attention.head_count_kv", n_head);
-    const int64_t head_dim = f.get_int(arch + ".attention.key_length", n_embd / n_head);
-    const int kv_dim = int(n_head_kv * head_dim);
-    const int64_t n_ctx = std::min<int64_t>(f.get_int(arch + ".context_length", 4096), 4096);
-    std::printf("\nKV cache (%lld layers x %d K and V values per position):\n", static_cast<long long>(n_layer), kv_dim);
+    if (arch.empty()) return;
+    const auto archs = supported_architectures();
+    if (std::find(archs.begin(), archs.end(), arch) == archs.end()) {
+        std::string known;
+        for (const auto& a : archs) known += (known.empty() ? "" : ", ") + a;
+        std::printf("\nmodel: architecture '%s' is not supported (supported: %s)\n", arch.c_str(), known.c_str());
+        return;
+    }
+    std::unique_ptr<Model> m;
+    try {
+        m = load_model(f.path());
+    } catch (const Error& e) {
+        std::printf("\nmodel: cannot be built: %s\n", e.what());
+        return;
+    }
+    const ModelConfig& c = m->config();
+    const MemoryLayout& mem = m->memory_layout();
+    const bool recurrent = mem.has(LayerMemory::Kind::Recurrent);
+    std::printf("\nmodel (%s):\n", arch.c_str());
+    std::printf("  memory:     %s\n", mem.describe().c_str());
+    std::printf("  supports:   %s, prefix sharing (%s)\n",
+                recurrent ? "no rollback (no speculation)" : "rollback (speculation)",
+                recurrent ? "state snapshots per block" : "shared KV blocks");
+    std::printf("  attention:  %s\n", c.causal ? "causal" : "bidirectional");
+    std::printf("  pooling:    %s\n", pooling_name(c.pooling));
+    const int64_t n_ctx = std::min<int64_t>(c.n_ctx_train, 4096);
     for (KvType type : {KvType::F16, KvType::Q8_0}) {
-        if (type == KvType::Q8_0 && kv_dim % QK8_0 != 0) continue;
-        const size_t per_pos = 2 * size_t(n_layer) * kv_row_bytes(type, kv_dim);
+        size_t per_pos = 0;
+        try {
+            per_pos = m->position_bytes(type);
+        } catch (const Error&) {
+            continue;  // q8_0 needs widths that are multiples of 32
+        }
         std::printf("  --cache-type %-5s %s per position, %s for %lld positions\n", kv_type_name(type),
                     human_bytes(double(per_pos)).c_str(), human_bytes(double(per_pos) * double(n_ctx)).c_str(),
                     static_cast<long long>(n_ctx));
@@ -120,7 +143,7 @@ int info(const InfoOptions& o) {
         e.first++;
         e.second += t.nbytes;
     }
-    print_kv_cache_sizes(*f);
+    print_model_features(*f);
 
     std::printf("\ntensors: %zu, %.2f M parameters, %s\n", f->tensors().size(), double(n_params) / 1e6,
                 human_bytes(double(n_bytes)).c_str());

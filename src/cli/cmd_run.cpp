@@ -24,6 +24,7 @@ struct RunOptions {
     int n_predict = -1;
     int n_ctx = 0;
     bool no_bos = false;
+    bool ids = false;  // print generated token ids instead of text
     int lookup = 0;
     std::string draft_model;
     int draft_max = 8;
@@ -74,15 +75,17 @@ int run(const RunOptions& o) {
     auto stream = sched.submit(std::move(req));
 
     FinishEvent done;
+    int n_ids = 0;
     for (;;) {
         auto ev = stream->next(std::chrono::hours(24));
         if (!ev) continue;
         if (auto* t = std::get_if<TokenEvent>(&*ev)) {
-            write_out(t->text);
+            if (o.ids) write_out((n_ids++ ? " " : "") + std::to_string(t->token));
+            else write_out(t->text);
             continue;
         }
         done = std::get<FinishEvent>(*ev);
-        write_out(done.tail_text);
+        if (!o.ids) write_out(done.tail_text);
         break;
     }
     std::fputc('\n', stdout);
@@ -121,6 +124,7 @@ Command add_run_command(CLI::App& root) {
     app->add_option("-n,--n-predict", o->n_predict, "Tokens to generate (-1: until end of text or context full)");
     app->add_option("-c,--ctx-size", o->n_ctx, "Context size in tokens (0: the model's, at most 4096)");
     app->add_flag("--no-bos", o->no_bos, "Do not add the BOS token");
+    app->add_flag("--ids", o->ids, "Print the generated token ids (space-separated) instead of text");
     app->add_option("--lookup", o->lookup, "Speculative decoding by prompt lookup: draft tokens per step (0: off)")
         ->check(CLI::Range(0, 64));
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")

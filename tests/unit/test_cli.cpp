@@ -2,6 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -215,3 +219,60 @@ TEST(Cli, InfoShowsWeightBytesPerToken) {
 }
 
 }  // namespace
+
+namespace pensieve {
+namespace {
+
+TEST(Cli, RunIdsPrintsTheReferenceGreedyIds) {
+    std::ifstream in(shared_dir() + "/reference/arch/qwen3.json");
+    const auto ref = nlohmann::json::parse(in);
+    const auto& c = ref["cases"][0];
+    const auto greedy = c["greedy"].get<std::vector<int>>();
+    const auto gap = c["greedy_gap"].get<std::vector<float>>();
+    Result r = run("run -m " + shared_dir() + "/models/arch/qwen3.gguf -p '" + c["prompt"].get<std::string>() +
+                   "' -n 12 --temp 0 -t 2 --ids");
+    ASSERT_EQ(r.status, 0);
+    std::istringstream ids(r.out);
+    for (size_t i = 0; i < 12 && gap[i] >= 0.02f; ++i) {  // equal up to the first near-tie
+        int id = -1;
+        ids >> id;
+        EXPECT_EQ(id, greedy[i]) << "step " << i << " of: " << r.out;
+    }
+}
+
+TEST(Cli, InfoNamesTheSeamFeaturesOrTheMissingArchitecture) {
+    Result r = run("info " + shared_dir() + "/models/arch/qwen3.gguf");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("memory:     paged KV on 2 layers"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("pooling:    none"), std::string::npos);
+    r = run("info " + shared_dir() + "/models/arch/t5.gguf");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("architecture 't5' is not supported (supported: llama"), std::string::npos) << r.out;
+}
+
+// A copy of `from` with every "<old>" in its bytes (architecture name and key prefixes)
+// replaced by "<now>" of the same length: a file of another architecture's name.
+std::string relabeled(const std::string& from, const std::string& old, const std::string& now) {
+    std::ifstream in(from, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (size_t p = bytes.find(old); p != std::string::npos; p = bytes.find(old, p + 1)) bytes.replace(p, old.size(), now);
+    const std::string path = ::testing::TempDir() + "/relabeled-" + now + ".gguf";
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+}
+
+TEST(Cli, UnknownOrMisshapenArchitectureIsOneLineError) {
+    Result r = run("run -m " + shared_dir() + "/models/arch/t5.gguf -p hi -n 1", true);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find("architecture 't5' is not supported (supported: "), std::string::npos) << r.out;
+    // qwen3's tensors read as qwen2: the Q/K/V biases qwen2 requires are missing.
+    const std::string fake = relabeled(shared_dir() + "/models/arch/qwen3.gguf", "qwen3", "qwen2");
+    r = run("run -m " + fake + " -p hi -n 1", true);
+    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find("attn_q.bias"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace pensieve
