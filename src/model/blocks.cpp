@@ -153,6 +153,7 @@ void MoE::apply(const float* x, int64_t n, float* out, Pass& p) const {
                           [&](int a, int b) { return pr[a] > pr[b] || (pr[a] == pr[b] && a < b); });
         float sum = 0.0f;
         for (int j = 0; j < k; ++j) sum += pr[order[size_t(j)]];
+        if (!normalize) sum = 1.0f;
         for (int j = 0; j < k; ++j)
             routed[size_t(order[size_t(j)])].emplace_back(t, pr[order[size_t(j)]] / sum);
     }
@@ -176,6 +177,22 @@ void MoE::apply(const float* x, int64_t n, float* out, Pass& p) const {
             for (int64_t d = 0; d < E; ++d) out[size_t(t * E + d)] += wgt * y[size_t(i * E + d)];
         }
     }
+    if (has_shared()) add_shared_expert(x, n, out, p);
+}
+
+void MoE::add_shared_expert(const float* x, int64_t n, float* out, Pass& p) const {
+    const int64_t E = router.in();
+    float* y = grow(p.s.shared, n * E);
+    shared.apply(x, n, y, p);
+    for (int64_t t = 0; t < n; ++t) {
+        float scale = 1.0f;
+        if (!shared_gate.empty()) {
+            float dot = 0.0f;
+            for (int64_t d = 0; d < E; ++d) dot += shared_gate[size_t(d)] * x[size_t(t * E + d)];
+            scale = 1.0f / (1.0f + std::exp(-dot));
+        }
+        for (int64_t d = 0; d < E; ++d) out[size_t(t * E + d)] += scale * y[size_t(t * E + d)];
+    }
 }
 
 MoE load_moe(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff, int n_expert,
@@ -188,6 +205,16 @@ MoE load_moe(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, i
     m.n_used = n_used;
     m.n_ff = n_ff;
     return m;
+}
+
+void load_shared_expert(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, MoE& moe) {
+    FeedForward& f = moe.shared;
+    f.act = moe.act;
+    f.gate = load_linear(ld, prefix + "ffn_gate_shexp", n_embd, -1);
+    f.up = load_linear(ld, prefix + "ffn_up_shexp", n_embd, f.gate.out());
+    f.down = load_linear(ld, prefix + "ffn_down_shexp", f.gate.out(), n_embd);
+    if (ld.has(prefix + "ffn_gate_inp_shexp.weight"))
+        moe.shared_gate = ld.vector(prefix + "ffn_gate_inp_shexp.weight", n_embd);
 }
 
 // ---- embeddings and output ----

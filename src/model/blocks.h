@@ -24,7 +24,7 @@ namespace pensieve {
 // Buffers shared by the blocks of one model, grown to the largest batch seen.
 struct Scratch {
     MatmulScratch mm;
-    std::vector<float> q, k, v, att, gate, up, router, moe_in, moe_out, normed;
+    std::vector<float> q, k, v, att, gate, up, router, moe_in, moe_out, shared, normed;
 };
 
 // One forward pass: the batch, its memory and where blocks compute.
@@ -94,20 +94,32 @@ FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, 
                               Activation act, bool gated = true);
 
 // ---- mixture of experts ----
-// Each token goes to its top-k experts by router probability (softmax over all experts,
-// then the chosen k renormalised to sum to one, as Mixtral does); tokens routed to the
-// same expert are gathered so each expert runs one matrix-matrix product.
+// Each token goes to its top-k experts by router probability (softmax over all experts);
+// `normalize`: the chosen k are renormalised to sum to one (Mixtral, Qwen3-MoE) or keep
+// their softmax weights (Qwen2-MoE). Tokens routed to the same expert are gathered so each
+// expert runs one matrix-matrix product. An optional shared expert sees every token, its
+// output scaled by sigmoid(shared_gate · x) when the file has that gate (Qwen2-MoE).
 struct MoE {
     Linear router;
     std::vector<WeightMatrix> gate, up, down;  // one per expert
     int n_used = 0;
     int64_t n_ff = 0;
     Activation act = Activation::SiLU;
+    bool normalize = true;
+    FeedForward shared;              // up.w.data == nullptr: no shared expert
+    std::vector<float> shared_gate;  // empty: the shared expert is added unscaled
+    bool has_shared() const { return shared.up.w.data != nullptr; }
     void apply(const float* x, int64_t n, float* out, Pass& p) const;
+
+private:
+    void add_shared_expert(const float* x, int64_t n, float* out, Pass& p) const;
 };
 // `<prefix>ffn_gate_inp` and `<prefix>ffn_{gate,up,down}_exps`.
 MoE load_moe(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff, int n_expert,
              int n_used);
+// `<prefix>ffn_{gate,up,down}_shexp` (width from the tensors) and, if present,
+// `<prefix>ffn_gate_inp_shexp` (one weight per input value: the shared expert's gate).
+void load_shared_expert(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, MoE& moe);
 
 // ---- attention ----
 struct AttentionOptions {

@@ -16,7 +16,9 @@ const std::map<std::string, Factory>& registry() {
     static const std::map<std::string, Factory> r = {
         {"llama", make_llama},
         {"qwen2", make_qwen2},
+        {"qwen2moe", make_qwen2moe},
         {"qwen3", make_qwen3},
+        {"qwen3moe", make_qwen3moe},
     };
     return r;
 }

@@ -1,8 +1,10 @@
 // The model blocks against textbook formulas: attention with each option (sliding window,
 // soft-cap, ALiBi, sinks, bidirectional, narrower V heads, GQA) over the paged fp16 cache,
-// norms with bias and 1 + w, activations. Random F32 weights, a few milliseconds.
+// norms with bias and 1 + w, activations, mixture of experts (renormalised or not, shared
+// expert with its sigmoid gate). Random F32 weights, a few milliseconds.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -127,6 +129,85 @@ TEST(Blocks, AttentionOptionsMatchTheFormula) {
     o = {};
     o.head_dim_v = 4;
     check_attention(o, false, "V heads of 4");
+}
+
+// SwiGLU expert down(silu(gate x) * up x) for one token, the long way.
+std::vector<float> reference_expert(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down,
+                                    const float* x) {
+    std::vector<float> h(size_t(gate.rows)), y(size_t(down.rows));
+    for (int64_t f = 0; f < gate.rows; ++f) {
+        const float g = dot_row(gate, f, x);
+        h[size_t(f)] = g / (1.0f + std::exp(-g)) * dot_row(up, f, x);
+    }
+    for (int64_t e = 0; e < down.rows; ++e) y[size_t(e)] = dot_row(down, e, h.data());
+    return y;
+}
+
+void check_moe(bool normalize, bool shared) {
+    const int E = 8, F = 6, n_exp = 4, n = 5;
+    std::mt19937 rng(11);
+    std::vector<Weights> w(3 * n_exp + 4);
+    MoE m;
+    m.n_used = 2;
+    m.n_ff = F;
+    m.normalize = normalize;
+    m.router.w = w[0].matrix(E, n_exp, rng);
+    for (int e = 0; e < n_exp; ++e) {
+        m.gate.push_back(w[size_t(1 + 3 * e)].matrix(E, F, rng));
+        m.up.push_back(w[size_t(2 + 3 * e)].matrix(E, F, rng));
+        m.down.push_back(w[size_t(3 + 3 * e)].matrix(F, E, rng));
+    }
+    if (shared) {
+        m.shared.gate.w = w[size_t(3 * n_exp + 1)].matrix(E, 3, rng);
+        m.shared.up.w = w[size_t(3 * n_exp + 2)].matrix(E, 3, rng);
+        m.shared.down.w = w[size_t(3 * n_exp + 3)].matrix(3, E, rng);
+        m.shared_gate = {0.3f, -0.2f, 0.1f, 0.5f, -0.4f, 0.2f, 0.0f, 0.1f};
+    }
+    std::vector<float> x(size_t(n * E)), got(size_t(n * E));
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float& v : x) v = d(rng);
+    Batch b;
+    for (int t = 0; t < n; ++t) b.add(0, t, 0, true);
+    MemoryLayout layout;  // the block keeps no memory; a Pass needs a cache all the same
+    layout.layers.push_back(LayerMemory::attention(8, 8));
+    KvCache cache(layout, 64, 1);
+    ThreadPool pool(2);
+    Scratch scratch;
+    Pass p(b, cache, pool, scratch);
+    m.apply(x.data(), n, got.data(), p);
+
+    for (int t = 0; t < n; ++t) {
+        const float* xt = &x[size_t(t * E)];
+        std::vector<double> prob(n_exp);
+        double z = 0.0;
+        for (int e = 0; e < n_exp; ++e) z += prob[size_t(e)] = std::exp(double(dot_row(m.router.w, e, xt)));
+        for (double& v : prob) v /= z;
+        std::vector<int> order = {0, 1, 2, 3};
+        std::sort(order.begin(), order.end(), [&](int a, int c) { return prob[size_t(a)] > prob[size_t(c)]; });
+        const double top = prob[size_t(order[0])] + prob[size_t(order[1])];
+        std::vector<double> want(E, 0.0);
+        for (int j = 0; j < 2; ++j) {
+            const int e = order[size_t(j)];
+            const double wgt = normalize ? prob[size_t(e)] / top : prob[size_t(e)];
+            const auto y = reference_expert(m.gate[size_t(e)], m.up[size_t(e)], m.down[size_t(e)], xt);
+            for (int i = 0; i < E; ++i) want[size_t(i)] += wgt * y[size_t(i)];
+        }
+        if (shared) {
+            double g = 0.0;
+            for (int i = 0; i < E; ++i) g += m.shared_gate[size_t(i)] * xt[i];
+            const auto y = reference_expert(m.shared.gate.w, m.shared.up.w, m.shared.down.w, xt);
+            for (int i = 0; i < E; ++i) want[size_t(i)] += y[size_t(i)] / (1.0 + std::exp(-g));
+        }
+        for (int i = 0; i < E; ++i)
+            ASSERT_NEAR(got[size_t(t * E + i)], want[size_t(i)], 1e-3) << "token " << t << " value " << i
+                                                                        << (normalize ? " normalised" : " raw")
+                                                                        << (shared ? " + shared" : "");
+    }
+}
+
+TEST(Blocks, MixtureOfExpertsMatchesTheFormula) {
+    check_moe(true, false);   // Mixtral, Qwen3-MoE
+    check_moe(false, true);   // Qwen2-MoE
 }
 
 TEST(Blocks, NormsAndActivations) {

@@ -5,6 +5,7 @@
 // Per layer:  x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
 //             x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))        (dense FFN)
 //          or x += Σ_top-k  p_e · expert_e(norm(x))                       (MoE FFN)
+//                  (+ σ(g·norm(x)) · shared_expert(norm(x)), Qwen2-MoE)
 // then logits = W_out · norm(x), for the tokens that asked for them.
 #include "model/arch/arch.h"
 #include "model/blocks.h"
@@ -21,6 +22,17 @@ struct LlamaLayer {
     FeedForward ffn;  // dense layers
     MoE moe;          // mixture-of-experts layers
 };
+
+// Routed experts (width `expert_feed_forward_length` when the file gives it) and, when the
+// file has one, the shared expert.
+MoE load_moe_layer(const ModelLoader& ld, const HParams& hp, const std::string& prefix, const ModelConfig& c,
+                   const LlamaVariant& variant) {
+    MoE moe = load_moe(ld, prefix, c.n_embd, hp.count("expert_feed_forward_length", c.n_ff), c.n_expert,
+                       c.n_expert_used);
+    moe.normalize = variant.moe_normalize;
+    if (ld.has(prefix + "ffn_up_shexp.weight")) load_shared_expert(ld, prefix, c.n_embd, moe);
+    return moe;
+}
 
 class Llama final : public Model {
 public:
@@ -64,7 +76,7 @@ Llama::Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant) : Mode
         L.attn_norm = load_norm(ld, p + "attn_norm", c.n_embd, NormKind::RMS, c.norm_eps);
         L.attn = load_attention(ld, p, i, c.n_embd, ao, c.norm_eps);
         L.ffn_norm = load_norm(ld, p + "ffn_norm", c.n_embd, NormKind::RMS, c.norm_eps);
-        if (c.n_expert > 0) L.moe = load_moe(ld, p, c.n_embd, c.n_ff, c.n_expert, c.n_expert_used);
+        if (c.n_expert > 0) L.moe = load_moe_layer(ld, hp, p, c, variant);
         else L.ffn = load_feed_forward(ld, p, c.n_embd, c.n_ff, Activation::SiLU);
         memory_.layers.push_back(L.attn.memory());
         layers_.push_back(std::move(L));
