@@ -82,8 +82,12 @@ float gelu_tanh(float x) {
 }
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+// gpt-oss's clamped SwiGLU constants (fixed in the model, not in the file).
+constexpr float kClampedSwiGLUAlpha = 1.702f, kClampedSwiGLULimit = 7.0f;
+
 float activation(float x, Activation act) {
     switch (act) {
+        case Activation::SwiGLUClamped: return x / (1.0f + std::exp(-kClampedSwiGLUAlpha * x));
         case Activation::SiLU: return silu(x);
         case Activation::GELU: return gelu(x);
         case Activation::GELUTanh: return gelu_tanh(x);
@@ -103,6 +107,14 @@ void activate(float* x, int64_t n, Activation act) {
 
 void gated_activate(float* gate, const float* up, int64_t n, Activation act) {
     if (act == Activation::SiLU) return swiglu(gate, up, n);  // the vectorised kernel
+    if (act == Activation::SwiGLUClamped) {
+        for (int64_t i = 0; i < n; ++i) {
+            const float g = std::min(gate[i], kClampedSwiGLULimit);
+            const float u = std::clamp(up[i], -kClampedSwiGLULimit, kClampedSwiGLULimit);
+            gate[i] = activation(g, act) * (u + 1.0f);
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; ++i) gate[i] = activation(gate[i], act) * up[i];
 }
 
@@ -170,8 +182,13 @@ void MoE::apply(const float* x, int64_t n, float* out, Pass& p) const {
         for (int64_t i = 0; i < m; ++i) std::copy_n(&x[size_t(toks[size_t(i)].first * E)], E, &xin[size_t(i * E)]);
         matmul(gate[size_t(e)], xin, m, g, p.pool, p.s.mm);
         matmul(up[size_t(e)], xin, m, u, p.pool, p.s.mm);
+        if (!gate_bias.empty()) {
+            add_bias(g, gate_bias[size_t(e)], m);
+            add_bias(u, up_bias[size_t(e)], m);
+        }
         gated_activate(g, u, m * F, act);
         matmul(down[size_t(e)], g, m, y, p.pool, p.s.mm);
+        if (!down_bias.empty()) add_bias(y, down_bias[size_t(e)], m);
         for (int64_t i = 0; i < m; ++i) {
             const auto [t, wgt] = toks[size_t(i)];
             for (int64_t d = 0; d < E; ++d) out[size_t(t * E + d)] += wgt * y[size_t(i * E + d)];
@@ -202,6 +219,11 @@ MoE load_moe(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, i
     m.gate = ld.experts(prefix + "ffn_gate_exps.weight", n_embd, n_ff, n_expert);
     m.up = ld.experts(prefix + "ffn_up_exps.weight", n_embd, n_ff, n_expert);
     m.down = ld.experts(prefix + "ffn_down_exps.weight", n_ff, n_embd, n_expert);
+    if (ld.has(prefix + "ffn_gate_exps.bias")) {
+        m.gate_bias = ld.expert_vectors(prefix + "ffn_gate_exps.bias", n_ff, n_expert);
+        m.up_bias = ld.expert_vectors(prefix + "ffn_up_exps.bias", n_ff, n_expert);
+        m.down_bias = ld.expert_vectors(prefix + "ffn_down_exps.bias", n_embd, n_expert);
+    }
     m.n_used = n_used;
     m.n_ff = n_ff;
     return m;

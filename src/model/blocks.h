@@ -76,7 +76,9 @@ Linear load_linear(const ModelLoader& ld, const std::string& name, int64_t in, i
 void add_bias(float* rows, const std::vector<float>& bias, int64_t n);
 
 // ---- activations ----
-enum class Activation { SiLU, GELU, GELUTanh, ReLU2 };
+// SwiGLUClamped (gpt-oss) exists only gated: g = min(gate, 7), u = clamp(up, -7, 7),
+// out = g · sigmoid(1.702 g) · (u + 1).
+enum class Activation { SiLU, GELU, GELUTanh, ReLU2, SwiGLUClamped };
 void activate(float* x, int64_t n, Activation act);
 // gate[i] = act(gate[i]) * up[i]: SwiGLU (SiLU), GeGLU (GELU / GELUTanh).
 void gated_activate(float* gate, const float* up, int64_t n, Activation act);
@@ -102,6 +104,7 @@ FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, 
 struct MoE {
     Linear router;
     std::vector<WeightMatrix> gate, up, down;  // one per expert
+    std::vector<std::vector<float>> gate_bias, up_bias, down_bias;  // per expert; empty: none (gpt-oss has them)
     int n_used = 0;
     int64_t n_ff = 0;
     Activation act = Activation::SiLU;
@@ -114,7 +117,7 @@ struct MoE {
 private:
     void add_shared_expert(const float* x, int64_t n, float* out, Pass& p) const;
 };
-// `<prefix>ffn_gate_inp` and `<prefix>ffn_{gate,up,down}_exps`.
+// `<prefix>ffn_gate_inp` (+ bias) and `<prefix>ffn_{gate,up,down}_exps` (+ biases when present).
 MoE load_moe(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff, int n_expert,
              int n_used);
 // `<prefix>ffn_{gate,up,down}_shexp` (width from the tensors) and, if present,

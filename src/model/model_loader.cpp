@@ -157,6 +157,16 @@ std::vector<WeightMatrix> ModelLoader::experts(const std::string& name, int64_t 
     return out;
 }
 
+std::vector<std::vector<float>> ModelLoader::expert_vectors(const std::string& name, int64_t n,
+                                                            int64_t n_expert) const {
+    const GgufTensor& t = checked(name, {n, n_expert});
+    std::vector<float> all(size_t(n * n_expert));
+    type_traits(t.type).to_float(t.data, all.data(), n * n_expert);
+    std::vector<std::vector<float>> out;
+    for (int64_t e = 0; e < n_expert; ++e) out.emplace_back(all.begin() + e * n, all.begin() + (e + 1) * n);
+    return out;
+}
+
 std::vector<float> ModelLoader::vector(const std::string& name, int64_t n) const {
     const GgufTensor& t = checked(name, {n});
     std::vector<float> out(static_cast<size_t>(n));

@@ -46,6 +46,8 @@ public:
                                       int64_t n_expert) const;
     // A 1-D tensor (norm weights, biases) of n elements, converted to float (small; copied).
     std::vector<float> vector(const std::string& name, int64_t n) const;
+    // A 2-D tensor {n, n_expert} of per-expert biases: one vector of n floats per expert.
+    std::vector<std::vector<float>> expert_vectors(const std::string& name, int64_t n, int64_t n_expert) const;
 
 private:
     const GgufTensor& checked(const std::string& name, const std::vector<int64_t>& dims) const;

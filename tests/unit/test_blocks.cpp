@@ -240,6 +240,11 @@ TEST(Blocks, NormsAndActivations) {
     gated_activate(g + 1, u + 1, 1, Activation::GELU);
     EXPECT_NEAR(g[0], 3 * 0.7310586f, 1e-5f);
     EXPECT_NEAR(g[1], 3 * 0.8413447f, 1e-5f);
+    // gpt-oss: the gate is clamped above at 7, the up value to [-7, 7], and 1 added to it.
+    float cg[] = {10.0f, -1.0f}, cu[] = {9.0f, -9.0f};
+    gated_activate(cg, cu, 2, Activation::SwiGLUClamped);
+    EXPECT_NEAR(cg[0], 7.0f / (1.0f + std::exp(-1.702f * 7.0f)) * 8.0f, 1e-4f);
+    EXPECT_NEAR(cg[1], -1.0f / (1.0f + std::exp(1.702f)) * -6.0f, 1e-5f);
 }
 
 }  // namespace

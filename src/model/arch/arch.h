@@ -14,6 +14,7 @@ namespace pensieve {
 std::unique_ptr<Model> make_llama(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen3(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_gpt_oss(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen2moe(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen3moe(std::unique_ptr<GgufFile> file);
 
