@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #ifndef PENSIEVE_SOURCE_DIR
@@ -12,4 +14,12 @@
 inline std::string shared_dir() {
     if (const char* env = std::getenv("PENSIEVE_SHARED"); env && *env) return env;
     return PENSIEVE_SOURCE_DIR "/../shared";
+}
+
+// A whole file's bytes ("" if it cannot be read).
+inline std::string read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
 }

@@ -1,8 +1,10 @@
 #include "chat/chat_format.h"
 
 #include <cctype>
+#include <optional>
 
 #include "chat/chat_template.h"
+#include "chat/reasoning.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -51,6 +53,45 @@ constexpr const char* kBuiltinTemplate = R"({%- if messages[0].role == 'system' 
 {{- '<|im_start|>assistant\n' }}
 {%- endif %})";
 
+// Where a template reads an assistant message's reasoning, besides reasoning_content
+// (which most read, and which is always passed).
+enum ReasoningField : unsigned {
+    kThinkingField = 1,   // message.thinking (gpt-oss)
+    kToolPlanField = 2,   // message.tool_plan (Command-R7B: the plan before its actions)
+    kThinkingBlock = 4,   // a {"type": "thinking", "thinking": ...} content block (Ministral)
+};
+
+unsigned reasoning_fields(std::string_view src) {
+    auto has = [&](std::string_view s) { return src.find(s) != std::string_view::npos; };
+    unsigned f = 0;
+    if (has("message.thinking") || has("\"thinking\" in message") || has("'thinking' in message") ||
+        has("message['thinking']"))
+        f |= kThinkingField;
+    if (has("tool_plan")) f |= kToolPlanField;
+    if (has("block['thinking']") || has("block.thinking")) f |= kThinkingBlock;
+    return f;
+}
+
+// Copies each assistant message's reasoning_content to the fields the template reads.
+json with_reasoning_fields(const json& messages, unsigned fields) {
+    json out = messages;
+    for (json& m : out) {
+        if (!m.is_object() || m.value("role", "") != "assistant" || !m.contains("reasoning_content") ||
+            !m["reasoning_content"].is_string())
+            continue;
+        const json r = m["reasoning_content"];  // a copy: adding keys moves the object's items
+        if (fields & kThinkingField) m["thinking"] = r;
+        if ((fields & kToolPlanField) && !m.contains("tool_plan")) m["tool_plan"] = r;
+        if ((fields & kThinkingBlock) && (m["content"].is_string() || m["content"].is_null())) {
+            json blocks = json::array({{{"type", "thinking"}, {"thinking", r}}});
+            if (m["content"].is_string() && !m["content"].get_ref<const std::string&>().empty())
+                blocks.push_back({{"type", "text"}, {"text", m["content"]}});
+            m["content"] = blocks;
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 ChatFormatter::ChatFormatter(std::string template_source, std::string bos_token, std::string eos_token)
@@ -58,7 +99,8 @@ ChatFormatter::ChatFormatter(std::string template_source, std::string bos_token,
       source_(builtin_ ? kBuiltinTemplate : std::move(template_source)),
       bos_(std::move(bos_token)),
       eos_(std::move(eos_token)),
-      tool_format_(detect_tool_format(source_)),
+      syntax_{detect_tool_format(source_), detect_reasoning(source_)},
+      reasoning_fields_(reasoning_fields(source_)),
       template_(std::make_unique<ChatTemplate>(source_, bos_, eos_)) {}
 
 ChatFormatter::~ChatFormatter() = default;
@@ -75,7 +117,31 @@ std::string ChatFormatter::eos_text(const Tokenizer& tok) { return tok.eos_id() 
 
 std::string ChatFormatter::describe() const {
     if (builtin_) return "built-in ChatML (the model has no chat template)";
-    return std::string("the model's chat template (tool calls: ") + tool_format_name(tool_format_) + ")";
+    return std::string("the model's chat template (tool calls: ") + tool_format_name(syntax_.tool_format) +
+           ", reasoning: " + (syntax_.tool_format == ToolFormat::Harmony ? "harmony channels"
+                              : syntax_.reasoning                        ? syntax_.reasoning->name
+                                                                         : "none") +
+           ")";
+}
+
+ReplyOptions ChatFormatter::reply_options(const json& tools, std::string_view prompt) const {
+    ReplyOptions o;
+    o.parse_tool_calls = tools.is_array() && !tools.empty();
+    if (o.parse_tool_calls) o.tools = tools;
+    o.starts_in_reasoning = syntax_.reasoning && prompt_opens_reasoning(*syntax_.reasoning, prompt);
+    const std::string_view prefix = tool_call_syntax(syntax_.tool_format).reply_prefix();
+    o.prompt_ends_with_reply_prefix = !prefix.empty() && prompt.ends_with(prefix);
+    return o;
+}
+
+std::vector<std::string_view> ChatFormatter::reply_special_texts() const {
+    std::vector<std::string_view> out = tool_call_syntax(syntax_.tool_format).special_texts();
+    if (syntax_.reasoning) out.insert(out.end(), {syntax_.reasoning->open, syntax_.reasoning->close});
+    return out;
+}
+
+std::unique_ptr<ReplyParser> ChatFormatter::reply_parser(const json& tools, std::string_view prompt) const {
+    return make_reply_parser(syntax_, reply_options(tools, prompt));
 }
 
 namespace {
@@ -87,6 +153,8 @@ namespace {
 // conversation a little further; render() tries them in turn (as llama.cpp's template
 // layer does), so a conversation only changes shape for templates that need it. Mistral
 // templates insist on 9-character tool-call ids, which OpenAI / Anthropic ids are not.
+// Last resort: without the reasoning of earlier turns (gpt-oss refuses a message with
+// both content and thinking next to tool calls).
 // A 9-character alphanumeric id derived from any id (a hash, so the call and its result
 // still match). Returns false if the id already has that form.
 bool mistral_id(json& id) {
@@ -102,6 +170,8 @@ bool mistral_id(json& id) {
     id = out;
     return true;
 }
+
+constexpr int kAdaptSteps = 5;  // steps 0..4 below
 
 bool adapt(json& messages, int step) {
     bool changed = false;
@@ -136,6 +206,17 @@ bool adapt(json& messages, int step) {
                     if (c.contains("id") && c["id"].is_string()) changed |= mistral_id(c["id"]);
             if (m.contains("tool_call_id") && m["tool_call_id"].is_string()) changed |= mistral_id(m["tool_call_id"]);
         }
+    } else if (step == 4) {  // no reasoning
+        for (json& m : messages) {
+            for (const char* key : {"reasoning_content", "thinking", "tool_plan"}) changed |= m.erase(key) > 0;
+            if (m.value("role", "") == "assistant" && m.contains("content") && m["content"].is_array()) {
+                std::string text;
+                for (const json& b : m["content"])
+                    if (b.value("type", "") == "text") text += b.value("text", "");
+                m["content"] = text;
+                changed = true;
+            }
+        }
     }
     return changed;
 }
@@ -144,17 +225,28 @@ bool adapt(json& messages, int step) {
 
 std::string ChatFormatter::render(const json& messages, const json& tools, bool add_generation_prompt,
                                   const json& extra_context) const {
+    const json prepared = reasoning_fields_ ? with_reasoning_fields(messages, reasoning_fields_) : messages;
     try {
-        return template_->render(messages, tools, add_generation_prompt, extra_context);
+        return template_->render(prepared, tools, add_generation_prompt, extra_context);
     } catch (const Error&) {
-        json adapted = messages;
-        for (int step = 0; step < 4; ++step) {
-            if (!adapt(adapted, step)) continue;
+        auto try_render = [&](const json& m) -> std::optional<std::string> {
             try {
-                return template_->render(adapted, tools, add_generation_prompt, extra_context);
+                return template_->render(m, tools, add_generation_prompt, extra_context);
             } catch (const Error&) {
+                return std::nullopt;
             }
+        };
+        // Each step alone first, then together. Null content -> "" comes late: DeepSeek
+        // R1's template needs string arguments but tells a call turn by its null content.
+        for (int step : {1, 2, 3, 0, 4}) {
+            json alone = prepared;
+            if (adapt(alone, step))
+                if (auto p = try_render(alone)) return *p;
         }
+        json together = prepared;
+        for (int step = 0; step < kAdaptSteps; ++step)
+            if (adapt(together, step))
+                if (auto p = try_render(together)) return *p;
         throw;  // the template's own message about the original conversation
     }
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "chat/reply.h"
 #include "chat/tool_calls.h"
 #include "util/json.h"
 
@@ -34,11 +35,22 @@ public:
     // messages/tools are OpenAI-shaped (see server/request_parse.h); tools may be null;
     // extra_context: more template variables (ChatTemplate::render). Throws Error if the
     // template fails (e.g. raise_exception on an unsupported role order), which the
-    // server reports as a 400.
+    // server reports as a 400. An assistant message's `reasoning_content` also reaches
+    // templates that read it under another name (gpt-oss: `thinking`, Command-R7B:
+    // `tool_plan`, Ministral: a {"type": "thinking"} content block).
     std::string render(const json& messages, const json& tools, bool add_generation_prompt,
                        const json& extra_context = json::object()) const;
 
-    ToolFormat tool_format() const { return tool_format_; }
+    ToolFormat tool_format() const { return syntax_.tool_format; }
+    // How replies lay out reasoning and tool calls (reply.h).
+    const ReplySyntax& reply_syntax() const { return syntax_; }
+    // A parser for the reply to `prompt` (this formatter's rendering): tools null or
+    // empty means tool calls are not looked for.
+    std::unique_ptr<ReplyParser> reply_parser(const json& tools, std::string_view prompt) const;
+    ReplyOptions reply_options(const json& tools, std::string_view prompt) const;
+    // The fixed texts replies are parsed by (tool-call syntax and reasoning markers),
+    // which must reach the parser even where they are control tokens.
+    std::vector<std::string_view> reply_special_texts() const;
     bool is_builtin() const { return builtin_; }
     // For the start-up log: "the model's chat template" / "built-in ChatML ...".
     std::string describe() const;
@@ -51,7 +63,8 @@ private:
     bool builtin_;
     std::string source_;
     std::string bos_, eos_;
-    ToolFormat tool_format_;
+    ReplySyntax syntax_;
+    unsigned reasoning_fields_;  // where the template reads reasoning (chat_format.cpp)
     std::unique_ptr<ChatTemplate> template_;
 };
 

@@ -22,11 +22,11 @@ public:
     }
     std::vector<std::string_view> markers() const override { return {kPythonTag}; }
     bool reply_may_be_bare_call() const override { return true; }
-    std::string_view forced_call_open() const override { return ""; }  // the whole reply is the call
-    std::string_view forced_call_close() const override { return ""; }
-    const char* arguments_key() const override { return "parameters"; }
+    std::optional<ForcedCall> forced_call(std::string_view name) const override {  // the whole reply is the call
+        return ForcedCall{"{\"name\": " + dump_json(std::string(name)) + ", \"parameters\": ", "}"};
+    }
 
-    ParsedReply parse(std::string_view text) const override {
+    ParsedReply parse(std::string_view text, const json&) const override {
         std::string_view t = trim(text);
         if (t.substr(0, kPythonTag.size()) == kPythonTag) t = trim(t.substr(kPythonTag.size()));
         if (t.empty() || t.front() != '{') return plain(text);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "chat/marker_scan.h"
 #include "chat/tool_call_families.h"
 #include "chat/tool_call_json.h"
 
@@ -10,15 +11,29 @@ namespace pensieve {
 
 namespace {
 
-// Detection order matters: a Hermes-tuned Llama 3 template teaches <tool_call> and also
-// has Llama 3's headers, and Mistral's templates are the only ones with [TOOL_CALLS].
+// Detection order matters: the first syntax a template teaches wins. Syntaxes with
+// distinctive special tokens come first; the XML ones (Qwen3-Coder <function=, GLM
+// <arg_key>) before Hermes, whose <tool_call> tag they share, and Qwen3-Coder's before
+// Functionary v3.1's <function=...</function>; Functionary and Hermes-tuned Llama 3
+// templates also have Llama 3's headers, so Llama 3 is last.
 const std::vector<const ToolCallSyntax*>& registry() {
-    static const std::vector<const ToolCallSyntax*> all = {&mistral_tool_calls(), &hermes_tool_calls(),
-                                                           &llama3_tool_calls()};
+    static const std::vector<const ToolCallSyntax*> all = {
+        &harmony_tool_calls(),     &kimi_tool_calls(),         &deepseek_v3_tool_calls(), &deepseek_v31_tool_calls(),
+        &gemma4_tool_calls(),      &command_r7b_tool_calls(),  &command_r_tool_calls(),   &mistral_tool_calls(),
+        &qwen3_xml_tool_calls(),   &seed_oss_tool_calls(),     &functionary_v31_tool_calls(),
+        &functionary_v32_tool_calls(),                         &glm_tool_calls(),         &hermes_tool_calls(),
+        &llama3_tool_calls(),
+    };
     return all;
 }
 
 }  // namespace
+
+std::vector<std::string_view> ToolCallSyntax::special_texts() const {
+    std::vector<std::string_view> out = markers();
+    for (std::string_view w : content_wrappers()) out.push_back(w);
+    return out;
+}
 
 const ToolCallSyntax& tool_call_syntax(ToolFormat f) {
     for (const ToolCallSyntax* s : registry())
@@ -36,8 +51,14 @@ ToolFormat detect_tool_format(std::string_view src) {
 
 const char* tool_format_name(ToolFormat f) { return tool_call_syntax(f).name(); }
 
-ParsedReply parse_tool_calls(std::string_view text, ToolFormat format) {
-    ParsedReply r = tool_call_syntax(format).parse(text);
+std::vector<ToolFormat> all_tool_formats() {
+    std::vector<ToolFormat> out;
+    for (const ToolCallSyntax* s : registry()) out.push_back(s->format());
+    return out;
+}
+
+ParsedReply parse_tool_calls(std::string_view text, ToolFormat format, const json& tools) {
+    ParsedReply r = tool_call_syntax(format).parse(text, tools);
     for (ToolCall& c : r.calls)
         if (c.id.empty()) c.id = make_tool_call_id("call_");
     return r;
@@ -55,11 +76,11 @@ std::string ToolCallStreamer::feed(std::string_view text) {
     text_ += text;
     if (capturing_) return "";
     std::string_view pending = std::string_view(text_).substr(emitted_);
-    const std::vector<std::string_view> markers = syntax_.markers();
+    const std::vector<std::string_view> markers = syntax_->markers();
 
     // Replies that are a bare call start with '{' (or a marker): until the first
     // non-space character we cannot tell, so leading whitespace waits too.
-    if (syntax_.reply_may_be_bare_call() && emitted_ == 0) {
+    if (syntax_->reply_may_be_bare_call() && emitted_ == 0) {
         std::string_view t = pending;
         while (!t.empty() && tool_call_text::is_space(t.front())) t.remove_prefix(1);
         if (t.empty()) return "";
@@ -73,21 +94,10 @@ std::string ToolCallStreamer::feed(std::string_view text) {
             if (m.starts_with(t)) return "";  // may still become the marker
     }
 
-    size_t hold_from = pending.size();
-    for (std::string_view m : markers) {
-        const size_t at = pending.find(m);
-        if (at != std::string_view::npos) {
-            hold_from = std::min(hold_from, at);
-            capturing_ = true;
-            continue;
-        }
-        // Longest suffix of pending that is a proper prefix of the marker.
-        for (size_t len = std::min(m.size() - 1, pending.size()); len > 0; --len) {
-            if (pending.substr(pending.size() - len) == m.substr(0, len)) {
-                hold_from = std::min(hold_from, pending.size() - len);
-                break;
-            }
-        }
+    size_t hold_from = pending.size() - partial_marker_suffix(pending, markers);
+    if (const size_t at = find_first_marker(pending, markers).first; at != std::string_view::npos) {
+        hold_from = std::min(hold_from, at);
+        capturing_ = true;
     }
     std::string out(pending.substr(0, hold_from));
     emitted_ += hold_from;
@@ -96,7 +106,7 @@ std::string ToolCallStreamer::feed(std::string_view text) {
 
 ParsedReply ToolCallStreamer::finish() {
     const std::string_view rest = std::string_view(text_).substr(emitted_);
-    ParsedReply r = parse_tool_calls(rest, syntax_.format());
+    ParsedReply r = parse_tool_calls(rest, syntax_->format(), tools_);
     if (r.calls.empty()) r.content = std::string(rest);  // held-back text was content after all
     emitted_ = text_.size();
     return r;

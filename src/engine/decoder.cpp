@@ -62,7 +62,9 @@ SequenceDecoder::Step SequenceDecoder::next(const float* logits, const DraftToke
 
     step.emitted = true;
     step.event.token = step.token;
-    step.event.text = stops_.feed(utf8_.feed(tokenizer_.token_to_piece(step.token)));
+    const bool shown = std::binary_search(options_.shown_control_tokens.begin(), options_.shown_control_tokens.end(),
+                                          step.token);
+    step.event.text = stops_.feed(utf8_.feed(tokenizer_.token_to_piece(step.token, shown)));
     if (want_logprobs_ || n_top_logprobs_ > 0) add_logprobs(logits, step.event);
 
     if (stops_.stopped()) step.finish = FinishReason::StopString;

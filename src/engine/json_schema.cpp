@@ -331,11 +331,14 @@ private:
 
 class SchemaConverter {
 public:
-    explicit SchemaConverter(const json& root) : root_(root) {}
+    // root_name other than "root": every rule but the shared primitives (string, ws, ...)
+    // is named "<root_name>-...", so grammars of several schemas can be concatenated.
+    explicit SchemaConverter(const json& root, const std::string& root_name = "root")
+        : root_(root), root_name_(root_name), prefix_(root_name == "root" ? "" : root_name + "-") {}
 
     std::string convert() {
-        std::string value = visit(root_, "root", "#");
-        add_named("root", "ws " + value + " ws");
+        std::string value = visit(root_, root_name_, "#");
+        add_named(root_name_, "ws " + value + " ws");
         use("ws");
         return text();
     }
@@ -375,14 +378,14 @@ private:
 
     // A fresh rule name based on hint (never one of the shared names).
     std::string fresh(const std::string& hint) {
-        std::string base = sanitize(hint), name = base;
+        std::string base = hint.starts_with(root_name_) ? sanitize(hint) : prefix_ + sanitize(hint), name = base;
         for (int i = 2; taken_.count(name) || used_.count(name) || is_primitive(name); ++i) name = cat(base, "-", i);
         taken_.insert(name);
         return name;
     }
-    static bool is_primitive(const std::string& n) {
+    bool is_primitive(const std::string& n) {
         for (const auto& p : kPrimitives) if (n == p.first) return true;
-        return n == "root";
+        return n == "root" || n == root_name_;
     }
 
     // Adds a rule with this body; identical bodies share one rule.
@@ -411,7 +414,7 @@ private:
 
     std::string any_value(int depth) {
         if (depth <= 0) return add("json-value-0", use("string") + " | " + use("number") + " | " + use("boolean") + " | " + use("null"));
-        std::string name = cat("json-value-", depth);
+        std::string name = cat(prefix_, "json-value-", depth);
         if (taken_.count(name)) return name;
         std::string obj = any_object(depth), arr = any_array(depth);
         taken_.insert(name);
@@ -419,7 +422,7 @@ private:
         return name;
     }
     std::string any_object(int depth) {
-        std::string name = cat("json-object-", depth);
+        std::string name = cat(prefix_, "json-object-", depth);
         if (taken_.count(name)) return name;
         taken_.insert(name);
         std::string inner = any_value(depth - 1);
@@ -429,7 +432,7 @@ private:
         return name;
     }
     std::string any_array(int depth) {
-        std::string name = cat("json-array-", depth);
+        std::string name = cat(prefix_, "json-array-", depth);
         if (taken_.count(name)) return name;
         taken_.insert(name);
         std::string inner = any_value(depth - 1);
@@ -632,6 +635,7 @@ private:
     }
 
     const json& root_;
+    const std::string root_name_, prefix_;
     std::vector<std::pair<std::string, std::string>> rules_;
     std::set<std::string> used_, taken_;
     std::map<std::string, std::string> by_body_, refs_;
@@ -639,7 +643,9 @@ private:
 
 }  // namespace
 
-std::string json_schema_to_gbnf(const json& schema) { return SchemaConverter(schema).convert(); }
+std::string json_schema_to_gbnf(const json& schema, const std::string& root_name) {
+    return SchemaConverter(schema, root_name).convert();
+}
 
 std::string any_json_object_gbnf() { return SchemaConverter(json::object()).convert_any_object(); }
 

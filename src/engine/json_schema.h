@@ -52,7 +52,10 @@ namespace pensieve {
 
 // GBNF text (start rule "root") for the JSON texts valid under `schema`. Throws Error
 // for unsupported features, naming the keyword and where it is ("#/properties/a").
-std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema);
+// With another root_name, the start rule and every rule made for this schema are named
+// "<root_name>..." (only the shared primitives such as string and ws are not), so the
+// texts for several schemas can be joined, keeping one copy of each identical line.
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema, const std::string& root_name = "root");
 
 // GBNF text for any JSON object.
 std::string any_json_object_gbnf();

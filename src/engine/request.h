@@ -35,6 +35,10 @@ struct GenerateOptions {
     // Constrained output: only token sequences of this grammar (JSON schema, GBNF) are
     // sampled; generation ends when the grammar is complete.
     std::shared_ptr<const Grammar> grammar;
+    // Control tokens whose text belongs in the output (a chat syntax's markers, such as
+    // gpt-oss's <|channel|>, which the reply parser reads): shown, where other control
+    // tokens are dropped. Sorted ids.
+    std::vector<int32_t> shown_control_tokens;
 };
 
 struct RequestParams {

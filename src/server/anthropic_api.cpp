@@ -3,12 +3,15 @@
 //
 // The streamed event sequence (what the SDK's MessageStream expects):
 //   message_start, then per content block: content_block_start, content_block_delta*
-//   (text_delta or input_json_delta), content_block_stop; then message_delta (stop_reason,
-//   usage.output_tokens) and message_stop. `ping` events may come anywhere; we send one
-//   after the first block starts and whenever the model is silent for a second.
+//   (thinking_delta, text_delta or input_json_delta), content_block_stop; then
+//   message_delta (stop_reason, usage.output_tokens) and message_stop. `ping` events may
+//   come anywhere; we send one after the first block starts and whenever the model is
+//   silent for a second. Blocks come in the order the model writes them: its reasoning
+//   (a `thinking` block, with an empty signature: there is nothing to sign locally),
+//   the text, then the tool calls.
 #include <memory>
 
-#include "chat/tool_calls.h"
+#include "chat/reply.h"
 #include "server/context_fit.h"
 #include "server/json_fields.h"
 #include "server/request_parse.h"
@@ -61,8 +64,8 @@ json usage_json(const FinishEvent& f) {
 
 void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
     ChatRequest r = parse_anthropic_messages(parse_body(req.body), false);
-    prepare(ctx, e, r);
-    const bool tools = r.tools_active();
+    const std::string prompt = prepare(ctx, e, r);
+    const ReplyOptions reply_options = e.chat.reply_options(r.tools_active() ? r.tools : json(nullptr), prompt);
     const std::string model = e.model_id;
 
     if (!r.stream) {
@@ -71,8 +74,8 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
         check_finish(c.finish);
         json content = json::array();
         std::string reason = stop_reason(c.finish);
-        ParsedReply p{c.text, {}};
-        if (tools) p = parse_tool_calls(c.text, e.chat.tool_format());
+        const ChatReply p = parse_reply(c.text, e.chat.reply_syntax(), reply_options);
+        if (!p.reasoning.empty()) content.push_back({{"type", "thinking"}, {"thinking", p.reasoning}, {"signature", ""}});
         if (!p.content.empty() || p.calls.empty()) content.push_back({{"type", "text"}, {"text", p.content}});
         for (const ToolCall& call : with_anthropic_ids(p.calls))
             content.push_back({{"type", "tool_use"}, {"id", call.id}, {"name", call.name}, {"input", call.arguments}});
@@ -90,7 +93,7 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
 
     std::shared_ptr<Tracked> tracked = ctx.submit(e, r.params, "messages");
     const int n_prompt = int(r.params.prompt.size());
-    const ToolFormat format = e.chat.tool_format();
+    const ReplySyntax syntax = e.chat.reply_syntax();
     const std::string id = make_id("msg_");
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
@@ -110,27 +113,39 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
                                  {"cache_creation_input_tokens", 0}}}};
         if (!emit("message_start", {{"message", start}})) return false;
 
-        // The text block opens lazily: a reply that is only tool calls has no text block.
+        // Blocks open lazily, one at a time: a reply without reasoning has no thinking
+        // block, one that is only tool calls no text block.
         int index = -1;
-        bool text_open = false;
-        auto open_text = [&] {
-            text_open = true;
-            ++index;
-            return emit("content_block_start", {{"index", index}, {"content_block", {{"type", "text"}, {"text", ""}}}}) &&
-                   send(t, sink, ping);
+        const char* open = nullptr;  // the open block's type
+        auto close_block = [&] {
+            if (!open) return true;
+            open = nullptr;
+            return emit("content_block_stop", {{"index", index}});
         };
-        auto text_delta = [&](const std::string& text) {
+        auto open_block = [&](const char* type) {
+            if (!close_block()) return false;
+            open = type;
+            ++index;
+            json block = {{"type", type}, {type, ""}};
+            if (std::string_view(type) == "thinking") block["signature"] = "";
+            return emit("content_block_start", {{"index", index}, {"content_block", block}}) && send(t, sink, ping);
+        };
+        auto block_delta = [&](const char* type, const std::string& text) {
             if (text.empty()) return true;
-            if (!text_open && !open_text()) return false;
-            return emit("content_block_delta", {{"index", index}, {"delta", {{"type", "text_delta"}, {"text", text}}}});
+            if ((!open || std::string_view(open) != type) && !open_block(type)) return false;
+            const char* delta = std::string_view(type) == "thinking" ? "thinking_delta" : "text_delta";
+            return emit("content_block_delta", {{"index", index}, {"delta", {{"type", delta}, {type, text}}}});
+        };
+        auto reply_delta = [&](const ReplyDelta& d) {
+            return block_delta("thinking", d.reasoning) && block_delta("text", d.content);
         };
 
-        ToolCallStreamer calls(format);
+        std::unique_ptr<ReplyParser> reply = make_reply_parser(syntax, reply_options);
         for (;;) {
             auto ev = next_event(t, sink, ping);
             if (!ev) return false;
             if (auto* tk = std::get_if<TokenEvent>(&*ev)) {
-                if (!text_delta(tools ? calls.feed(tk->text) : tk->text)) return false;
+                if (!reply_delta(reply->feed(tk->text))) return false;
                 continue;
             }
             const FinishEvent& f = std::get<FinishEvent>(*ev);
@@ -142,17 +157,14 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
                 sink.done();
                 return true;
             }
-            std::string tail = tools ? calls.feed(f.tail_text) : f.tail_text;
-            std::vector<ToolCall> found;
-            if (tools) {
-                ParsedReply p = calls.finish();
-                tail += p.content;
-                found = with_anthropic_ids(std::move(p.calls));
-            }
-            if (!text_delta(tail)) return false;
-            // Clients expect at least one block; an empty reply is an empty text block.
-            if (!text_open && found.empty() && !open_text()) return false;
-            if (text_open && !emit("content_block_stop", {{"index", index}})) return false;
+            if (!reply_delta(reply->feed(f.tail_text))) return false;
+            ChatReply end = reply->finish();
+            if (!reply_delta({end.reasoning, end.content})) return false;
+            const std::vector<ToolCall> found = with_anthropic_ids(std::move(end.calls));
+            // Clients expect a text block unless there are calls; an empty reply is an
+            // empty text block.
+            if (found.empty() && (!open || std::string_view(open) != "text") && !open_block("text")) return false;
+            if (!close_block()) return false;
             for (const ToolCall& call : found) {
                 ++index;
                 json block = {{"type", "tool_use"}, {"id", call.id}, {"name", call.name}, {"input", json::object()}};

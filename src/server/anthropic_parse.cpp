@@ -1,7 +1,7 @@
 // Anthropic Messages request bodies -> ChatRequest. The conversation is rewritten into
 // OpenAI-shaped messages (what chat templates understand): text blocks become string
 // content, tool_use blocks become assistant tool_calls, tool_result blocks become
-// role "tool" messages.
+// role "tool" messages, thinking blocks become the assistant's reasoning_content.
 #include <climits>
 
 #include "server/json_fields.h"
@@ -42,7 +42,7 @@ void append_message(json& out, const json& m, const std::string& where) {
     }
     if (!content->is_array()) bad_request(where + ".content must be a string or an array of content blocks");
 
-    std::string text;
+    std::string text, reasoning;
     json tool_calls = json::array();
     for (size_t i = 0; i < content->size(); ++i) {
         const json& b = (*content)[i];
@@ -66,8 +66,14 @@ void append_message(json& out, const json& m, const std::string& where) {
             if (const json* c = field(b, "content")) result = text_blocks(*c, w + ".content");
             if (get_bool(b, "is_error", false)) result = "Error: " + result;
             out.push_back({{"role", "tool"}, {"tool_call_id", require_string(b, "tool_use_id")}, {"content", result}});
-        } else if (type == "thinking" || type == "redacted_thinking") {
-            // Earlier turns' reasoning: not part of what this model is shown again.
+        } else if (type == "thinking") {
+            // An earlier turn's reasoning: passed on as reasoning_content, which the
+            // chat template shows the model again or not.
+            if (role != "assistant") bad_request(w + ": thinking blocks belong in assistant messages");
+            if (!reasoning.empty()) reasoning += "\n";
+            reasoning += require_string(b, "thinking");
+        } else if (type == "redacted_thinking") {
+            // Encrypted reasoning from another model: nothing this one can read.
         } else if (type == "image" || type == "document") {
             bad_request(w + ": " + type + " content is not supported: this server takes text only");
         } else {
@@ -77,6 +83,7 @@ void append_message(json& out, const json& m, const std::string& where) {
     if (role == "assistant") {
         json msg = {{"role", "assistant"}, {"content", text.empty() && !tool_calls.empty() ? json(nullptr) : json(text)}};
         if (!tool_calls.empty()) msg["tool_calls"] = tool_calls;
+        if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
         out.push_back(msg);
     } else if (!text.empty() || content->empty()) {
         out.push_back({{"role", "user"}, {"content", text}});

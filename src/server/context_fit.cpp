@@ -25,6 +25,7 @@ std::string render_chat_prompt(Engine& e, ChatRequest& r, bool context_shift) {
     ChatPrompt full = e.chat_prompt(r.messages, tools);
     std::string prompt = std::move(full.text);
     r.params.prompt = std::move(full.tokens);
+    r.params.options.shown_control_tokens = e.shown_control_tokens;
     if (!context_shift || fits(e, r.params.prompt.size(), r.params.options.n_predict)) return prompt;
 
     // Keep the leading system/developer messages and the last message; binary-search the

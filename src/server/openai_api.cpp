@@ -2,7 +2,7 @@
 // GET /v1/models, GET /v1/models/{id}.
 #include <memory>
 
-#include "chat/tool_calls.h"
+#include "chat/reply.h"
 #include "model/model.h"
 #include "server/context_fit.h"
 #include "server/json_fields.h"
@@ -92,11 +92,23 @@ const char* finish_reason(const FinishEvent& f) {
     return cut ? "length" : "stop";
 }
 
-// Renders the conversation and tokenizes it into r.params.prompt.
-void prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
-    const std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
+// Renders the conversation and tokenizes it into r.params.prompt; returns the prompt text.
+std::string prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
+    std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
     apply_tool_choice(r, e.chat.tool_format());
     log_prompt(ctx, "chat", prompt);
+    return prompt;
+}
+
+// The tools whose calls replies are searched for (null: none).
+json active_tools(const ChatRequest& r) { return r.tools_active() ? r.tools : json(nullptr); }
+
+// A streamed choice's delta: reasoning and content, whichever the piece has.
+json reply_delta(const ReplyDelta& d) {
+    json delta = json::object();
+    if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+    if (!d.content.empty() || d.reasoning.empty()) delta["content"] = d.content;
+    return delta;
 }
 
 // n > 1 runs n requests; with a fixed seed each gets its own (seed + i) so they differ.
@@ -178,8 +190,9 @@ bool stream_choices(const std::vector<std::shared_ptr<Tracked>>& tracked, httpli
 
 void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::Response& res, Engine& e) {
     ChatRequest r = parse_openai_chat(parse_body(req.body));
-    prepare_chat(ctx, e, r);
+    const std::string prompt = prepare_chat(ctx, e, r);
     const bool want_lp = r.params.want_logprobs;
+    const ReplyOptions reply_options = e.chat.reply_options(active_tools(r), prompt);
 
     if (!r.stream) {
         auto tracked = submit_n(ctx, e, r.params, r.n, "chat");
@@ -189,15 +202,14 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
         for (size_t i = 0; i < outs.size(); ++i) {
             const Collected& c = outs[i];
             check_finish(c.finish);
-            json message = {{"role", "assistant"}, {"content", c.text}};
+            const ChatReply p = parse_reply(c.text, e.chat.reply_syntax(), reply_options);
+            json message = {{"role", "assistant"}, {"content", p.content}};
+            if (!p.reasoning.empty()) message["reasoning_content"] = p.reasoning;
             std::string reason = finish_reason(c.finish);
-            if (r.tools_active()) {
-                ParsedReply p = parse_tool_calls(c.text, e.chat.tool_format());
-                if (!p.calls.empty()) {
-                    message["content"] = p.content.empty() ? json(nullptr) : json(p.content);
-                    message["tool_calls"] = tool_calls_json(p.calls, false);
-                    reason = "tool_calls";
-                }
+            if (!p.calls.empty()) {
+                if (p.content.empty()) message["content"] = nullptr;
+                message["tool_calls"] = tool_calls_json(p.calls, false);
+                reason = "tool_calls";
             }
             json lp = nullptr;
             if (want_lp) {
@@ -220,32 +232,30 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
     // answering so a refused request still gets its 4xx.
     const std::vector<std::shared_ptr<Tracked>> tracked = submit_n(ctx, e, r.params, r.n, "chat");
     const StreamIds ids{make_id("chatcmpl-"), unix_time(), e.model_id};
-    const bool tools = r.tools_active();
     const bool usage = r.include_usage;
-    const ToolFormat format = e.chat.tool_format();
+    const ReplySyntax syntax = e.chat.reply_syntax();
     const Tokenizer* tok = &e.tokenizer;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(kSseContentType, [=](size_t, httplib::DataSink& sink) {
         auto emit = [&](const json& chunk) { return send_all(tracked, sink, sse_data(chunk)); };
-        std::vector<ToolCallStreamer> calls(tracked.size(), ToolCallStreamer(format));
+        std::vector<std::unique_ptr<ReplyParser>> replies;
+        for (size_t i = 0; i < tracked.size(); ++i) replies.push_back(make_reply_parser(syntax, reply_options));
         for (size_t i = 0; i < tracked.size(); ++i)
             if (!emit(chat_chunk(ids, i, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr, usage))) return false;
         auto on_token = [&](size_t i, const TokenEvent& tk) {
-            const std::string text = tools ? calls[i].feed(tk.text) : tk.text;
-            if (text.empty() && !want_lp) return true;
+            const ReplyDelta d = replies[i]->feed(tk.text);
+            if (d.empty() && !want_lp) return true;
             json lp = want_lp ? json{{"content", json::array({chat_logprob(*tok, tk)})}} : json(nullptr);
-            return emit(chat_chunk(ids, i, {{"content", text}}, nullptr, lp, usage));
+            return emit(chat_chunk(ids, i, reply_delta(d), nullptr, lp, usage));
         };
         auto on_finish = [&](size_t i, const FinishEvent& f) {
-            std::string tail = tools ? calls[i].feed(f.tail_text) : f.tail_text;
+            ReplyDelta tail = replies[i]->feed(f.tail_text);
+            ChatReply end = replies[i]->finish();
+            tail.reasoning += end.reasoning;
+            tail.content += end.content;
             std::string reason = finish_reason(f);
-            std::vector<ToolCall> found;
-            if (tools) {
-                ParsedReply p = calls[i].finish();
-                tail += p.content;
-                found = std::move(p.calls);
-            }
-            if (!tail.empty() && !emit(chat_chunk(ids, i, {{"content", tail}}, nullptr, nullptr, usage))) return false;
+            const std::vector<ToolCall>& found = end.calls;
+            if (!tail.empty() && !emit(chat_chunk(ids, i, reply_delta(tail), nullptr, nullptr, usage))) return false;
             if (!found.empty()) {
                 reason = "tool_calls";
                 if (!emit(chat_chunk(ids, i, {{"tool_calls", tool_calls_json(found, true)}}, nullptr, nullptr, usage)))

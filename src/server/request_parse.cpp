@@ -122,6 +122,12 @@ json normalize_message(const json& m, const std::string& where) {
         out["name"] = *name;
     }
     if (role == "assistant" && calls) out["tool_calls"] = normalize_tool_calls(*calls, where + ".tool_calls");
+    // An earlier turn's reasoning, as this API returns it; the chat template decides
+    // whether the model sees it again.
+    if (const json* rc = field(m, "reasoning_content"); rc && role == "assistant" && !rc->is_null()) {
+        if (!rc->is_string()) bad_request(where + ".reasoning_content must be a string", where);
+        out["reasoning_content"] = *rc;
+    }
     if (role == "tool") out["tool_call_id"] = get_string(m, "tool_call_id", "");
     return out;
 }

@@ -38,6 +38,19 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
     return c;
 }
 
+// Ids of the texts that are control tokens (those are dropped from generated text unless
+// shown), sorted; end-of-generation tokens never appear in the text anyway.
+std::vector<int32_t> control_tokens_of(const Tokenizer& tok, const std::vector<std::string_view>& texts) {
+    std::vector<int32_t> ids;
+    for (std::string_view t : texts) {
+        const int32_t id = tok.find_token(t);
+        if (id >= 0 && tok.is_control(id) && !tok.is_end_of_generation(id)) ids.push_back(id);
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return ids;
+}
+
 }  // namespace
 
 Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOptions& o, std::string id)
@@ -48,6 +61,7 @@ Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOpt
                   std::chrono::system_clock::now().time_since_epoch()).count()),
       n_ctx(default_ctx(o, m)),
       chat(ChatFormatter::for_model(m.file(), tok, o.chat_template_source)),
+      shown_control_tokens(control_tokens_of(tok, chat.reply_special_texts())),
       scheduler(m, tok, pool, scheduler_config(o, n_ctx, m)) {}
 
 ChatPrompt Engine::chat_prompt(const json& messages, const json& tools) const {

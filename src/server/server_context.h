@@ -67,6 +67,9 @@ struct Engine {
     int64_t created;          // unix time the model was loaded
     int n_ctx;                // per slot
     ChatFormatter chat;
+    // The chat syntax's markers that are control tokens in this vocabulary: shown in
+    // generated text (GenerateOptions::shown_control_tokens) so replies can be parsed.
+    std::vector<int32_t> shown_control_tokens;
     Scheduler scheduler;
 };
 

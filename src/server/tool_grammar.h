@@ -8,6 +8,13 @@
 //   Hermes / Qwen:  <tool_call>\n{"name": "f", "arguments": {...}}\n</tool_call>
 //   Llama 3.x:      {"name": "f", "parameters": {...}}
 //   Mistral:        [TOOL_CALLS][{"name": "f", "arguments": {...}}]
+//   ... (ToolCallSyntax::forced_call gives each syntax's text around the arguments)
+//
+// Syntaxes whose arguments are not one JSON object (Qwen3-Coder's XML parameters,
+// GLM's key/value pairs, Gemma 4's notation) cannot be forced: a 400 says so. Markers
+// that are control tokens in the model's vocabulary (harmony's <|channel|>, Kimi's
+// section tokens) are spelled out of ordinary tokens under the grammar: the text the
+// parser reads is the same, though the model was trained on the single tokens.
 //
 // "auto" stays unconstrained: the model decides whether to call.
 #pragma once

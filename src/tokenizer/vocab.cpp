@@ -155,9 +155,15 @@ void find_end_tokens(Vocab& v) {
     static const char* const kEogTexts[] = {
         "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
         "<turn|>",   // Gemma 4
+        "<|return|>", "<|call|>",  // gpt-oss
     };
+    // gpt-oss (harmony): <|end|> closes one message of a reply (the reasoning before the
+    // answer), and the reply ends at <|return|> (an answer) or <|call|> (a tool call).
+    const bool harmony = v.find("<|return|>") >= 0 && v.find("<|call|>") >= 0;
+    auto ends_reply = [&](std::string_view text) { return !(harmony && text == "<|end|>"); };
     if (v.eot < 0) {
         for (const char* text : kEotTexts) {
+            if (!ends_reply(text)) continue;
             int32_t id = v.find(text);
             if (id >= 0 && (v.eot < 0 || id < v.eot)) v.eot = id;
         }
@@ -173,7 +179,7 @@ void find_end_tokens(Vocab& v) {
 
     std::vector<int32_t>& eog = v.end_of_generation;
     for (const char* text : kEogTexts) {
-        int32_t id = v.find(text);
+        int32_t id = ends_reply(text) ? v.find(text) : -1;
         if (id >= 0) {
             eog.push_back(id);
             v.tokens[id].type = TokenType::CONTROL;

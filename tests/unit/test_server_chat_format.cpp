@@ -5,8 +5,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "chat/chat_format.h"
 #include "server/request_parse.h"
@@ -15,13 +13,6 @@
 
 namespace pensieve::server {
 namespace {
-
-std::string read(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 ChatRequest tool_conversation() {
     return parse_openai_chat(json::parse(R"({"messages":[
@@ -62,7 +53,7 @@ TEST(ChatFormat, RealTemplatesRenderServerConversations) {
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
         if (entry.path().extension() != ".jinja") continue;
         const std::string name = entry.path().filename().string();
-        ChatFormatter f(read(entry.path()), "<s>", "</s>");
+        ChatFormatter f(read_text_file(entry.path().string()), "<s>", "</s>");
         ChatRequest r = tool_conversation();
         try {
             const std::string p = f.render(r.messages, r.tools, true);
@@ -79,11 +70,11 @@ TEST(ChatFormat, RealTemplatesRenderServerConversations) {
 
 TEST(ChatFormat, DetectsEachFamilysToolSyntax) {
     const std::string d = shared_dir() + "/templates/";
-    EXPECT_EQ(ChatFormatter(read(d + "Qwen-Qwen2.5-7B-Instruct.jinja"), "", "").tool_format(), ToolFormat::Hermes);
-    EXPECT_EQ(ChatFormatter(read(d + "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja"), "", "").tool_format(),
+    EXPECT_EQ(ChatFormatter(read_text_file(d + "Qwen-Qwen2.5-7B-Instruct.jinja"), "", "").tool_format(), ToolFormat::Hermes);
+    EXPECT_EQ(ChatFormatter(read_text_file(d + "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja"), "", "").tool_format(),
               ToolFormat::Hermes);
-    EXPECT_EQ(ChatFormatter(read(d + "meta-llama-Llama-3.1-8B-Instruct.jinja"), "", "").tool_format(), ToolFormat::Llama3);
-    EXPECT_EQ(ChatFormatter(read(d + "mistralai-Mistral-Nemo-Instruct-2407.jinja"), "", "").tool_format(),
+    EXPECT_EQ(ChatFormatter(read_text_file(d + "meta-llama-Llama-3.1-8B-Instruct.jinja"), "", "").tool_format(), ToolFormat::Llama3);
+    EXPECT_EQ(ChatFormatter(read_text_file(d + "mistralai-Mistral-Nemo-Instruct-2407.jinja"), "", "").tool_format(),
               ToolFormat::Mistral);
 }
 

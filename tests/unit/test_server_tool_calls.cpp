@@ -144,6 +144,11 @@ TEST(ToolCalls, OpenAIChatParseNormalizesToolMessages) {
     EXPECT_EQ(r.messages[1]["tool_calls"][0]["function"]["arguments"]["x"], 1);
     EXPECT_EQ(r.messages[2]["content"], "42");
     EXPECT_EQ(r.messages[2]["tool_call_id"], "c1");
+    body["messages"][1]["reasoning_content"] = "think first";
+    EXPECT_EQ(parse_openai_chat(body).messages[1]["reasoning_content"], "think first");
+    body["messages"][1]["reasoning_content"] = 5;
+    EXPECT_THROW(parse_openai_chat(body), ApiError);
+    body["messages"][1].erase("reasoning_content");
     body["tool_choice"] = {{"type", "function"}, {"function", {{"name", "missing"}}}};
     EXPECT_THROW(parse_openai_chat(body), ApiError);
 }
@@ -159,6 +164,7 @@ TEST(ToolCalls, AnthropicMessagesBecomeOpenAIShaped) {
     EXPECT_EQ(r.messages[0]["role"], "system");
     EXPECT_EQ(r.messages[2]["tool_calls"][0]["function"]["arguments"]["c"], "P");
     EXPECT_TRUE(r.messages[2]["content"].is_null());
+    EXPECT_EQ(r.messages[2]["reasoning_content"], "hmm");  // the thinking block
     EXPECT_EQ(r.messages[3]["role"], "tool");
     EXPECT_EQ(r.messages[3]["content"], "sunny");
     EXPECT_EQ(r.messages[4]["content"], "thanks");
@@ -208,7 +214,7 @@ TEST(ToolChoiceGrammar, RequiredHermesAcceptsOnlyValidCalls) {
     auto g = tool_choice_grammar(weather_request(ToolChoice::Required), ToolFormat::Hermes);
     ASSERT_NE(g, nullptr);
     EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
-    EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\",\"days\":3}}\n</tool_call>"));
+    EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Oslo\",\"days\":3}}\n</tool_call>"));
     EXPECT_TRUE(grammar_accepts(g, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"));
     EXPECT_FALSE(grammar_accepts(g, "Sure! The weather is nice."));                      // prose
     EXPECT_FALSE(grammar_accepts(g, "<tool_call>\n{\"name\": \"rm_rf\", \"arguments\": {}}\n</tool_call>"));  // unknown tool
@@ -241,6 +247,36 @@ TEST(ToolChoiceGrammar, Llama3AndMistralSyntaxes) {
     ParsedReply pm = parse_tool_calls(call, ToolFormat::Mistral);
     ASSERT_EQ(pm.calls.size(), 1u);
     EXPECT_EQ(pm.calls[0].name, "get_weather");
+}
+
+// Every syntax: the grammar accepts a forced call of each allowed tool written the
+// syntax's way and nothing else, and the parser reads that text back as the call.
+// Syntaxes whose arguments are not one JSON object refuse with a 400.
+TEST(ToolChoiceGrammar, EverySyntaxForcesACallItsParserReads) {
+    const json args = json::parse(R"({"city": "Rome", "days": 2})");
+    for (ToolFormat f : all_tool_formats()) {
+        const ToolCallSyntax& syntax = tool_call_syntax(f);
+        SCOPED_TRACE(syntax.name());
+        const std::optional<ForcedCall> call = syntax.forced_call("get_weather");
+        if (!call) {
+            EXPECT_THROW(tool_choice_grammar(weather_request(ToolChoice::Required), f), ApiError);
+            continue;
+        }
+        auto g = tool_choice_grammar(weather_request(ToolChoice::Required), f);
+        ASSERT_NE(g, nullptr);
+        const std::string text = call->before + dump_json(args) + call->after;
+        EXPECT_TRUE(grammar_accepts(g, text)) << text;
+        EXPECT_FALSE(grammar_accepts(g, call->before + "{\"days\": 2}" + call->after));  // city is required
+        EXPECT_FALSE(grammar_accepts(g, "The weather is nice."));
+        const std::optional<ForcedCall> other = syntax.forced_call("get_time");
+        EXPECT_TRUE(grammar_accepts(g, other->before + "{}" + other->after));
+        // The reply continues the prompt, which ends with the syntax's reply prefix if any.
+        const ParsedReply p = parse_tool_calls(std::string(syntax.reply_prefix()) + text, f);
+        ASSERT_EQ(p.calls.size(), 1u) << text;
+        EXPECT_EQ(p.calls[0].name, "get_weather");
+        EXPECT_EQ(p.calls[0].arguments, args);
+        EXPECT_EQ(p.content, "");
+    }
 }
 
 TEST(ToolChoiceGrammar, ConflictsAndUnsupportedSchemasAre400) {
