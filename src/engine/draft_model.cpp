@@ -102,6 +102,7 @@ private:
         while (!rows.empty()) {
             logits.resize(rows.size() * size_t(n_vocab));
             try {
+                std::lock_guard<std::mutex> turn(model_.forward_mutex());
                 model_.forward(batch, cache_, pool_, logits.data());
             } catch (const std::exception&) {
                 return false;

@@ -360,6 +360,7 @@ void Scheduler::add_prefill_chunks(StepBatch& b) {
 bool Scheduler::forward(const StepBatch& b, float* logits) {
     Timer timer;
     try {
+        std::lock_guard<std::mutex> turn(model_.forward_mutex());
         model_.forward(b.batch, cache_, pool_, logits);
     } catch (const std::exception& e) {
         for (auto& s : slots_) {

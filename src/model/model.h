@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -84,12 +85,17 @@ public:
     }
     // Bytes of memory one position takes with this cache type (for sizing and reports).
     size_t position_bytes(KvType type) const;
+    // forward() computes in buffers the model keeps (its scratch), so one forward runs at
+    // a time per model: callers that share a model across threads (two schedulers on one
+    // model) hold this around forward().
+    std::mutex& forward_mutex() const { return forward_mutex_; }
 
 protected:
     explicit Model(std::unique_ptr<GgufFile> file) : file_(std::move(file)) {}
     std::unique_ptr<GgufFile> file_;
     ModelConfig config_;
     MemoryLayout memory_;
+    mutable std::mutex forward_mutex_;
 };
 
 // Loads a model file (mmap) and builds the architecture it names.
