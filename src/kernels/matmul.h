@@ -31,6 +31,9 @@ struct WeightMatrix {
     const uint8_t* row(int64_t r) const {
         return static_cast<const uint8_t*>(data) + size_t(r) * row_bytes();
     }
+    // Rows [first, first + count): a view of the same bytes, no copy (how fused
+    // projections such as attn_qkv are split). The caller keeps the range inside.
+    WeightMatrix row_range(int64_t first, int64_t count) const { return {row(first), type, count, cols}; }
 };
 
 // Per-thread-group scratch space reused across calls (no allocation in the hot loop once

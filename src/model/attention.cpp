@@ -322,6 +322,16 @@ LayerMemory Attention::memory() const {
     return LayerMemory::attention(opt.n_head_kv * opt.head_dim, opt.n_head_kv * head_dim_v(opt), opt.window);
 }
 
+AttentionOptions attention_options(const ModelConfig& c) {
+    AttentionOptions o;
+    o.n_head = c.n_head;
+    o.n_head_kv = c.n_head_kv;
+    o.head_dim = c.head_dim;
+    o.head_dim_v = c.head_dim_v;
+    o.rope = c.rope;
+    return o;
+}
+
 Attention load_attention(const ModelLoader& ld, const std::string& prefix, int layer, int64_t n_embd,
                          const AttentionOptions& opt, float norm_eps) {
     Attention a;
@@ -329,9 +339,17 @@ Attention load_attention(const ModelLoader& ld, const std::string& prefix, int l
     a.opt = opt;
     const int64_t hv = head_dim_v(opt);
     const int64_t q_dim = int64_t(opt.n_head) * opt.head_dim, k_dim = int64_t(opt.n_head_kv) * opt.head_dim;
-    a.q = load_linear(ld, prefix + "attn_q", n_embd, q_dim);
-    a.k = load_linear(ld, prefix + "attn_k", n_embd, k_dim);
-    a.v = load_linear(ld, prefix + "attn_v", n_embd, int64_t(opt.n_head_kv) * hv);
+    const int64_t v_dim = int64_t(opt.n_head_kv) * hv;
+    if (ld.has(prefix + "attn_qkv.weight")) {
+        std::vector<Linear> qkv = load_fused_linear(ld, prefix + "attn_qkv", n_embd, {q_dim, k_dim, v_dim});
+        a.q = std::move(qkv[0]);
+        a.k = std::move(qkv[1]);
+        a.v = std::move(qkv[2]);
+    } else {
+        a.q = load_linear(ld, prefix + "attn_q", n_embd, q_dim);
+        a.k = load_linear(ld, prefix + "attn_k", n_embd, k_dim);
+        a.v = load_linear(ld, prefix + "attn_v", n_embd, v_dim);
+    }
     a.o = load_linear(ld, prefix + "attn_output", int64_t(opt.n_head) * hv, n_embd);
     if (ld.has(prefix + "attn_q_norm.weight"))
         a.q_norm = load_norm(ld, prefix + "attn_q_norm", opt.head_dim, NormKind::RMS, norm_eps);

@@ -71,6 +71,23 @@ Linear load_linear(const ModelLoader& ld, const std::string& name, int64_t in, i
     return l;
 }
 
+std::vector<Linear> load_fused_linear(const ModelLoader& ld, const std::string& name, int64_t in,
+                                      const std::vector<int64_t>& outs) {
+    int64_t total = 0;
+    for (int64_t o : outs) total += o;
+    const Linear fused = load_linear(ld, name, in, total);
+    std::vector<Linear> parts;
+    int64_t first = 0;
+    for (int64_t o : outs) {
+        Linear l;
+        l.w = fused.w.row_range(first, o);
+        if (!fused.b.empty()) l.b.assign(fused.b.begin() + first, fused.b.begin() + first + o);
+        parts.push_back(std::move(l));
+        first += o;
+    }
+    return parts;
+}
+
 // ---- activations ----
 
 namespace {

@@ -72,6 +72,11 @@ struct Linear {
 };
 // Reads `<name>.weight` ({in, out}) and, if present, `<name>.bias`.
 Linear load_linear(const ModelLoader& ld, const std::string& name, int64_t in, int64_t out);
+// A fused projection `<name>` ({in, sum of outs}: attn_qkv, Phi-3's gate+up ffn_up) split
+// into one Linear per part, in order: views of the file's rows (row_range), the bias (if
+// present) cut likewise.
+std::vector<Linear> load_fused_linear(const ModelLoader& ld, const std::string& name, int64_t in,
+                                      const std::vector<int64_t>& outs);
 // rows[t] += bias for n rows (no-op for an empty bias).
 void add_bias(float* rows, const std::vector<float>& bias, int64_t n);
 
@@ -137,6 +142,9 @@ struct AttentionOptions {
     float alibi_max_bias = 0;  // > 0: ALiBi, score -= slope(head) * |query pos - key pos|
 };
 
+// Heads, head sizes and RoPE from the model's hyper-parameters (options left at none).
+AttentionOptions attention_options(const ModelConfig& c);
+
 // Multi-head attention with GQA/MQA (n_head_kv <= n_head): q, k, v projections (optional
 // biases), optional per-head RMS q/k norms (before RoPE), optional per-head attention
 // sinks (an extra softmax logit with no value), the cache, and the output projection.
@@ -154,7 +162,8 @@ struct Attention {
     void project(const float* x, Pass& p) const;  // s.q, s.k, s.v (with norms and RoPE)
     void attend(Pass& p) const;                   // cache write, then s.att
 };
-// `<prefix>attn_{q,k,v,output}` (+ biases if present), `<prefix>attn_{q,k}_norm` if
+// `<prefix>attn_{q,k,v,output}` (+ biases if present; q, k, v split from the fused
+// `<prefix>attn_qkv` when the file has that instead), `<prefix>attn_{q,k}_norm` if
 // present (per head, RMS with eps), `<prefix>attn_sinks` if present.
 Attention load_attention(const ModelLoader& ld, const std::string& prefix, int layer, int64_t n_embd,
                          const AttentionOptions& opt, float norm_eps);

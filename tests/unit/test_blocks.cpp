@@ -1,13 +1,15 @@
 // The model blocks against textbook formulas: attention with each option (sliding window,
 // soft-cap, ALiBi, sinks, bidirectional, narrower V heads, GQA) over the paged fp16 cache,
 // norms with bias and 1 + w, activations, mixture of experts (renormalised or not, shared
-// expert with its sigmoid gate). Random F32 weights, a few milliseconds.
+// expert with its sigmoid gate), a fused QKV tensor split into views. Random F32 weights,
+// a few milliseconds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
+#include "gguf/gguf.h"
 #include "model/blocks.h"
 #include "util/thread_pool.h"
 
@@ -208,6 +210,54 @@ void check_moe(bool normalize, bool shared) {
 TEST(Blocks, MixtureOfExpertsMatchesTheFormula) {
     check_moe(true, false);   // Mixtral, Qwen3-MoE
     check_moe(false, true);   // Qwen2-MoE
+}
+
+// attn_qkv ({E, Q + K + V} with bias) split by load_attention: q, k and v are views of
+// the file's rows (no copy) and each computes its slice of the fused product.
+TEST(Blocks, FusedQkvSplitsIntoViews) {
+    const int E = 16, Q = 16, K = 8, V = 8, R = Q + K + V;
+    std::mt19937 rng(5);
+    Weights fused;
+    const WeightMatrix w = fused.matrix(E, R, rng);
+    std::vector<float> bias(static_cast<size_t>(R));
+    for (int r = 0; r < R; ++r) bias[size_t(r)] = 0.01f * float(r);
+    GgufWriter writer;
+    writer.add_tensor("blk.0.attn_qkv.weight", {E, R}, GgmlType::F32, w.data, size_t(E * R) * sizeof(float));
+    writer.add_tensor("blk.0.attn_qkv.bias", {R}, GgmlType::F32, bias.data(), size_t(R) * sizeof(float));
+    std::vector<float> wo(size_t(Q * E), 0.0f);
+    writer.add_tensor("blk.0.attn_output.weight", {Q, E}, GgmlType::F32, wo.data(), wo.size() * sizeof(float));
+    const std::vector<uint8_t> bytes = writer.to_bytes();
+    const auto file = GgufFile::parse(bytes.data(), bytes.size());
+    AttentionOptions o;
+    o.n_head = 4;
+    o.n_head_kv = 2;
+    o.head_dim = 4;
+    const Attention a = load_attention(ModelLoader(*file), "blk.0.", 0, E, o, 1e-5f);
+
+    const auto* base = static_cast<const uint8_t*>(file->find_tensor("blk.0.attn_qkv.weight")->data);
+    EXPECT_EQ(a.q.w.data, base);
+    EXPECT_EQ(a.k.w.data, base + size_t(Q * E) * sizeof(float));
+    EXPECT_EQ(a.v.w.data, base + size_t((Q + K) * E) * sizeof(float));
+    std::vector<float> x(static_cast<size_t>(E));
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float& v : x) v = d(rng);
+    MemoryLayout layout;
+    layout.layers.push_back(a.memory());
+    KvCache cache(layout, 64, 1);
+    ThreadPool pool(1);
+    Scratch scratch;
+    Batch b;
+    b.add(0, 0, 0, true);
+    Pass p(b, cache, pool, scratch);
+    int first = 0;
+    for (const Linear* l : {&a.q, &a.k, &a.v}) {
+        std::vector<float> y(size_t(l->out()));
+        l->apply(x.data(), 1, y.data(), p);
+        for (int64_t r = 0; r < l->out(); ++r)
+            ASSERT_NEAR(y[size_t(r)], dot_row(w, first + r, x.data()) + bias[size_t(first + r)], 1e-4f) << "row " << first + r;
+        first += int(l->out());
+    }
+    EXPECT_EQ(first, R);
 }
 
 TEST(Blocks, NormsAndActivations) {
