@@ -76,9 +76,8 @@ struct Reply {
     httplib::Headers headers;
 };
 
-inline Reply post(const TestServer& s, const std::string& path, const std::string& body, const httplib::Headers& h = {}) {
-    auto c = s.client();
-    auto r = c.Post(path.c_str(), h, body, "application/json");
+// The reply to a request, or a test failure (and status 0) when there was none.
+inline Reply reply_of(const httplib::Result& r, const std::string& path) {
     Reply out;
     if (!r) {
         ADD_FAILURE() << "no response from " << path << ": " << httplib::to_string(r.error());
@@ -90,22 +89,15 @@ inline Reply post(const TestServer& s, const std::string& path, const std::strin
     out.body = json::parse(r->body, nullptr, false);
     return out;
 }
+
+inline Reply post(const TestServer& s, const std::string& path, const std::string& body, const httplib::Headers& h = {}) {
+    return reply_of(s.client().Post(path.c_str(), h, body, "application/json"), path);
+}
 inline Reply post(const TestServer& s, const std::string& path, const json& body, const httplib::Headers& h = {}) {
     return post(s, path, body.dump(), h);
 }
 inline Reply get(const TestServer& s, const std::string& path, const httplib::Headers& h = {}) {
-    auto c = s.client();
-    auto r = c.Get(path.c_str(), h);
-    Reply out;
-    if (!r) {
-        ADD_FAILURE() << "no response from " << path;
-        return out;
-    }
-    out.status = r->status;
-    out.raw = r->body;
-    out.headers = r->headers;
-    out.body = json::parse(r->body, nullptr, false);
-    return out;
+    return reply_of(s.client().Get(path.c_str(), h), path);
 }
 
 struct SseEvent {

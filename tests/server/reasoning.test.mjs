@@ -3,44 +3,15 @@
 // block. The OpenAI SDK gets `reasoning_content` (whole and streamed); the Anthropic SDK
 // gets `thinking` blocks (whole, and through its MessageStream's thinking events), and
 // a thinking block sent back in the history is accepted.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-import OpenAI from 'openai';
-import Anthropic from '@anthropic-ai/sdk';
+import { MODEL_ID, SHARED, serveDuringTests } from './suite_server.mjs';
 
-import { startServer } from '../lib/pensieve_server.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
-const BIN = process.env.PENSIEVE_BIN || path.join(root, 'build/pensieve');
-const SHARED = process.env.PENSIEVE_SHARED || path.resolve(root, '../shared');
-const MODEL = path.join(SHARED, 'models/stories260K.gguf');
 const TEMPLATE = path.join(SHARED, 'templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja');
-const MODEL_ID = 'stories260K.gguf';
-
-let server;
-let baseURL;
-
-before(async () => {
-  server = await startServer({
-    bin: BIN,
-    args: ['-m', MODEL, '--chat-template-file', TEMPLATE, '-t', '1', '-c', '1024', '-q'],
-  });
-  baseURL = server.url;
-});
-
-after(async () => {
-  if (!server) return;
-  const { code, signal } = await server.stop();
-  assert.equal(signal, null, `server died by ${signal}; stderr:\n${server.stderr()}`);
-  assert.equal(code, 0, `server exit code ${code}; stderr:\n${server.stderr()}`);
-});
-
-const openai = () => new OpenAI({ apiKey: 'none', baseURL: `${baseURL}/v1`, maxRetries: 0 });
-const anthropic = () => new Anthropic({ apiKey: 'none', baseURL, maxRetries: 0 });
+const served = serveDuringTests({ args: ['--chat-template-file', TEMPLATE] });
+const { openai, anthropic } = served;
 
 // The reply the grammar (a llama.cpp extension the server takes) makes the model write:
 // the end of its reasoning, then the answer.

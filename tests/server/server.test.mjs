@@ -3,44 +3,17 @@
 //
 // Starts $PENSIEVE_BIN (default: build/pensieve) on a free port with stories260K and an
 // API key, runs the tests, then stops it with SIGTERM and checks it exits cleanly.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 
-import { startServer } from '../lib/pensieve_server.mjs';
+import { MODEL_ID, serveDuringTests } from './suite_server.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
-const BIN = process.env.PENSIEVE_BIN || path.join(root, 'build/pensieve');
-const SHARED = process.env.PENSIEVE_SHARED || path.resolve(root, '../shared');
-const MODEL = path.join(SHARED, 'models/stories260K.gguf');
 const KEY = 'test-key-123';
-const MODEL_ID = 'stories260K.gguf';
-
-let server;
-let baseURL;
-
-before(async () => {
-  server = await startServer({
-    bin: BIN, apiKey: KEY,
-    args: ['-m', MODEL, '--api-key', KEY, '-t', '1', '--parallel', '2', '-c', '1024', '-q'],
-  });
-  baseURL = server.url;
-});
-
-after(async () => {
-  if (!server) return;
-  const { code, signal } = await server.stop();
-  assert.equal(signal, null, `server died by ${signal}; stderr:\n${server.stderr()}`);
-  assert.equal(code, 0, `server exit code ${code}; stderr:\n${server.stderr()}`);
-});
-
-const openai = () => new OpenAI({ apiKey: KEY, baseURL: `${baseURL}/v1`, maxRetries: 0 });
-const anthropic = () => new Anthropic({ apiKey: KEY, baseURL, maxRetries: 0 });
+const served = serveDuringTests({ apiKey: KEY, args: ['--parallel', '2'] });
+const { openai, anthropic } = served;
 
 describe('OpenAI SDK', () => {
   test('models.list', async () => {
@@ -157,7 +130,7 @@ describe('OpenAI SDK', () => {
   });
 
   test('a wrong key is an AuthenticationError', async () => {
-    const bad = new OpenAI({ apiKey: 'wrong', baseURL: `${baseURL}/v1`, maxRetries: 0 });
+    const bad = new OpenAI({ apiKey: 'wrong', baseURL: `${served.url}/v1`, maxRetries: 0 });
     await assert.rejects(bad.models.list(), (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
   });
 
@@ -282,7 +255,7 @@ describe('Anthropic SDK', () => {
   });
 
   test('a wrong key is an AuthenticationError', async () => {
-    const bad = new Anthropic({ apiKey: 'wrong', baseURL, maxRetries: 0 });
+    const bad = new Anthropic({ apiKey: 'wrong', baseURL: served.url, maxRetries: 0 });
     await assert.rejects(bad.messages.create(base), (e) => e instanceof Anthropic.AuthenticationError && e.status === 401);
   });
 
@@ -295,9 +268,9 @@ describe('Anthropic SDK', () => {
 
 describe('HTTP', () => {
   test('health needs no key; metrics do', async () => {
-    assert.equal((await fetch(`${baseURL}/health`)).status, 200);
-    assert.equal((await fetch(`${baseURL}/metrics`)).status, 401);
-    const m = await fetch(`${baseURL}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } });
+    assert.equal((await fetch(`${served.url}/health`)).status, 200);
+    assert.equal((await fetch(`${served.url}/metrics`)).status, 401);
+    const m = await fetch(`${served.url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } });
     assert.equal(m.status, 200);
     assert.match(await m.text(), /pensieve_generated_tokens_total \d+/);
   });
