@@ -68,6 +68,9 @@ KvCache::KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks,
     if (n_layer <= 0 || n_ctx <= 0 || n_seq <= 0 || n_blocks < 0)
         fail("invalid KV cache shape: ", n_layer, " layers, ", n_ctx, " positions, ", n_seq, " sequences, ",
              n_blocks, " blocks");
+    if (layout.max_positions > 0 && n_ctx > layout.max_positions)
+        fail("context of ", n_ctx, " positions is longer than the model's ", layout.max_positions,
+             " learned positions");
     const int per_seq = (n_ctx + kBlockSize - 1) / kBlockSize;
     if (n_blocks_ == 0) n_blocks_ = per_seq * n_seq;
     size_t offset = 0;

@@ -61,6 +61,10 @@ struct LayerMemory {
 
 struct MemoryLayout {
     std::vector<LayerMemory> layers;
+    // > 0: positions past this cannot be represented (learned absolute position
+    // embeddings, GPT-2): a cache of a longer context is refused when it is made, not
+    // mid-generation.
+    int max_positions = 0;
 
     static MemoryLayout uniform_attention(int n_layer, int kv_dim);
     bool has(LayerMemory::Kind kind) const;

@@ -246,5 +246,20 @@ TEST(ConformanceOutputs, EmbeddingsAndPooling) {
     EXPECT_EQ(logits, logits_only);
 }
 
+// Learned absolute positions (GPT-2: position_embd rows) bound the context: a longer
+// cache is refused when it is made, with the reason, instead of failing mid-generation.
+TEST(ConformanceOutputs, LearnedPositionsBoundTheContext) {
+    auto m = load_model(shared_dir() + "/models/arch/gpt2.gguf");
+    const int limit = m->memory_layout().max_positions;
+    ASSERT_GT(limit, 0);
+    EXPECT_NO_THROW(m->make_cache(limit, 1));
+    try {
+        m->make_cache(limit + 1, 1);
+        ADD_FAILURE() << "a context past the learned positions was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("learned positions"), std::string::npos) << e.what();
+    }
+}
+
 }  // namespace
 }  // namespace pensieve

@@ -7,6 +7,7 @@
 
 #include "gguf/gguf.h"
 #include "kernels/ops.h"
+#include "model/blocks.h"
 #include "model/model.h"
 
 namespace pensieve {
@@ -17,6 +18,7 @@ std::unique_ptr<Model> make_qwen3(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_gpt_oss(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen2moe(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen3moe(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_gpt2(std::unique_ptr<GgufFile> file);
 
 // The LLaMA layer stack (llama.cpp in this folder) with what its descendants change.
 struct LlamaVariant {
@@ -26,5 +28,19 @@ struct LlamaVariant {
     bool moe_normalize = true;  // renormalise the top-k expert weights (Qwen2-MoE: no)
 };
 std::unique_ptr<Model> make_llama_variant(std::unique_ptr<GgufFile> file, const LlamaVariant& variant);
+
+// The GPT-2 layer stack (gpt2.cpp in this folder) with what its descendants change.
+struct Gpt2Variant {
+    NormKind norm = NormKind::Layer;
+    bool rope = false;  // rotary positions (GPT-2, BLOOM: none)
+    RopeStyle rope_style = RopeStyle::Normal;
+    bool alibi = false;              // ALiBi biases (BLOOM; `attention.max_alibi_bias`, default 8)
+    bool learned_positions = false;  // position_embd required (GPT-2)
+    bool embd_norm = false;          // token_embd_norm required (BLOOM)
+    bool parallel = false;           // attention and MLP from one norm (Falcon, Command-R)
+    bool gated_ffn = false;          // act(gate x) * up x (Command-R) instead of act(up x)
+    Activation act = Activation::GELUTanh;
+};
+std::unique_ptr<Model> make_gpt2_variant(std::unique_ptr<GgufFile> file, const Gpt2Variant& variant);
 
 }  // namespace pensieve
