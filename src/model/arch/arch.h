@@ -21,6 +21,7 @@ std::unique_ptr<Model> make_qwen3moe(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_gpt2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_bloom(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_starcoder2(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_falcon(std::unique_ptr<GgufFile> file);
 
 // The LLaMA layer stack (llama.cpp in this folder) with what its descendants change.
 struct LlamaVariant {
