@@ -15,6 +15,7 @@ using Factory = std::function<std::unique_ptr<Model>(std::unique_ptr<GgufFile>)>
 const std::map<std::string, Factory>& registry() {
     static const std::map<std::string, Factory> r = {
         {"bloom", make_bloom},
+        {"command-r", make_command_r},
         {"falcon", make_falcon},
         {"gpt-oss", make_gpt_oss},
         {"gpt2", make_gpt2},
