@@ -282,6 +282,15 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
     });
 }
 
+// An RMS q or k norm if the file has one: per head (head_dim weights) or over the whole
+// projection (`width` weights, OLMo 2).
+Norm load_qk_norm(const ModelLoader& ld, const std::string& name, int64_t head_dim, int64_t width, float eps) {
+    const GgufTensor* t = ld.file().find_tensor(name + ".weight");
+    if (!t) return {};
+    const bool whole = t->dims.size() == 1 && t->dims[0] == width;
+    return load_norm(ld, name, whole ? width : head_dim, NormKind::RMS, eps);
+}
+
 }  // namespace
 
 void Attention::project(const float* x, Pass& p) const {
@@ -292,8 +301,9 @@ void Attention::project(const float* x, Pass& p) const {
     q.apply(x, n, qb, p);
     k.apply(x, n, kb, p);
     v.apply(x, n, vb, p);
-    if (!q_norm.empty()) q_norm.apply(qb, qb, n * opt.n_head);
-    if (!k_norm.empty()) k_norm.apply(kb, kb, n * opt.n_head_kv);
+    // Per head (rows of head_dim) or over the whole projection (OLMo 2), as the norm's width says.
+    if (!q_norm.empty()) q_norm.apply(qb, qb, n * q.out() / q_norm.dim());
+    if (!k_norm.empty()) k_norm.apply(kb, kb, n * k.out() / k_norm.dim());
     if (opt.rope.n_dims == 0) return;
     for (int64_t t = 0; t < n; ++t) {
         const int32_t pos = p.batch.positions[size_t(t)];
@@ -351,10 +361,8 @@ Attention load_attention(const ModelLoader& ld, const std::string& prefix, int l
         a.v = load_linear(ld, prefix + "attn_v", n_embd, v_dim);
     }
     a.o = load_linear(ld, prefix + "attn_output", int64_t(opt.n_head) * hv, n_embd);
-    if (ld.has(prefix + "attn_q_norm.weight"))
-        a.q_norm = load_norm(ld, prefix + "attn_q_norm", opt.head_dim, NormKind::RMS, norm_eps);
-    if (ld.has(prefix + "attn_k_norm.weight"))
-        a.k_norm = load_norm(ld, prefix + "attn_k_norm", opt.head_dim, NormKind::RMS, norm_eps);
+    a.q_norm = load_qk_norm(ld, prefix + "attn_q_norm", opt.head_dim, q_dim, norm_eps);
+    a.k_norm = load_qk_norm(ld, prefix + "attn_k_norm", opt.head_dim, k_dim, norm_eps);
     if (ld.has(prefix + "attn_sinks.weight")) a.sinks = ld.vector(prefix + "attn_sinks.weight", opt.n_head);
     return a;
 }

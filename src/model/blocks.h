@@ -152,7 +152,7 @@ struct Attention {
     int layer = 0;  // this layer's index in the memory
     AttentionOptions opt;
     Linear q, k, v, o;
-    Norm q_norm, k_norm;     // empty: none
+    Norm q_norm, k_norm;     // empty: none; dim() head_dim: per head, else the whole q / k
     std::vector<float> sinks;  // empty: none
     // out = Wo · attention(x) for the batch's n rows of x (already normalised).
     void apply(const float* x, float* out, Pass& p) const;
@@ -164,7 +164,8 @@ struct Attention {
 };
 // `<prefix>attn_{q,k,v,output}` (+ biases if present; q, k, v split from the fused
 // `<prefix>attn_qkv` when the file has that instead), `<prefix>attn_{q,k}_norm` if
-// present (per head, RMS with eps), `<prefix>attn_sinks` if present.
+// present (RMS with eps, per head or over the whole projection as the tensor's size
+// says), `<prefix>attn_sinks` if present.
 Attention load_attention(const ModelLoader& ld, const std::string& prefix, int layer, int64_t n_embd,
                          const AttentionOptions& opt, float norm_eps);
 

@@ -260,6 +260,47 @@ TEST(Blocks, FusedQkvSplitsIntoViews) {
     EXPECT_EQ(first, R);
 }
 
+// q/k norms over the whole projection (OLMo 2: one RMS over all heads) and per head
+// (Qwen3): project() normalises rows of the norm's width.
+TEST(Blocks, QkNormPerHeadOrWhole) {
+    const int E = 8, H = 2, hd = 4, n = 3;
+    std::mt19937 rng(3);
+    Weights wq, wk, wv;
+    Attention a;
+    a.opt.n_head = H;
+    a.opt.n_head_kv = 1;
+    a.opt.head_dim = hd;
+    a.q.w = wq.matrix(E, H * hd, rng);
+    a.k.w = wk.matrix(E, hd, rng);
+    a.v.w = wv.matrix(E, hd, rng);
+    std::vector<float> x(static_cast<size_t>(n * E));
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float& v : x) v = d(rng);
+    MemoryLayout layout;
+    layout.layers.push_back(a.memory());
+    KvCache cache(layout, 64, 1);
+    ThreadPool pool(1);
+    Scratch scratch;
+    Batch b;
+    for (int t = 0; t < n; ++t) b.add(0, t, 0, true);
+    Pass p(b, cache, pool, scratch);
+    for (int width : {H * hd, hd}) {
+        a.q_norm = Norm{NormKind::RMS, std::vector<float>(size_t(width)), {}, 1e-6f};
+        for (int i = 0; i < width; ++i) a.q_norm.weight[size_t(i)] = 0.5f + 0.1f * float(i);
+        a.project(x.data(), p);
+        for (int t = 0; t < n; ++t)
+            for (int r0 = 0; r0 < H * hd; r0 += width) {
+                double ss = 0.0;
+                for (int i = 0; i < width; ++i) ss += std::pow(dot_row(a.q.w, r0 + i, &x[size_t(t * E)]), 2);
+                const double inv = 1.0 / std::sqrt(ss / width + 1e-6);
+                for (int i = 0; i < width; ++i)
+                    ASSERT_NEAR(scratch.q[size_t(t * H * hd + r0 + i)],
+                                dot_row(a.q.w, r0 + i, &x[size_t(t * E)]) * inv * a.q_norm.weight[size_t(i)], 1e-4)
+                        << "width " << width << " token " << t << " value " << r0 + i;
+            }
+    }
+}
+
 TEST(Blocks, NormsAndActivations) {
     const std::vector<float> x = {1.0f, -2.0f, 3.0f, 0.5f};
     Norm rms{NormKind::RMS, {1.0f, 2.0f, 0.5f, 1.0f}, {0.1f, 0.0f, 0.0f, -0.1f}, 1e-6f};
