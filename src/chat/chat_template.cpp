@@ -34,14 +34,18 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, const n
     if (!extra_context.is_null() && !extra_context.is_object())
         fail("chat template: the extra context must be a JSON object");
     std::vector<std::pair<std::string, jinja::Value>> ctx;
-    ctx.emplace_back("messages", jinja::from_json(messages));
-    ctx.emplace_back("tools", jinja::from_json(tools));
-    ctx.emplace_back("documents", jinja::none());
-    ctx.emplace_back("add_generation_prompt", jinja::boolean(add_generation_prompt));
-    ctx.emplace_back("bos_token", jinja::string(bos_));
-    ctx.emplace_back("eos_token", jinja::string(eos_));
-    if (extra_context.is_object())
-        for (const auto& [k, v] : extra_context.items()) ctx.emplace_back(k, jinja::from_json(v));
+    try {
+        ctx.emplace_back("messages", jinja::from_json(messages));
+        ctx.emplace_back("tools", jinja::from_json(tools));
+        ctx.emplace_back("documents", jinja::none());
+        ctx.emplace_back("add_generation_prompt", jinja::boolean(add_generation_prompt));
+        ctx.emplace_back("bos_token", jinja::string(bos_));
+        ctx.emplace_back("eos_token", jinja::string(eos_));
+        if (extra_context.is_object())
+            for (const auto& [k, v] : extra_context.items()) ctx.emplace_back(k, jinja::from_json(v));
+    } catch (const jinja::RuntimeError& e) {
+        fail("chat template: the conversation cannot be passed to the template: ", e.what());
+    }
     return tmpl_->render(ctx);
 }
 

@@ -34,6 +34,8 @@ enum class ExprKind : uint8_t {
 struct Expr {
     ExprKind kind;
     int line = 0;
+    int height = 1;    // levels in this subtree; the parser keeps it <= kMaxNesting, so
+                       // evaluating, copying or freeing the tree cannot overflow the stack
     std::string name;  // Name, Attr, Filter, Test, Unary/Binary operator
     Value value;       // Literal
     bool negated = false;  // Test: "is not"

@@ -11,6 +11,7 @@
 
 #include "chat/jinja_builtins.h"
 #include "util/error.h"
+#include "util/nesting.h"
 
 namespace pensieve::jinja {
 
@@ -46,11 +47,14 @@ public:
     // A macro lives in the frame it closes over (frame -> macro value -> closure ->
     // frame), a reference cycle shared_ptr cannot free. The render is over when the
     // interpreter goes: empty those frames so the cycles fall apart.
+    // Namespaces can hold themselves ({% set ns.me = ns %}): emptied the same way.
     ~Interp() {
         for (const std::shared_ptr<Frame>& f : closure_frames_) {
             f->vars.clear();
             f->parent.reset();
         }
+        for (const std::weak_ptr<NamespaceObj>& w : namespaces_)
+            if (std::shared_ptr<NamespaceObj> ns = w.lock()) ns->attrs.clear();
     }
 
     void run(const TemplateAst& ast, const std::vector<std::pair<std::string, Value>>& context) {
@@ -67,8 +71,15 @@ private:
     std::string* out_;
     std::shared_ptr<Frame> frame_;
     std::vector<std::shared_ptr<Frame>> closure_frames_;  // frames a macro closes over
+    std::vector<std::weak_ptr<NamespaceObj>> namespaces_;  // every namespace() made
     int line_ = 0;
-    int depth_ = 0;  // macro call depth (runaway recursion must not overflow the stack)
+    // Runaway recursion must not overflow the stack. The parser bounds one template's
+    // nesting (blocks and expression height <= kMaxNesting each); macros calling macros
+    // multiply it, so evaluation depth is bounded as a whole (a macro call costs ~5
+    // levels: output, call, block, if/for, output) and macro depth on its own.
+    static constexpr int kMaxEvalDepth = 8 * kMaxNesting;
+    int eval_depth_ = 0;   // exec() and eval() calls in progress
+    int macro_depth_ = 0;  // macro calls in progress
 
     // --- variables ---
 
@@ -97,8 +108,9 @@ private:
                   throw TemplateRaised(a.pos.empty() ? std::string("raise_exception() called") : to_str(a.pos[0]));
               }));
         f.set("strftime_now", function("strftime_now", [this](CallArgs& a) { return strftime_now(a); }));
-        f.set("namespace", function("namespace", [](CallArgs& a) {
+        f.set("namespace", function("namespace", [this](CallArgs& a) {
                   auto ns = std::make_shared<NamespaceObj>();
+                  namespaces_.push_back(ns);
                   for (const Value& p : a.pos) {
                       if (!p.is_dict()) throw RuntimeError("namespace() takes a dict or keyword arguments");
                       for (const auto& [k, v] : p.dict().items) ns->set(to_str(k), v);
@@ -200,6 +212,8 @@ private:
 
     Flow exec(const Stmt& s) {
         line_ = s.line;
+        NestingGuard guard(eval_depth_);
+        if (guard.too_deep(kMaxEvalDepth)) throw RuntimeError("maximum recursion depth exceeded");
         switch (s.kind) {
             case StmtKind::Text: out_->append(s.text); return Flow::Normal;
             case StmtKind::Output: {
@@ -313,20 +327,17 @@ private:
     }
 
     Value call_macro(const Stmt& m, const std::string& name, const std::shared_ptr<Frame>& closure, CallArgs& a) {
-        if (depth_ >= 250) throw RuntimeError("maximum recursion depth exceeded in macro '" + name + "'");
+        NestingGuard guard(macro_depth_);
+        if (guard.too_deep()) throw RuntimeError("maximum recursion depth exceeded in macro '" + name + "'");
         auto f = std::make_shared<Frame>();
         f->parent = closure;
         const std::shared_ptr<Frame> saved = frame_;
         const int saved_line = line_;
         frame_ = f;
-        ++depth_;
         struct Restore {
             Interp* in;
             std::shared_ptr<Frame> f;
-            ~Restore() {
-                in->frame_ = f;
-                --in->depth_;
-            }
+            ~Restore() { in->frame_ = f; }
         } restore{this, saved};
         std::vector<bool> used_kw(a.kw.size(), false);
         for (size_t k = 0; k < m.targets.size(); ++k) {
@@ -383,6 +394,8 @@ private:
 
     Value eval(const Expr& e) {
         line_ = e.line;
+        NestingGuard guard(eval_depth_);
+        if (guard.too_deep(kMaxEvalDepth)) throw RuntimeError("maximum recursion depth exceeded");
         switch (e.kind) {
             case ExprKind::Literal: return e.value;
             case ExprKind::Name: return lookup(e.name);

@@ -5,6 +5,8 @@
 #include <initializer_list>
 
 #include "chat/jinja_ast.h"
+#include "util/error.h"
+#include "util/nesting.h"
 
 namespace pensieve::jinja {
 
@@ -35,6 +37,24 @@ ExprPtr make(ExprKind kind, int line) {
     return e;
 }
 
+// Records e's height once its children are attached. Chains such as a+b+c+..., x.a.b.c
+// or x|f|f|f are built by loops, not recursion, so the height is what bounds them.
+ExprPtr sealed(ExprPtr e) {
+    int h = 0;
+    auto see = [&h](const ExprPtr& c) {
+        if (c) h = std::max(h, c->height);
+    };
+    see(e->a);
+    see(e->b);
+    see(e->c);
+    for (const ExprPtr& x : e->args) see(x);
+    for (const auto& [k, x] : e->kwargs) see(x);
+    e->height = h + 1;
+    if (e->height > kMaxNesting)
+        syntax_error(e->line, cat("the expression is nested deeper than ", kMaxNesting, " levels"));
+    return e;
+}
+
 Stmt make_stmt(StmtKind kind, int line) {
     Stmt s;
     s.kind = kind;
@@ -56,6 +76,13 @@ private:
     const std::vector<Token>& t_;
     size_t p_ = 0;
     std::vector<std::pair<std::string, int>> open_blocks_;  // for "missing end tag" messages
+    int depth_ = 0;  // recursion of statement() / if_stmt() / the expression parsers
+
+    // One level of the parser's recursion (nested blocks, elif chains, parentheses,
+    // not not ..., - - ..., else-if chains).
+    void nest(NestingGuard& guard, int line, const char* what) const {
+        if (guard.too_deep()) syntax_error(line, cat(what, " nested deeper than ", kMaxNesting, " levels"));
+    }
 
     // --- token helpers ---
     const Token& cur() const { return t_[p_]; }
@@ -133,6 +160,8 @@ private:
         const Token& kw = cur();
         if (kw.type != Tok::Name) unexpected("a statement name");
         const int line = kw.line;
+        NestingGuard guard(depth_);
+        nest(guard, line, "blocks are");
         const std::string name = advance().text;
         if (name == "if") return if_stmt(line);
         if (name == "for") return for_stmt(line);
@@ -169,6 +198,8 @@ private:
             const int eline = cur().line;
             advance();
             open_blocks_.pop_back();
+            NestingGuard guard(depth_);  // an elif is an if nested in the else of the one before
+            nest(guard, eline, "elif branches are");
             s.orelse.push_back(if_stmt(eline));
             return s;  // the nested if consumed endif
         }
@@ -303,7 +334,11 @@ private:
         return t;
     }
 
-    ExprPtr expression(bool with_cond) { return with_cond ? cond_expr() : or_expr(); }
+    ExprPtr expression(bool with_cond) {
+        NestingGuard guard(depth_);
+        nest(guard, cur().line, "expressions are");
+        return with_cond ? cond_expr() : or_expr();
+    }
 
     ExprPtr cond_expr() {
         ExprPtr e = or_expr();
@@ -312,8 +347,12 @@ private:
             ExprPtr c = make(ExprKind::Cond, line);
             c->a = std::move(e);
             c->b = or_expr();
-            if (accept_name("else")) c->c = cond_expr();
-            e = std::move(c);
+            if (accept_name("else")) {
+                NestingGuard guard(depth_);
+                nest(guard, line, "if-else expressions are");
+                c->c = cond_expr();
+            }
+            e = sealed(std::move(c));
         }
         return e;
     }
@@ -323,7 +362,7 @@ private:
         e->name = std::move(op);
         e->a = std::move(a);
         e->b = std::move(b);
-        return e;
+        return sealed(std::move(e));
     }
 
     ExprPtr or_expr() {
@@ -347,10 +386,12 @@ private:
     ExprPtr not_expr() {
         if (is_name("not")) {
             const int line = advance().line;
+            NestingGuard guard(depth_);
+            nest(guard, line, "'not' operators are");
             ExprPtr e = make(ExprKind::Unary, line);
             e->name = "not";
             e->a = not_expr();
-            return e;
+            return sealed(std::move(e));
         }
         return compare_expr();
     }
@@ -392,6 +433,7 @@ private:
         e->name = x.name;
         e->value = x.value;
         e->negated = x.negated;
+        e->height = x.height;
         if (x.a) e->a = clone(*x.a);
         if (x.b) e->b = clone(*x.b);
         if (x.c) e->c = clone(*x.c);
@@ -440,9 +482,12 @@ private:
         ExprPtr e;
         if (is_op("-") || is_op("+")) {
             const Token& op = advance();
+            NestingGuard guard(depth_);
+            nest(guard, op.line, "unary operators are");
             e = make(ExprKind::Unary, op.line);
             e->name = op.text;
             e->a = unary(false);
+            e = sealed(std::move(e));
         } else {
             e = primary();
         }
@@ -506,7 +551,7 @@ private:
             t->args.push_back(expression(true));
         }
         expect_op(")");
-        return t;
+        return sealed(std::move(t));
     }
 
     ExprPtr list_literal() {
@@ -516,7 +561,7 @@ private:
             if (!accept_op(",")) break;
         }
         expect_op("]");
-        return e;
+        return sealed(std::move(e));
     }
 
     ExprPtr dict_literal() {
@@ -528,7 +573,7 @@ private:
             if (!accept_op(",")) break;
         }
         expect_op("}");
-        return e;
+        return sealed(std::move(e));
     }
 
     ExprPtr postfix(ExprPtr e) {
@@ -540,13 +585,13 @@ private:
                     item->a = std::move(e);
                     item->b = make(ExprKind::Literal, line);
                     item->b->value = integer(advance().ival);
-                    e = std::move(item);
+                    e = sealed(std::move(item));
                     continue;
                 }
                 ExprPtr attr = make(ExprKind::Attr, line);
                 attr->a = std::move(e);
                 attr->name = expect_ident();
-                e = std::move(attr);
+                e = sealed(std::move(attr));
             } else if (is_op("[")) {
                 e = subscript(std::move(e));
             } else if (is_op("(")) {
@@ -580,7 +625,7 @@ private:
             if (!parts[0]) syntax_error(line, "expected an index inside []");
             e->b = std::move(parts[0]);
         }
-        return e;
+        return sealed(std::move(e));
     }
 
     void call_args(Expr& e) {
@@ -604,7 +649,7 @@ private:
         ExprPtr e = make(ExprKind::Call, cur().line);
         e->a = std::move(callee);
         call_args(*e);
-        return e;
+        return sealed(std::move(e));
     }
 
     ExprPtr filter(ExprPtr input) {
@@ -612,7 +657,7 @@ private:
         f->a = std::move(input);
         f->name = expect_ident();
         if (is_op("(")) call_args(*f);
-        return f;
+        return sealed(std::move(f));
     }
 
     ExprPtr filters_and_tests(ExprPtr e) {
@@ -633,7 +678,7 @@ private:
                     if (is_name("is")) syntax_error(nx.line, "cannot chain multiple tests with 'is'");
                     t->args.push_back(postfix(primary()));  // `x is divisibleby 3`
                 }
-                e = std::move(t);
+                e = sealed(std::move(t));
             } else if (is_op("(")) {
                 e = call(std::move(e));
             } else {

@@ -6,7 +6,62 @@
 #include <cmath>
 #include <cstdio>
 
+#include "util/error.h"
+#include "util/nesting.h"
+
 namespace pensieve::jinja {
+
+// ---------------------------------------------------------------------------------------------
+// freeing deep values
+
+namespace {
+
+thread_local std::vector<std::shared_ptr<Object>> t_orphans;  // children waiting to be freed
+thread_local bool t_freeing = false;                          // an outer destructor is emptying t_orphans
+
+std::string too_deep_message() {
+    return cat("maximum recursion depth exceeded: values are nested deeper than ", kMaxNesting, " levels");
+}
+
+void orphan(std::shared_ptr<Object>& o) {
+    if (!o) return;
+    try {
+        t_orphans.push_back(std::move(o));
+    } catch (...) {
+        o.reset();  // no memory for the list: free it here (recursing, as plain shared_ptr would)
+    }
+}
+
+void free_orphans() {
+    if (t_freeing) return;
+    t_freeing = true;
+    while (!t_orphans.empty()) {
+        std::shared_ptr<Object> o = std::move(t_orphans.back());
+        t_orphans.pop_back();
+        o.reset();  // may run a destructor that adds its own children to t_orphans
+    }
+    t_freeing = false;
+}
+
+}  // namespace
+
+void free_later(std::vector<Value>& values) {
+    for (Value& v : values) orphan(v.o);
+    free_orphans();
+}
+
+DictObj::~DictObj() {
+    for (auto& [k, v] : items) {
+        orphan(k.o);
+        orphan(v.o);
+    }
+    free_orphans();
+}
+
+NamespaceObj::~NamespaceObj() {
+    for (auto& [k, v] : attrs) orphan(v.o);
+    free_orphans();
+}
 
 // ---------------------------------------------------------------------------------------------
 // accessors and constructors
@@ -116,7 +171,7 @@ Value function(std::string name, std::function<Value(CallArgs&)> fn) {
     return v;
 }
 
-Value from_json(const nlohmann::ordered_json& j) {
+static Value from_json_at(const nlohmann::ordered_json& j, int& depth) {
     using T = nlohmann::ordered_json::value_t;
     switch (j.type()) {
         case T::null: return none();
@@ -129,19 +184,28 @@ Value from_json(const nlohmann::ordered_json& j) {
         case T::number_float: return floating(j.get<double>());
         case T::string: return string(j.get<std::string>());
         case T::array: {
+            NestingGuard guard(depth);
+            if (guard.too_deep()) throw RuntimeError(too_deep_message());
             std::vector<Value> items;
             items.reserve(j.size());
-            for (const auto& e : j) items.push_back(from_json(e));
+            for (const auto& e : j) items.push_back(from_json_at(e, depth));
             return list(std::move(items));
         }
         case T::object: {
+            NestingGuard guard(depth);
+            if (guard.too_deep()) throw RuntimeError(too_deep_message());
             std::vector<std::pair<Value, Value>> items;
             items.reserve(j.size());
-            for (const auto& [k, e] : j.items()) items.emplace_back(string(k), from_json(e));
+            for (const auto& [k, e] : j.items()) items.emplace_back(string(k), from_json_at(e, depth));
             return dict(std::move(items));
         }
         default: return none();  // binary / discarded: not produced by the JSON parser
     }
+}
+
+Value from_json(const nlohmann::ordered_json& j) {
+    int depth = 0;
+    return from_json_at(j, depth);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,9 +430,11 @@ static void repr_string(std::string& out, std::string_view s) {
     out += q;
 }
 
-static void append_repr(std::string& out, const Value& v);
+static void append_repr(std::string& out, const Value& v, int& depth);
 
-static void append_container(std::string& out, const Value& v) {
+static void append_container(std::string& out, const Value& v, int& depth) {
+    NestingGuard guard(depth);
+    if (guard.too_deep()) throw RuntimeError(too_deep_message());
     if (v.kind == Kind::List) {
         const ListObj& l = v.list();
         if (l.generator) {
@@ -378,7 +444,7 @@ static void append_container(std::string& out, const Value& v) {
         out += l.tuple ? '(' : '[';
         for (size_t k = 0; k < l.items.size(); ++k) {
             if (k) out += ", ";
-            append_repr(out, l.items[k]);
+            append_repr(out, l.items[k], depth);
         }
         if (l.tuple && l.items.size() == 1) out += ',';
         out += l.tuple ? ')' : ']';
@@ -388,15 +454,15 @@ static void append_container(std::string& out, const Value& v) {
         for (const auto& [k, e] : v.dict().items) {
             if (!first) out += ", ";
             first = false;
-            append_repr(out, k);
+            append_repr(out, k, depth);
             out += ": ";
-            append_repr(out, e);
+            append_repr(out, e, depth);
         }
         out += '}';
     }
 }
 
-static void append_scalar_or_object(std::string& out, const Value& v) {
+static void append_scalar_or_object(std::string& out, const Value& v, int& depth) {
     switch (v.kind) {
         case Kind::Undefined: break;
         case Kind::None: out += "None"; break;
@@ -405,9 +471,11 @@ static void append_scalar_or_object(std::string& out, const Value& v) {
         case Kind::Float: out += format_float(v.f); break;
         case Kind::String: out += *v.s; break;
         case Kind::List:
-        case Kind::Dict: append_container(out, v); break;
+        case Kind::Dict: append_container(out, v, depth); break;
         case Kind::Func: out += "<function " + v.func().name + ">"; break;
         case Kind::Namespace: {
+            NestingGuard guard(depth);  // a namespace may contain itself
+            if (guard.too_deep()) throw RuntimeError(too_deep_message());
             out += "<Namespace {";
             bool first = true;
             for (const auto& [k, e] : v.ns().attrs) {
@@ -415,7 +483,7 @@ static void append_scalar_or_object(std::string& out, const Value& v) {
                 first = false;
                 repr_string(out, k);
                 out += ": ";
-                append_repr(out, e);
+                append_repr(out, e, depth);
             }
             out += "}>";
             break;
@@ -424,16 +492,19 @@ static void append_scalar_or_object(std::string& out, const Value& v) {
     }
 }
 
-static void append_repr(std::string& out, const Value& v) {
+static void append_repr(std::string& out, const Value& v, int& depth) {
     if (v.kind == Kind::String)
         repr_string(out, *v.s);
     else if (v.kind == Kind::Undefined)
         out += "Undefined";
     else
-        append_scalar_or_object(out, v);
+        append_scalar_or_object(out, v, depth);
 }
 
-void append_str(std::string& out, const Value& v) { append_scalar_or_object(out, v); }
+void append_str(std::string& out, const Value& v) {
+    int depth = 0;
+    append_scalar_or_object(out, v, depth);
+}
 
 std::string to_str(const Value& v) {
     if (v.kind == Kind::String) return *v.s;
@@ -444,11 +515,12 @@ std::string to_str(const Value& v) {
 
 std::string repr(const Value& v) {
     std::string out;
-    append_repr(out, v);
+    int depth = 0;
+    append_repr(out, v, depth);
     return out;
 }
 
-bool equals(const Value& a, const Value& b) {
+static bool equals_at(const Value& a, const Value& b, int& depth) {
     if (a.is_number() && b.is_number()) {
         if (a.kind != Kind::Float && b.kind != Kind::Float)
             return (a.kind == Kind::Int ? a.i : a.b) == (b.kind == Kind::Int ? b.i : b.b);
@@ -463,17 +535,21 @@ bool equals(const Value& a, const Value& b) {
             const ListObj &x = a.list(), &y = b.list();
             if (x.generator || y.generator) return &x == &y;
             if (x.tuple != y.tuple || x.items.size() != y.items.size()) return false;
+            NestingGuard guard(depth);
+            if (guard.too_deep()) throw RuntimeError(too_deep_message());
             for (size_t k = 0; k < x.items.size(); ++k)
-                if (!equals(x.items[k], y.items[k])) return false;
+                if (!equals_at(x.items[k], y.items[k], depth)) return false;
             return true;
         }
         case Kind::Dict: {
             const DictObj &x = a.dict(), &y = b.dict();
             if (&x == &y) return true;
             if (x.items.size() != y.items.size()) return false;
+            NestingGuard guard(depth);
+            if (guard.too_deep()) throw RuntimeError(too_deep_message());
             for (const auto& [k, e] : x.items) {
                 const Value* other = y.find(k);
-                if (!other || !equals(e, *other)) return false;
+                if (!other || !equals_at(e, *other, depth)) return false;
             }
             return true;
         }
@@ -481,7 +557,12 @@ bool equals(const Value& a, const Value& b) {
     }
 }
 
-int compare(const Value& a, const Value& b) {
+bool equals(const Value& a, const Value& b) {
+    int depth = 0;
+    return equals_at(a, b, depth);
+}
+
+static int compare_at(const Value& a, const Value& b, int& depth) {
     if (a.is_number() && b.is_number()) {
         if (a.kind != Kind::Float && b.kind != Kind::Float) {
             const int64_t x = a.kind == Kind::Int ? a.i : a.b, y = b.kind == Kind::Int ? b.i : b.b;
@@ -493,14 +574,21 @@ int compare(const Value& a, const Value& b) {
     if (a.kind == Kind::List && b.kind == Kind::List && !a.list().generator && !b.list().generator &&
         a.list().tuple == b.list().tuple) {
         const auto &x = a.list().items, &y = b.list().items;
+        NestingGuard guard(depth);
+        if (guard.too_deep()) throw RuntimeError(too_deep_message());
         for (size_t k = 0; k < x.size() && k < y.size(); ++k)
-            if (int c = compare(x[k], y[k])) return c;
+            if (int c = compare_at(x[k], y[k], depth)) return c;
         return x.size() < y.size() ? -1 : x.size() > y.size() ? 1 : 0;
     }
     if (a.is_undefined()) fail_undefined(a);
     if (b.is_undefined()) fail_undefined(b);
     throw RuntimeError(std::string("'<' not supported between instances of '") + type_name(a) + "' and '" +
                        type_name(b) + "'");
+}
+
+int compare(const Value& a, const Value& b) {
+    int depth = 0;
+    return compare_at(a, b, depth);
 }
 
 std::string html_escape(std::string_view s) {
@@ -592,6 +680,7 @@ static void dump_value(std::string& out, const Value& v, const JsonStyle& st, in
         case Kind::List: {
             const ListObj& l = v.list();
             if (l.generator) not_serializable(v);
+            if (level >= kMaxNesting) throw RuntimeError(too_deep_message());
             if (l.items.empty()) {
                 out += "[]";
                 return;
@@ -608,6 +697,7 @@ static void dump_value(std::string& out, const Value& v, const JsonStyle& st, in
         }
         case Kind::Dict: {
             const DictObj& d = v.dict();
+            if (level >= kMaxNesting) throw RuntimeError(too_deep_message());
             if (d.items.empty()) {
                 out += "{}";
                 return;

@@ -31,6 +31,12 @@ enum class Kind : uint8_t { Undefined, None, Bool, Int, Float, String, List, Dic
 struct Object {
     virtual ~Object() = default;
 };
+struct Value;
+
+// Containers free their children through a per-thread list that the outermost
+// destructor empties, never by recursion: a template can build [[[...]]] in a loop far
+// deeper than the stack, and freeing it must not overflow.
+void free_later(std::vector<Value>& values);
 struct ListObj;
 struct DictObj;
 struct FuncObj;
@@ -67,12 +73,14 @@ struct Value {
 };
 
 struct ListObj : Object {
+    ~ListObj() override { free_later(items); }
     std::vector<Value> items;
     bool tuple = false;      // printed as (a, b)
     bool generator = false;  // result of map/select/...: no len(), not JSON, always true
 };
 
 struct DictObj : Object {
+    ~DictObj() override;
     std::vector<std::pair<Value, Value>> items;  // insertion order, like Python dicts
     const Value* find(const Value& key) const;
     const Value* find(std::string_view key) const;
@@ -91,6 +99,7 @@ struct FuncObj : Object {
 };
 
 struct NamespaceObj : Object {
+    ~NamespaceObj() override;
     std::vector<std::pair<std::string, Value>> attrs;
     Value* find(std::string_view name);
     void set(std::string_view name, Value v);
@@ -113,6 +122,7 @@ Value list(std::vector<Value> items, bool tuple = false);
 Value generator(std::vector<Value> items);
 Value dict(std::vector<std::pair<Value, Value>> items);
 Value function(std::string name, std::function<Value(CallArgs&)> fn);
+// Throws RuntimeError past kMaxNesting (util/nesting.h) levels of arrays and objects.
 Value from_json(const nlohmann::ordered_json& j);
 
 // --- Python semantics ---
@@ -121,6 +131,8 @@ bool truthy(const Value& v);                  // bool(v)
 void append_str(std::string& out, const Value& v);  // out += str(v) (undefined → "")
 std::string to_str(const Value& v);
 std::string repr(const Value& v);             // repr(v)
+// repr, str, ==, <, json.dumps of containers nested deeper than kMaxNesting (a
+// namespace can even contain itself) throw RuntimeError, as Python's RecursionError.
 bool equals(const Value& a, const Value& b);  // a == b
 int compare(const Value& a, const Value& b);  // <0, 0, >0 for a < b; throws TypeError if unordered
 [[noreturn]] void fail_undefined(const Value& v);  // raise UndefinedError for an undefined value

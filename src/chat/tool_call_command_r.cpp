@@ -29,7 +29,7 @@ bool is_directly_answer(const ToolCall& c) { return c.name == "directly-answer" 
 bool parse_actions(std::string_view list, std::vector<ToolCall>& calls) {
     const size_t end = json_value_end(list, 0);
     if (!list.starts_with('[') || end == std::string_view::npos || !trim(list.substr(end)).empty()) return false;
-    const json arr = json::parse(list.substr(0, end), nullptr, false);
+    const json arr = parse_json(list.substr(0, end));
     if (!arr.is_array() || arr.empty()) return false;
     for (const json& j : arr) {
         ToolCall call;

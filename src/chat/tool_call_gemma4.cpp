@@ -118,7 +118,7 @@ private:
         else if (t == "false" || t == "False") out = false;
         else if (t == "null" || t == "None") out = nullptr;
         else {
-            out = json::parse(t, nullptr, false);
+            out = parse_json(t);
             if (out.is_discarded() || !out.is_number()) out = std::string(t);
         }
         return true;

@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "util/json_text.h"
+
 namespace pensieve::tool_call_text {
 
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
@@ -35,8 +37,12 @@ size_t json_value_end(std::string_view s, size_t start) {
     return std::string_view::npos;
 }
 
+json parse_json(std::string_view text) {
+    return try_parse_json_text(text).value_or(json(json::value_t::discarded));
+}
+
 json parse_object(std::string_view text) {
-    json j = json::parse(trim(text), nullptr, false);
+    json j = parse_json(trim(text));
     return j.is_object() ? j : json(json::value_t::discarded);
 }
 
@@ -48,7 +54,7 @@ bool call_from_json(const json& j, ToolCall& out, const char* name_key) {
     for (const char* key : {"arguments", "parameters"}) {
         if (!j.contains(key)) continue;
         args = j[key];
-        if (args.is_string()) args = json::parse(args.get<std::string>(), nullptr, false);
+        if (args.is_string()) args = parse_json(args.get<std::string>());
         break;
     }
     if (!args.is_object()) return false;
@@ -58,7 +64,7 @@ bool call_from_json(const json& j, ToolCall& out, const char* name_key) {
 }
 
 bool parse_call(std::string_view text, ToolCall& out) {
-    json j = json::parse(text, nullptr, false);
+    json j = parse_json(text);
     return !j.is_discarded() && call_from_json(j, out);
 }
 
@@ -169,10 +175,10 @@ json typed_argument(std::string_view text, const json* schema) {
     const std::vector<std::string> types = schema_types(schema);
     if (types.size() == 1 && types[0] == "string") return std::string(text);
     const std::string_view t = trim(text);
-    json v = json::parse(t, nullptr, false);
+    json v = parse_json(t);
     if (!v.is_discarded() && !v.is_string()) return v;
     if (t.starts_with('[') || t.starts_with('{')) {  // Python's repr of a list / dict
-        v = json::parse(python_literal_as_json(t), nullptr, false);
+        v = parse_json(python_literal_as_json(t));
         if (v.is_array() || v.is_object()) return v;
     }
     // Python's spelling of booleans and None, as templates print them with |string.

@@ -16,8 +16,12 @@ bool starts_with_at(std::string_view s, size_t pos, std::string_view prefix);
 
 // End (one past the closing bracket) of the JSON object or array starting at s[start],
 // or npos if it does not close. Only brackets and strings matter for finding the end;
-// json::parse checks the rest.
+// parse_json checks the rest.
 size_t json_value_end(std::string_view s, size_t start);
+
+// Model text as JSON; text that is not JSON, or nests deeper than kMaxNesting
+// (util/nesting.h), is a discarded json (so it stays content, never a call).
+json parse_json(std::string_view text);
 
 // A JSON object from text (after trimming); a discarded json when it is not one.
 json parse_object(std::string_view text);

@@ -17,7 +17,7 @@ constexpr std::string_view kCallId = "[CALL_ID]";
 ParsedReply parse_list(std::string_view text, std::string_view rest, ParsedReply r) {
     const size_t end = json_value_end(rest, 0);
     if (end == std::string_view::npos || !trim(rest.substr(end)).empty()) return plain(text);
-    json arr = json::parse(rest.substr(0, end), nullptr, false);
+    json arr = parse_json(rest.substr(0, end));
     if (!arr.is_array() || arr.empty()) return plain(text);
     for (const json& j : arr) {
         ToolCall call;
@@ -42,7 +42,7 @@ ParsedReply parse_named(std::string_view text, std::string_view rest, ParsedRepl
         std::string_view after = trim(rest.substr(args + kArgs.size()));
         const size_t end = after.empty() || after.front() != '{' ? std::string_view::npos : json_value_end(after, 0);
         if (call.name.empty() || end == std::string_view::npos) return plain(text);
-        call.arguments = json::parse(after.substr(0, end), nullptr, false);
+        call.arguments = parse_json(after.substr(0, end));
         if (!call.arguments.is_object()) return plain(text);
         r.calls.push_back(std::move(call));
         rest = trim(after.substr(end));

@@ -17,6 +17,7 @@
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/json_text.h"
 
 namespace pensieve {
 
@@ -38,8 +39,8 @@ struct TemplateOptions {
 nlohmann::ordered_json read_json(const std::string& path, const char* what) {
     const std::string text = read_text_file(path);
     try {
-        return nlohmann::ordered_json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
+        return parse_json_text(text);
+    } catch (const JsonTextError& e) {
         fail(path, ": invalid JSON in ", what, " file: ", e.what());
     }
 }

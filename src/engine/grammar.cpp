@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <climits>
-#include <functional>
+#include <queue>
 #include <unordered_map>
 
 #include "util/error.h"
+#include "util/nesting.h"
 
 namespace pensieve {
 
@@ -73,11 +74,13 @@ public:
 
     std::shared_ptr<const Grammar> compile(std::string_view root_name) {
         parse_grammar();
+        name_helper_rules();
         auto root_it = by_name_.find(std::string(root_name));
         if (root_it == by_name_.end() || !rules_[size_t(root_it->second)].defined)
             fail("grammar: no rule named '", root_name, "' (the start rule)");
         for (const Rule& r : rules_)
             if (!r.defined) error(r.first_ref, cat("undefined rule '", r.name, "'"));
+        shortest_ = shortest_lengths();
         check_left_recursion();
         check_productive();
         return flatten(root_it->second);
@@ -93,6 +96,7 @@ private:
         std::string name;
         std::vector<Seq> alts;
         bool defined = false;
+        bool helper = false;   // generated for a group or repetition
         size_t def_pos = 0;    // where it was defined (or generated)
         size_t first_ref = 0;  // where it was first referenced
     };
@@ -193,16 +197,30 @@ private:
         return int32_t(rules_.size() - 1);
     }
 
-    // A helper rule for a group or repetition, named after the rule it appears in.
+    // A helper rule for a group or repetition. It is named after the rule it appears in
+    // ("root-3") only once the whole text is read (name_helper_rules), so that its name
+    // cannot be one that the text defines further down.
     int32_t new_rule(const std::string& base, std::vector<Seq> alts, size_t at) {
-        std::string name;
-        do name = cat(base, "-", ++generated_); while (by_name_.count(name));
-        int32_t id = rule_ref(name, at);
-        Rule& r = rules_[size_t(id)];
+        Rule r;
+        r.name = base;
+        r.helper = true;
         r.alts = std::move(alts);
         r.defined = true;
-        r.def_pos = at;
-        return id;
+        r.def_pos = r.first_ref = at;
+        rules_.push_back(std::move(r));
+        return int32_t(rules_.size() - 1);
+    }
+
+    void name_helper_rules() {
+        int n = 0;
+        for (size_t i = 0; i < rules_.size(); ++i) {
+            Rule& r = rules_[i];
+            if (!r.helper) continue;
+            std::string name;
+            do name = cat(r.name, "-", ++n); while (by_name_.count(name));
+            by_name_[name] = int32_t(i);
+            r.name = std::move(name);
+        }
     }
 
     int32_t add_charset(std::vector<std::pair<uint32_t, uint32_t>> ranges) {
@@ -300,6 +318,8 @@ private:
                 seq.push_back({false, add_charset({{0, kMaxCodePoint}})});
                 have_last = true;
             } else if (c == '(') {
+                NestingGuard guard(depth_);
+                if (guard.too_deep()) error(at, cat("parentheses are nested deeper than ", kMaxNesting, " levels"));
                 ++pos_;
                 skip_space(true);
                 std::vector<Seq> alts = parse_alternates(rule, true);
@@ -384,69 +404,101 @@ private:
 
     // ---- checks ---------------------------------------------------------------------
 
-    std::vector<bool> nullable_rules() const {
-        std::vector<bool> nullable(rules_.size(), false);
-        for (bool changed = true; changed;) {
-            changed = false;
-            for (size_t r = 0; r < rules_.size(); ++r) {
-                if (nullable[r]) continue;
-                for (const Seq& alt : rules_[r].alts) {
-                    bool all = std::all_of(alt.begin(), alt.end(), [&](const Sym& s) { return s.is_rule && nullable[size_t(s.index)]; });
-                    if (all) { nullable[r] = changed = true; break; }
+    // Length of the shortest text each rule can produce (kNever: the rule never
+    // finishes), capped at INT32_MAX. Knuth's generalization of Dijkstra's algorithm:
+    // rules settle in order of length, each alternative waiting for the rules it uses.
+    // O(size log size); a fixed-point loop over all rules would be quadratic on a long
+    // chain of rules (200000 rules: minutes).
+    static constexpr int64_t kNever = INT64_MAX;
+    std::vector<int64_t> shortest_lengths() const {
+        struct Alt {
+            int32_t rule;
+            int64_t length;   // characters, plus the settled rules' lengths so far
+            size_t waiting;   // rule symbols not settled yet
+        };
+        std::vector<Alt> alts;
+        std::vector<std::vector<uint32_t>> used_in(rules_.size());  // rule -> alts using it, once per use
+        using Item = std::pair<int64_t, int32_t>;
+        std::priority_queue<Item, std::vector<Item>, std::greater<Item>> ready;
+        for (size_t r = 0; r < rules_.size(); ++r)
+            for (const Seq& seq : rules_[r].alts) {
+                Alt a{int32_t(r), 0, 0};
+                for (const Sym& sym : seq) {
+                    if (!sym.is_rule) {
+                        ++a.length;
+                        continue;
+                    }
+                    ++a.waiting;
+                    used_in[size_t(sym.index)].push_back(uint32_t(alts.size()));
                 }
+                if (a.waiting == 0) ready.push({a.length, a.rule});
+                alts.push_back(a);
+            }
+        std::vector<int64_t> length(rules_.size(), kNever);
+        while (!ready.empty()) {
+            const auto [len, r] = ready.top();
+            ready.pop();
+            if (length[size_t(r)] != kNever) continue;  // settled with a shorter alternative
+            length[size_t(r)] = len;
+            for (uint32_t i : used_in[size_t(r)]) {
+                Alt& a = alts[i];
+                a.length = std::min<int64_t>(a.length + len, INT32_MAX);
+                if (--a.waiting == 0) ready.push({a.length, a.rule});
             }
         }
-        return nullable;
+        return length;
     }
 
     // A rule that can reach itself without consuming a character would make the
     // matcher expand forever.
     void check_left_recursion() const {
-        const std::vector<bool> nullable = nullable_rules();
+        auto nullable = [this](int32_t r) { return shortest_[size_t(r)] == 0; };
         std::vector<std::vector<int32_t>> edges(rules_.size());
         for (size_t r = 0; r < rules_.size(); ++r)
             for (const Seq& alt : rules_[r].alts)
                 for (const Sym& s : alt) {
                     if (!s.is_rule) break;
                     edges[r].push_back(s.index);
-                    if (!nullable[size_t(s.index)]) break;
+                    if (!nullable(s.index)) break;
                 }
+        // Depth-first search with an explicit stack: a chain of rules can be as long as
+        // the grammar (x{0,N} alone makes N of them), far deeper than the C++ stack.
         std::vector<uint8_t> color(rules_.size(), 0);  // 0 new, 1 on the DFS path, 2 done
-        std::function<void(int32_t)> visit = [&](int32_t r) {
-            color[size_t(r)] = 1;
-            for (int32_t s : edges[size_t(r)]) {
+        std::vector<std::pair<int32_t, size_t>> path;  // (rule, next edge to follow)
+        for (size_t start = 0; start < rules_.size(); ++start) {
+            if (color[start] != 0) continue;
+            color[start] = 1;
+            path.push_back({int32_t(start), 0});
+            while (!path.empty()) {
+                auto& [r, next] = path.back();
+                if (next == edges[size_t(r)].size()) {
+                    color[size_t(r)] = 2;
+                    path.pop_back();
+                    continue;
+                }
+                const int32_t s = edges[size_t(r)][next++];
                 if (color[size_t(s)] == 1)
                     error(rules_[size_t(s)].def_pos,
                           cat("rule '", rules_[size_t(s)].name, "' is left-recursive (it can reach itself without "
                               "consuming a character; rewrite it right-recursively, or it repeats something that can be empty)"));
-                if (color[size_t(s)] == 0) visit(s);
+                if (color[size_t(s)] == 0) {
+                    color[size_t(s)] = 1;
+                    path.push_back({s, 0});
+                }
             }
-            color[size_t(r)] = 2;
-        };
-        for (size_t r = 0; r < rules_.size(); ++r)
-            if (color[r] == 0) visit(int32_t(r));
+        }
     }
 
     // Every rule must be able to finish; otherwise the matcher could walk into a state
     // from which no output is complete, which the token masks must never allow.
     void check_productive() const {
-        std::vector<bool> productive(rules_.size(), false);
-        for (bool changed = true; changed;) {
-            changed = false;
-            for (size_t r = 0; r < rules_.size(); ++r) {
-                if (productive[r]) continue;
-                for (const Seq& alt : rules_[r].alts) {
-                    bool all = std::all_of(alt.begin(), alt.end(), [&](const Sym& s) { return !s.is_rule || productive[size_t(s.index)]; });
-                    if (all) { productive[r] = changed = true; break; }
-                }
-            }
-        }
+        auto productive = [this](size_t r) { return shortest_[r] != kNever; };
         // Blame a rule that refers to itself (the recursion without a way out) rather
         // than the rules that merely use it.
         int32_t blame = -1;
         bool blame_self = false;
         for (size_t r = 0; r < rules_.size(); ++r) {
-            if (productive[r]) continue;
+            if (productive(r)) continue;
             bool self = false;
             for (const Seq& alt : rules_[r].alts)
                 for (const Sym& s : alt) self |= s.is_rule && size_t(s.index) == r;
@@ -470,24 +522,14 @@ private:
                 g->symbols_.push_back({GrammarSymbol::End, -1});
             }
         }
-        // Shortest expansion of each rule (every rule is productive, so all finite),
-        // then of every alternative's suffixes.
+        // Shortest expansion of every alternative's suffixes (every rule is productive,
+        // so shortest_ is finite).
         constexpr int64_t kInf = INT32_MAX;
-        std::vector<int64_t> rule_min(rules_.size(), kInf);
-        for (bool changed = true; changed;) {
-            changed = false;
-            for (size_t r = 0; r < rules_.size(); ++r)
-                for (const Seq& alt : rules_[r].alts) {
-                    int64_t n = 0;
-                    for (const Sym& s : alt) n = std::min(kInf, n + (s.is_rule ? rule_min[size_t(s.index)] : 1));
-                    if (n < rule_min[r]) rule_min[r] = n, changed = true;
-                }
-        }
         g->suffix_min_.assign(g->symbols_.size(), 0);
         for (size_t i = g->symbols_.size(); i-- > 0;) {
             const GrammarSymbol& s = g->symbols_[i];
             if (s.kind == GrammarSymbol::End) continue;
-            const int64_t here = s.kind == GrammarSymbol::Chars ? 1 : rule_min[size_t(s.index)];
+            const int64_t here = s.kind == GrammarSymbol::Chars ? 1 : shortest_[size_t(s.index)];
             g->suffix_min_[i] = int32_t(std::min(kInf, here + g->suffix_min_[i + 1]));
         }
         g->root_ = root;
@@ -498,9 +540,10 @@ private:
     std::string_view src_;
     size_t pos_ = 0;
     std::vector<Rule> rules_;
+    std::vector<int64_t> shortest_;  // per rule, see shortest_lengths()
     std::unordered_map<std::string, int32_t> by_name_;
     std::vector<CharSet> charsets_;
-    int generated_ = 0;
+    int depth_ = 0;  // parentheses open around pos_
 };
 
 std::shared_ptr<const Grammar> Grammar::parse_gbnf(std::string_view text, std::string_view root) {

@@ -154,25 +154,29 @@ int32_t GrammarMatcher::intern_frame(int32_t pos, int32_t parent) {
 // Adds to `out` the stack tops reachable from "match symbols[pos...], then return to
 // parent" without consuming a character: rule references are expanded into their
 // alternatives, ends of alternatives pop to the parent. Terminates because the grammar
-// has no left recursion.
+// has no left recursion. A work list instead of recursion: a chain of nullable rules
+// (x? nested, or ends popping through a deep stack) can be longer than the C++ stack.
 void GrammarMatcher::expand(int32_t pos, int32_t parent, std::vector<int32_t>& out) {
     const std::vector<GrammarSymbol>& syms = grammar_->symbols();
-    const GrammarSymbol s = syms[size_t(pos)];
-    if (s.kind == GrammarSymbol::End) {
-        if (parent < 0) {
-            out.push_back(kAccept);
+    std::vector<Frame>& work = expand_work_;
+    work.assign(1, {pos, parent});
+    while (!work.empty()) {
+        const Frame w = work.back();
+        work.pop_back();
+        const GrammarSymbol s = syms[size_t(w.pos)];
+        if (s.kind == GrammarSymbol::End) {
+            if (w.parent < 0) out.push_back(kAccept);
+            else work.push_back(frames_[size_t(w.parent)]);
+        } else if (s.kind == GrammarSymbol::Chars) {
+            out.push_back(intern_frame(w.pos, w.parent));
         } else {
-            const Frame f = frames_[size_t(parent)];
-            expand(f.pos, f.parent, out);
+            // Tail call: when the reference ends its alternative, return straight to our
+            // parent. This keeps x* (star ::= x star | ) at constant stack depth, which is
+            // what makes the state inside a string repeat.
+            const int32_t cont =
+                syms[size_t(w.pos) + 1].kind == GrammarSymbol::End ? w.parent : intern_frame(w.pos + 1, w.parent);
+            for (int32_t alt : grammar_->alternatives(s.index)) work.push_back({alt, cont});
         }
-    } else if (s.kind == GrammarSymbol::Chars) {
-        out.push_back(intern_frame(pos, parent));
-    } else {
-        // Tail call: when the reference ends its alternative, return straight to our
-        // parent. This keeps x* (star ::= x star | ) at constant stack depth, which is
-        // what makes the state inside a string repeat.
-        const int32_t cont = syms[size_t(pos) + 1].kind == GrammarSymbol::End ? parent : intern_frame(pos + 1, parent);
-        for (int32_t alt : grammar_->alternatives(s.index)) expand(alt, cont, out);
     }
 }
 
@@ -329,14 +333,17 @@ void GrammarMatcher::apply_bitmap(float* logits, const std::vector<uint64_t>& bi
 }
 
 // Fewest characters to finish a stack: the rest of each frame's alternative, summed
-// down to the root. Memoized per frame (frames are shared between stacks).
+// down to the root. Memoized per frame (frames are shared between stacks); computed from
+// the nearest known ancestor down, since a stack can be as deep as the output is long.
 int32_t GrammarMatcher::frame_dist(int32_t frame) {
     if (frame == kAccept || frame < 0) return 0;
     if (frame_dist_.size() < frames_.size()) frame_dist_.resize(frames_.size(), -1);
-    if (frame_dist_[size_t(frame)] < 0) {
-        const Frame f = frames_[size_t(frame)];
-        const int64_t d = int64_t(grammar_->min_chars_from(f.pos)) + frame_dist(f.parent);
-        frame_dist_[size_t(frame)] = int32_t(std::min<int64_t>(d, INT32_MAX));
+    std::vector<int32_t> unknown;  // frame, its parent, ... up to the first known one
+    for (int32_t f = frame; f > 0 && frame_dist_[size_t(f)] < 0; f = frames_[size_t(f)].parent) unknown.push_back(f);
+    for (size_t i = unknown.size(); i-- > 0;) {
+        const Frame f = frames_[size_t(unknown[i])];
+        const int64_t below = f.parent > 0 ? frame_dist_[size_t(f.parent)] : 0;
+        frame_dist_[size_t(unknown[i])] = int32_t(std::min<int64_t>(grammar_->min_chars_from(f.pos) + below, INT32_MAX));
     }
     return frame_dist_[size_t(frame)];
 }

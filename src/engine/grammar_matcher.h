@@ -138,6 +138,7 @@ private:
     int32_t current_ = 0;
     bool ended_ = false;                              // an EOG token was accepted
     std::vector<int32_t> walk_states_;                // scratch for the trie walk
+    std::vector<Frame> expand_work_;                  // scratch for expand()
     std::vector<float> eog_saved_;
 };
 

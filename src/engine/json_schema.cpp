@@ -13,6 +13,7 @@
 
 #include "engine/grammar.h"
 #include "util/error.h"
+#include "util/nesting.h"
 
 namespace pensieve {
 
@@ -150,7 +151,8 @@ class RegexConverter {
 public:
     explicit RegexConverter(const std::string& re) : re_(re) {}
 
-    // Returns the expression; `anchored_start/end` say whether ^ / $ were present.
+    // Returns the expression (alternatives at its top level: give it a rule of its own);
+    // `anchored_start/end` say whether ^ / $ were present.
     std::string convert(bool* anchored_start, bool* anchored_end) {
         std::string_view body = re_;
         *anchored_start = !body.empty() && body.front() == '^';
@@ -158,9 +160,9 @@ public:
         *anchored_end = !body.empty() && body.back() == '$' && (body.size() < 2 || body[body.size() - 2] != '\\');
         if (*anchored_end) body.remove_suffix(1);
         src_ = body;
-        std::string e = parse_alt();
+        const Expr e = parse_alt();
         if (pos_ < src_.size()) error(cat("unexpected '", src_[pos_], "'"));
-        return e;
+        return e.text;
     }
 
 private:
@@ -171,26 +173,36 @@ private:
     bool eof() const { return pos_ >= src_.size(); }
     char cur() const { return eof() ? '\0' : src_[pos_]; }
 
-    std::string parse_alt() {
-        std::vector<std::string> alts = {parse_seq()};
+    // GBNF text, and whether it is one unit (a literal, class or group) that a
+    // quantifier can follow. Only groups that need them get parentheses, so the GBNF
+    // nests no deeper than the pattern's own groups.
+    struct Expr {
+        std::string text;
+        bool unit;
+    };
+
+    Expr parse_alt() {
+        Expr e = parse_seq();
         while (cur() == '|') {
             ++pos_;
-            alts.push_back(parse_seq());
+            e = {e.text + " | " + parse_seq().text, false};
         }
-        if (alts.size() == 1) return alts[0];
-        std::string out = "(";
-        for (size_t i = 0; i < alts.size(); ++i) out += (i ? " | " : " ") + alts[i];
-        return out + " )";
+        return e;
     }
 
-    std::string parse_seq() {
+    Expr parse_seq() {
         std::string out;
+        int atoms = 0;
+        bool quantified = false;
         while (!eof() && cur() != '|' && cur() != ')') {
             std::string atom = parse_atom();
-            atom += parse_quantifier();
-            out += (out.empty() ? "" : " ") + atom;
+            const std::string q = parse_quantifier();
+            quantified = !q.empty();
+            out += (out.empty() ? "" : " ") + atom + q;
+            ++atoms;
         }
-        return out.empty() ? "\"\"" : "( " + out + " )";
+        if (atoms == 0) return {"\"\"", true};
+        return {out, atoms == 1 && !quantified};
     }
 
     std::string parse_quantifier() {
@@ -272,15 +284,17 @@ private:
     std::string parse_atom() {
         char c = cur();
         if (c == '(') {
+            NestingGuard guard(depth_);
+            if (guard.too_deep()) error(cat("groups are nested deeper than ", kMaxNesting, " levels"));
             ++pos_;
             if (cur() == '?') {
                 if (src_.substr(pos_, 2) != "?:") error("lookaround and named groups are not supported");
                 pos_ += 2;
             }
-            std::string inner = parse_alt();
+            const Expr inner = parse_alt();
             if (cur() != ')') error("missing ')'");
             ++pos_;
-            return "( " + inner + " )";
+            return inner.unit ? inner.text : "( " + inner.text + " )";
         }
         if (c == '[') {
             ++pos_;
@@ -327,6 +341,7 @@ private:
     std::string re_;
     std::string_view src_;
     size_t pos_ = 0;
+    int depth_ = 0;  // groups open around pos_
 };
 
 class SchemaConverter {
@@ -444,6 +459,10 @@ private:
     // ---- schemas --------------------------------------------------------------------
 
     std::string visit(const json& s, const std::string& name, const std::string& path) {
+        // Counts subschemas and $ref hops alike: a chain of references recurses as
+        // deeply as nesting does.
+        NestingGuard guard(depth_);
+        if (guard.too_deep()) fail("JSON schema at ", path, ": nested deeper than ", kMaxNesting, " levels");
         if (s.is_boolean()) {
             if (!s.get<bool>()) unsupported(path, "the schema false (matches nothing)");
             return any_value(kAnyDepth);
@@ -616,7 +635,7 @@ private:
     std::string string(const json& s, const std::string& name, const std::string& path) {
         if (s.contains("pattern")) {
             bool a0 = false, a1 = false;
-            std::string e = RegexConverter(s["pattern"].get<std::string>()).convert(&a0, &a1);
+            const std::string e = add(name + "-pattern", RegexConverter(s["pattern"].get<std::string>()).convert(&a0, &a1));
             use("char");
             return add(name, "\"\\\"\" " + std::string(a0 ? "" : "char* ") + e + (a1 ? "" : " char*") + " \"\\\"\"");
         }
@@ -636,6 +655,7 @@ private:
 
     const json& root_;
     const std::string root_name_, prefix_;
+    int depth_ = 0;  // visit() calls in progress
     std::vector<std::pair<std::string, std::string>> rules_;
     std::set<std::string> used_, taken_;
     std::map<std::string, std::string> by_body_, refs_;

@@ -39,6 +39,7 @@
 //     spaces/tabs (enough for pretty-printing); also allowed before and after the root
 //   numbers: up to 16 integer digits, 16 fraction digits, 2 exponent digits
 //     (so every number fits a double: strict parsers reject 1e400)
+//   nesting: kMaxNesting (util/nesting.h) subschemas deep, $ref hops included
 //   untyped values ("any JSON", additionalProperties true, {}): nesting depth <= 12
 // Strings, arrays without maxItems and extra properties remain unbounded: the
 // request's max_tokens bounds those.

@@ -102,7 +102,7 @@ std::shared_ptr<RequestStream> Scheduler::submit(RequestParams params) {
     if (n_prompt >= config_.n_ctx)
         fail("the prompt is ", n_prompt, " tokens but the context holds ", config_.n_ctx,
              " (prompt plus at least one generated token)");
-    if (params.options.n_predict > 0 && n_prompt + params.options.n_predict > config_.n_ctx)
+    if (params.options.n_predict > 0 && int64_t(n_prompt) + params.options.n_predict > config_.n_ctx)
         fail("the prompt (", n_prompt, " tokens) plus max tokens (", params.options.n_predict,
              ") exceed the context of ", config_.n_ctx, " tokens");
     params.options.sampling.validate();

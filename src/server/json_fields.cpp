@@ -1,17 +1,19 @@
 #include "server/json_fields.h"
 
+#include "util/json_text.h"
+
 namespace pensieve::server {
 
 json parse_body(const std::string& body) {
     if (body.empty()) bad_request("the request body is empty; expected a JSON object");
     json j;
     try {
-        j = json::parse(body);
-    } catch (const json::parse_error& e) {
-        // nlohmann's message includes the byte position, which helps; strip its prefix.
-        std::string what = e.what();
-        const size_t colon = what.find("parse error");
-        bad_request("the request body is not valid JSON: " + (colon == std::string::npos ? what : what.substr(colon)));
+        j = parse_json_text(body);
+    } catch (const JsonTextError& e) {
+        // The field a number overflow or a too-deep nesting is in, as the OpenAI param.
+        const bool syntax = e.path().empty() && !e.too_deep();
+        bad_request(std::string(syntax ? "the request body is not valid JSON: " : "the request body: ") + e.what(),
+                    e.top_key());
     }
     if (!j.is_object()) bad_request(std::string("the request body must be a JSON object, not ") + json_type_name(j));
     return j;
@@ -71,23 +73,28 @@ std::optional<double> get_number(const json& obj, const char* name, double lo, d
 std::optional<int64_t> get_int(const json& obj, const char* name, int64_t lo, int64_t hi) {
     const json* v = field(obj, name);
     if (!v) return std::nullopt;
+    auto out_of_range = [&] {
+        bad_request(std::string(name) + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                        ", got " + v->dump(),
+                    name);
+    };
     int64_t x = 0;
-    if (v->is_number_integer()) {
-        // Unsigned values past INT64_MAX (seeds) wrap to negatives; reject by range below,
-        // except that callers wanting full 64-bit ranges read them themselves.
-        x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : v->get<int64_t>();
+    if (v->is_number_unsigned()) {
+        // Past INT64_MAX (seeds read them themselves): out of every range here.
+        if (v->get<uint64_t>() > uint64_t(INT64_MAX)) out_of_range();
+        x = int64_t(v->get<uint64_t>());
+    } else if (v->is_number_integer()) {
+        x = v->get<int64_t>();
     } else if (v->is_number_float()) {
         const double d = v->get<double>();
-        if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9.0e15)
+        if (!std::isfinite(d) || d != std::floor(d))
             bad_request(std::string(name) + " must be an integer, got " + v->dump(), name);
+        if (std::fabs(d) >= 9.2e18) out_of_range();  // converting would be undefined
         x = int64_t(d);
     } else {
         bad_request(std::string(name) + " must be an integer, not " + json_type_name(*v), name);
     }
-    if (x < lo || x > hi)
-        bad_request(std::string(name) + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
-                        ", got " + v->dump(),
-                    name);
+    if (x < lo || x > hi) out_of_range();
     return x;
 }
 

@@ -16,8 +16,9 @@
 
 namespace pensieve::server {
 
-// Parses a request body; malformed JSON (including invalid UTF-8 inside strings,
-// which nlohmann rejects) becomes a 400.
+// Parses a request body; malformed JSON (including invalid UTF-8 inside strings, which
+// nlohmann rejects), numbers beyond a double (1e400) and nesting deeper than kMaxNesting
+// (util/nesting.h) become a 400 naming the field.
 json parse_body(const std::string& body);
 
 const json* field(const json& obj, const char* name);  // nullptr when absent or null

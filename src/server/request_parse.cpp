@@ -5,8 +5,9 @@
 #include <climits>
 
 #include "engine/grammar.h"
-#include "util/error.h"
 #include "server/json_fields.h"
+#include "util/error.h"
+#include "util/json_text.h"
 
 namespace pensieve::server {
 
@@ -27,7 +28,8 @@ uint64_t parse_seed(const json& body) {
         const int64_t s = v->get<int64_t>();
         return s < 0 ? SamplingParams::kRandomSeed : uint64_t(s);
     }
-    return uint64_t(*get_int(body, "seed", -1, INT64_MAX));  // floats like 42.0; else a 400
+    const int64_t s = *get_int(body, "seed", INT64_MIN, INT64_MAX);  // floats like 42.0; else a 400
+    return s < 0 ? SamplingParams::kRandomSeed : uint64_t(s);
 }
 
 // The sampling fields OpenAI's two generation endpoints share (plus llama.cpp-style
@@ -86,8 +88,13 @@ json normalize_tool_calls(const json& calls, const std::string& where) {
         json args = json::object();
         if (const json* a = field(*fn, "arguments")) {
             if (a->is_string()) {
-                args = json::parse(a->get<std::string>(), nullptr, false);
-                if (args.is_discarded()) args = *a;
+                try {
+                    args = parse_json_text(a->get_ref<const std::string&>());
+                } catch (const JsonTextError& e) {
+                    // Not JSON: the model's own text, kept. Too deep to pass on: refused.
+                    if (e.too_deep()) bad_request(w + ".function.arguments: " + e.what(), w);
+                    args = *a;
+                }
             } else if (a->is_object()) {
                 args = *a;
             } else {
@@ -167,11 +174,15 @@ void parse_tool_choice(const json& body, ChatRequest& r) {
 // response_format (OpenAI) and grammar (llama.cpp extension) -> a grammar the sampler
 // enforces, so the reply always parses.
 void parse_response_format(const json& body, RequestParams& p) {
-    try {
-        if (const json* g = field(body, "grammar")) {
-            if (!g->is_string()) bad_request("grammar must be a string (GBNF)", "grammar");
+    if (const json* g = field(body, "grammar")) {
+        if (!g->is_string()) bad_request("grammar must be a string (GBNF)", "grammar");
+        try {
             if (!g->get_ref<const std::string&>().empty()) p.options.grammar = Grammar::parse_gbnf(g->get<std::string>());
+        } catch (const pensieve::Error& e) {
+            bad_request(e.what(), "grammar");
         }
+    }
+    try {
         const json* rf = field(body, "response_format");
         if (!rf) return;
         if (!rf->is_object()) bad_request("response_format must be an object", "response_format");
