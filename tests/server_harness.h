@@ -8,9 +8,12 @@
 #include <csignal>
 #include <httplib.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "model/model.h"
@@ -126,6 +129,49 @@ inline std::vector<SseEvent> parse_sse(const std::string& text) {
         pos = end + 2;
     }
     return out;
+}
+
+// One server for the tests that need no options of their own.
+inline TestServer& shared_server() {
+    static TestServer s;
+    return s;
+}
+
+inline json chat_body(const std::string& user, int max_tokens) {
+    return {{"model", "stories260K"},
+            {"messages", json::array({{{"role", "user"}, {"content", user}}})},
+            {"max_tokens", max_tokens},
+            {"temperature", 0}};
+}
+
+inline void expect_openai_error(const Reply& r, int status, const std::string& needle = "") {
+    EXPECT_EQ(r.status, status) << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << r.raw;
+    ASSERT_TRUE(r.body.contains("error")) << r.raw;
+    EXPECT_TRUE(r.body["error"]["message"].is_string());
+    EXPECT_TRUE(r.body["error"]["type"].is_string());
+    EXPECT_TRUE(r.body["error"].contains("param"));
+    EXPECT_TRUE(r.body["error"].contains("code"));
+    if (!needle.empty()) {
+        EXPECT_NE(r.body["error"]["message"].get<std::string>().find(needle), std::string::npos) << r.raw;
+    }
+}
+
+inline void expect_anthropic_error(const Reply& r, int status, const std::string& type) {
+    EXPECT_EQ(r.status, status) << r.raw;
+    ASSERT_TRUE(r.body.is_object()) << r.raw;
+    EXPECT_EQ(r.body["type"], "error") << r.raw;
+    EXPECT_EQ(r.body["error"]["type"], type) << r.raw;
+    EXPECT_TRUE(r.body["error"]["message"].is_string());
+}
+
+inline bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return cond();
 }
 
 }  // namespace pensieve::test_server

@@ -192,13 +192,13 @@ void count_tokens(ServerContext& ctx, const httplib::Request& req, httplib::Resp
 
 }  // namespace
 
-void register_anthropic_routes(httplib::Server& svr, ServerContext& ctx) {
+void register_anthropic_routes(Router& router, ServerContext& ctx) {
     auto bind = [&ctx](void (*fn)(ServerContext&, const httplib::Request&, httplib::Response&, Engine&)) {
         return api_route(ctx, Dialect::Anthropic,
                          [&ctx, fn](const httplib::Request& q, httplib::Response& s, Engine& e) { fn(ctx, q, s, e); });
     };
-    svr.Post("/v1/messages", bind(messages));
-    svr.Post("/v1/messages/count_tokens", bind(count_tokens));
+    router.post("/v1/messages", bind(messages));
+    router.post("/v1/messages/count_tokens", bind(count_tokens));
 }
 
 }  // namespace pensieve::server

@@ -1,12 +1,19 @@
 #include "server/http_server.h"
 
+#include <sys/resource.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include <httplib.h>
-#include <sys/socket.h>
 
+#include "server/connection.h"
+#include "server/listener.h"
+#include "server/request_guard.h"
+#include "server/router.h"
 #include "server/routes.h"
 #include "util/error.h"
 #include "util/plural.h"
@@ -37,7 +44,6 @@ std::string presented_key(const httplib::Request& req) {
 std::string default_error_message(const httplib::Request& req, int status, size_t max_body) {
     switch (status) {
         case 404: return "unknown route: " + req.method + " " + req.path;
-        case 405: return "method " + req.method + " is not allowed on " + req.path;
         case 413: return "the request body is too large (the limit is " + std::to_string(max_body) + " bytes)";
         case 414: return "the request URI is too long";
         case 400: return "malformed HTTP request";
@@ -45,10 +51,90 @@ std::string default_error_message(const httplib::Request& req, int status, size_
     }
 }
 
+// When the connection refused to read on (deadline, budget, server stopping): the status
+// and message that say so; nullopt otherwise.
+std::optional<std::pair<int, std::string>> connection_failure(const ServerOptions& o) {
+    const Connection* c = current_connection();
+    if (!c) return std::nullopt;
+    const bool head = c->phase() == Connection::Phase::Head;
+    switch (c->failure()) {
+        case Connection::Failure::None: return std::nullopt;
+        case Connection::Failure::Timeout:
+            if (head)
+                return std::make_pair(408, "the request head was not received within " +
+                                               std::to_string(int(o.header_timeout_seconds)) + " s");
+            return std::make_pair(408, "the request body was not received within " +
+                                           std::to_string(int(o.body_timeout_seconds)) + " s");
+        case Connection::Failure::TooLarge:
+            if (head) return std::make_pair(431, std::string("the request head (line and headers) is too large"));
+            return std::make_pair(413, "the request body is too large (the limit is " + std::to_string(o.max_body_bytes) +
+                                           " bytes)");
+        case Connection::Failure::Stopped: return std::make_pair(503, std::string("the server is shutting down"));
+    }
+    return std::nullopt;
+}
+
+// The rest of the request is not read: say so and close after the response.
+void close_after(httplib::Response& res) {
+    if (Connection* c = current_connection()) c->close_after_response();
+    res.set_header("Connection", "close");
+}
+
+httplib::Server::HandlerResponse refuse(const httplib::Request& req, httplib::Response& res, int status,
+                                        const std::string& message) {
+    write_error(res, dialect_for_path(req.path), status, message);
+    if (req.has_header("Transfer-Encoding") || content_length(req) > 0) close_after(res);
+    return httplib::Server::HandlerResponse::Handled;
+}
+
+bool allows(const std::string& allow, const std::string& method) {
+    size_t pos = 0;
+    while (pos < allow.size()) {
+        const size_t end = std::min(allow.find(", ", pos), allow.size());
+        if (allow.compare(pos, end - pos, method) == 0) return true;
+        pos = end + 2;
+    }
+    return false;
+}
+
+void add_cors_headers(httplib::Response& res, const httplib::Request& req, const std::string& origin,
+                      const std::string& allow) {
+    res.set_header("Access-Control-Allow-Origin", origin);
+    res.set_header("Vary", "Origin");
+    if (req.method != "OPTIONS") return;
+    res.set_header("Access-Control-Allow-Methods", allow + ", OPTIONS");
+    res.set_header("Access-Control-Allow-Headers",
+                   "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta, "
+                   "anthropic-dangerous-direct-browser-access, x-stainless-os, x-stainless-lang, "
+                   "x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, "
+                   "x-stainless-arch, x-stainless-retry-count, x-stainless-timeout");
+    res.set_header("Access-Control-Max-Age", "86400");
+}
+
+ListenerOptions listener_options(const ServerOptions& o) {
+    ListenerOptions l;
+    l.limits.header_seconds = o.header_timeout_seconds;
+    l.limits.body_seconds = o.body_timeout_seconds;
+    l.limits.idle_seconds = o.idle_timeout_seconds;
+    // Every connection needs a file descriptor; keep some for the model, the cache and logs.
+    rlimit files{};
+    const size_t reserve = 64;
+    l.max_connections = o.max_connections;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+        files.rlim_cur < o.max_connections + 2 * reserve) {
+        l.max_connections = files.rlim_cur > 2 * reserve ? size_t(files.rlim_cur) - reserve : reserve;
+        std::fprintf(stderr, "pensieve: at most %zu connections (the open-file limit is %zu)\n", l.max_connections,
+                     size_t(files.rlim_cur));
+    }
+    return l;
+}
+
 }  // namespace
 
 HttpServer::HttpServer(ServerOptions options)
-    : ctx_(std::make_unique<ServerContext>(std::move(options))), svr_(std::make_unique<httplib::Server>()) {
+    : ctx_(std::make_unique<ServerContext>(std::move(options))),
+      svr_(std::make_unique<Listener>(listener_options(ctx_->options))),
+      router_(std::make_unique<Router>(*svr_, ctx_->options.max_body_bytes)) {
     install_handlers();
 }
 
@@ -60,20 +146,62 @@ std::string HttpServer::url() const {
     return "http://" + (v6 ? "[" + h + "]" : h) + ":" + std::to_string(port_);
 }
 
-void HttpServer::install_handlers() {
+httplib::Server::HandlerResponse HttpServer::screen(const httplib::Request& req, httplib::Response& res) {
     const ServerOptions& o = ctx_->options;
-    ServerContext& ctx = *ctx_;
-    httplib::Server& svr = *svr_;
+    const std::string origin = req.get_header_value("Origin");
+    const bool listed_origin = !origin.empty() && is_listed_origin(origin, o.cors_origins);
+    const std::string allow = router_->allowed_methods(req.path);
+    if (listed_origin) add_cors_headers(res, req, origin, allow);
 
-    // Every blocked generation request holds a worker thread, so there are enough for
-    // all slots and the whole queue plus a few for /health and /metrics.
-    const int threads = o.http_threads > 0 ? o.http_threads : std::clamp(o.n_parallel + o.max_queue + 8, 8, 512);
-    svr.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
-    svr.set_payload_max_length(o.max_body_bytes);
-    svr.set_keep_alive_timeout(3);  // also bounds how long shutdown waits on idle connections
-    svr.set_read_timeout(30);
-    svr.set_write_timeout(30);
-    svr.set_tcp_nodelay(true);      // stream tokens as they come, not in Nagle-sized batches
+    if (auto r = check_framing(req, o.max_body_bytes)) {
+        close_after(res);  // the body's extent is unknown: nothing after it can be trusted
+        return refuse(req, res, r->status, r->message);
+    }
+    if (allow.empty()) return refuse(req, res, 404, default_error_message(req, 404, o.max_body_bytes));
+    if (req.method == "OPTIONS") {
+        res.status = 204;
+        res.set_header("Allow", allow + ", OPTIONS");
+        return httplib::Server::HandlerResponse::Handled;
+    }
+    if (!allows(allow, req.method)) {
+        res.set_header("Allow", allow);
+        return refuse(req, res, 405, "method " + req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
+    }
+
+    if (o.api_key.empty()) {
+        // No key: only this machine's clients. Browsers always send Host, and Origin on
+        // every cross-site POST and fetch.
+        const std::string host = req.get_header_value("Host");
+        if (req.has_header("Host") && !is_trusted_host(host, o.host))
+            return refuse(req, res, 403,
+                          "Host '" + host + "' is not this server's address; without --api-key only local clients "
+                          "may use it (this blocks web pages reaching the server through their own domain)");
+        if (!origin.empty() && !listed_origin && !is_same_origin(origin, host))
+            return refuse(req, res, 403,
+                          "requests from web pages of other origins (" + origin + ") are refused; allow the origin with "
+                          "--cors, or set --api-key");
+    } else if (req.path != "/health" && !(req.method == "GET" && is_web_path(req.path)) &&
+               !constant_time_equal(presented_key(req), o.api_key)) {
+        return refuse(req, res, 401,
+                      "invalid or missing API key (send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
+    }
+
+    if (Connection* c = current_connection()) {
+        // Chunk framing can double a body at worst (one-byte chunks are sillier still and
+        // stop early); the decoded limit is the router's.
+        if (is_chunked(req)) c->begin_body(2 * o.max_body_bytes + (64u << 10));
+        else if (const size_t n = content_length(req)) c->begin_body(n);
+        else c->begin_handler();
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+}
+
+void HttpServer::install_handlers() {
+    ServerContext& ctx = *ctx_;
+    Listener& svr = *svr_;
+
+    svr.set_payload_max_length(ctx.options.max_body_bytes);
+    svr.set_tcp_nodelay(true);  // stream tokens as they come, not in Nagle-sized batches
     // httplib's default sets SO_REUSEPORT, which lets a second server bind a port that is
     // in use and silently share its traffic. SO_REUSEADDR alone still allows a quick
     // restart (TIME_WAIT) but makes a busy port an error.
@@ -81,37 +209,20 @@ void HttpServer::install_handlers() {
         int yes = 1;
         setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
+    svr.on_own_response = [&ctx](int status) { ctx.metrics.record_response(status); };
+    ctx.open_connections = [&svr] { return svr.open_connections(); };
 
-    svr.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
-        const ServerOptions& o = ctx.options;
-        if (o.cors) {
-            res.set_header("Access-Control-Allow-Origin", req.has_header("Origin") ? req.get_header_value("Origin") : "*");
-            res.set_header("Vary", "Origin");
-            if (req.method == "OPTIONS") {
-                res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-                res.set_header("Access-Control-Allow-Headers",
-                               "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta, "
-                               "anthropic-dangerous-direct-browser-access, x-stainless-os, x-stainless-lang, "
-                               "x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, "
-                               "x-stainless-arch, x-stainless-retry-count, x-stainless-timeout");
-                res.set_header("Access-Control-Max-Age", "86400");
-                res.status = 204;
-                return httplib::Server::HandlerResponse::Handled;
-            }
-        }
-        if (!o.api_key.empty() && req.path != "/health" && !(req.method == "GET" && is_web_path(req.path)) &&
-            !constant_time_equal(presented_key(req), o.api_key)) {
-            write_error(res, dialect_for_path(req.path), 401,
-                        "invalid or missing API key (send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
-            return httplib::Server::HandlerResponse::Handled;
-        }
-        return httplib::Server::HandlerResponse::Unhandled;
-    });
+    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
 
-    // Responses httplib makes itself (404 route, 413 body, 400 bad HTTP) get a JSON body
-    // in the dialect of the path, so SDKs show a real message.
+    // Responses httplib makes itself (400 bad HTTP, reads the connection refused) get a
+    // JSON body in the dialect of the path, so SDKs show a real message.
     svr.set_error_handler(httplib::Server::HandlerWithResponse([&ctx](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty() || res.status < 400) return httplib::Server::HandlerResponse::Unhandled;
+        if (auto f = connection_failure(ctx.options)) {
+            write_error(res, dialect_for_path(req.path), f->first, f->second);
+            res.set_header("Connection", "close");
+            return httplib::Server::HandlerResponse::Handled;
+        }
         write_error(res, dialect_for_path(req.path), res.status,
                     default_error_message(req, res.status, ctx.options.max_body_bytes));
         return httplib::Server::HandlerResponse::Handled;
@@ -134,10 +245,10 @@ void HttpServer::install_handlers() {
             std::fprintf(stderr, "pensieve: %s %s %d\n", req.method.c_str(), req.path.c_str(), res.status);
     });
 
-    register_misc_routes(svr, ctx);
-    register_openai_routes(svr, ctx);
-    register_anthropic_routes(svr, ctx);
-    register_web_routes(svr);
+    register_misc_routes(*router_, ctx);
+    register_openai_routes(*router_, ctx);
+    register_anthropic_routes(*router_, ctx);
+    register_web_routes(*router_);
 }
 
 int HttpServer::bind() {
@@ -149,6 +260,7 @@ int HttpServer::bind() {
     }
     if (port_ <= 0)
         fail("cannot listen on ", o.host, ":", o.port, " (address in use, or not an address of this machine?)");
+    svr_->widen_backlog();
     return port_;
 }
 
@@ -171,7 +283,7 @@ void HttpServer::shutdown() {
     if (stopped_) return;
     stopped_ = true;
     ctx_->draining = true;
-    svr_->stop();  // closes the listening socket; httplib then waits for its workers
+    svr_->stop_all();  // closes the listening socket and idle connections; then waits for the rest
 
     // In-flight requests get the grace period to finish, then are cancelled (their
     // streams end with an error event, their handlers return).

@@ -1,5 +1,6 @@
-// `pensieve serve`'s HTTP server: cpp-httplib wiring (routes, auth, CORS, body limit,
-// error shapes, request log) around a ServerContext.
+// `pensieve serve`'s HTTP server: cpp-httplib wiring (routes, checks of each request's
+// head, auth, CORS, error shapes, request log) around a ServerContext. Connections are
+// served by a Listener (listener.h): a thread each, deadlines, a connection cap.
 //
 // Life cycle, in the order `pensieve serve` (and the tests) use it:
 //   bind()      take the port first, so a busy port fails before a slow model load
@@ -12,13 +13,14 @@
 #include <string>
 #include <thread>
 
+#include <httplib.h>
+
 #include "server/server_context.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace pensieve::server {
+
+class Listener;
+class Router;
 
 class HttpServer {
 public:
@@ -40,9 +42,13 @@ public:
 
 private:
     void install_handlers();
+    // Pre-routing: framing, route and method, exposure (Host, Origin), API key; then the
+    // connection's body phase. Answers and returns Handled when the request is refused.
+    httplib::Server::HandlerResponse screen(const httplib::Request& req, httplib::Response& res);
 
     std::unique_ptr<ServerContext> ctx_;
-    std::unique_ptr<httplib::Server> svr_;
+    std::unique_ptr<Listener> svr_;
+    std::unique_ptr<Router> router_;
     std::unique_ptr<Engine> engine_;
     std::thread thread_;
     int port_ = -1;

@@ -24,7 +24,7 @@ void metric(std::string& out, const char* name, const char* type, const char* he
 
 }  // namespace
 
-std::string Metrics::render(const SchedulerStats* s) const {
+std::string Metrics::render(const SchedulerStats* s, size_t open_connections) const {
     std::string out;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -39,6 +39,7 @@ std::string Metrics::render(const SchedulerStats* s) const {
         for (const auto& [status, n] : responses_)
             out += "pensieve_http_responses_total{code=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
     }
+    metric(out, "pensieve_http_connections_open", "gauge", "Client connections open now.", double(open_connections));
     if (!s) return out;
 
     metric(out, "pensieve_requests_active", "gauge", "Requests generating now.", s->active);

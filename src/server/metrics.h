@@ -18,7 +18,7 @@ public:
     void record_generation(const std::string& endpoint);  // a request accepted by the scheduler
 
     // The full exposition; stats is null while the model loads.
-    std::string render(const SchedulerStats* stats) const;
+    std::string render(const SchedulerStats* stats, size_t open_connections = 0) const;
 
 private:
     mutable std::mutex mutex_;

@@ -1,30 +1,49 @@
 // Routes that are not one vendor's API: GET /health, GET /metrics, POST /tokenize,
 // POST /detokenize.
 #include "server/json_fields.h"
+#include "server/request_guard.h"
 #include "server/routes.h"
 #include "tokenizer/tokenizer.h"
 #include "util/utf8.h"
 
 namespace pensieve::server {
 
-void register_misc_routes(httplib::Server& svr, ServerContext& ctx) {
+namespace {
+
+// What one /tokenize or /detokenize call may hold: about the largest context the server
+// accepts (2^20 tokens). Each text byte costs ~10 bytes of transient memory on the way
+// (token ids, their JSON array, the reply), so a 32 MB body would take hundreds of MB.
+constexpr size_t kMaxTokenizeBytes = 4u << 20;
+constexpr size_t kMaxDetokenizeTokens = 1u << 20;
+
+}  // namespace
+
+void register_misc_routes(Router& router, ServerContext& ctx) {
     // Load balancers and scripts poll this before the model is ready; no auth.
-    svr.Get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
-        if (ctx.draining) write_json(res, {{"status", "shutting_down"}}, 503);
-        else if (!ctx.engine()) write_json(res, {{"status", "loading"}}, 503);
-        else write_json(res, {{"status", "ok"}});
+    router.get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
+        json body;
+        if (ctx.draining) body = {{"status", "shutting_down"}};
+        else if (!ctx.engine()) body = {{"status", "loading"}};
+        else body = {{"status", "ok"}};
+        const std::vector<std::string> warnings = exposure_warnings(ctx.options);
+        if (!warnings.empty()) body["warnings"] = warnings;
+        write_json(res, body, body["status"] == "ok" ? 200 : 503);
     });
 
-    svr.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
+    router.get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
         Engine* e = ctx.engine();
         SchedulerStats stats;
         if (e) stats = e->scheduler.stats();
-        res.set_content(ctx.metrics.render(e ? &stats : nullptr), "text/plain; version=0.0.4; charset=utf-8");
+        const size_t connections = ctx.open_connections ? ctx.open_connections() : 0;
+        res.set_content(ctx.metrics.render(e ? &stats : nullptr, connections), "text/plain; version=0.0.4; charset=utf-8");
     });
 
-    svr.Post("/tokenize", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
+    router.post("/tokenize", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
         const json body = parse_body(req.body);
         const std::string content = require_string(body, "content");
+        if (content.size() > kMaxTokenizeBytes)
+            throw ApiError(413, "content is too long to tokenize in one call (" + std::to_string(content.size()) +
+                                    " bytes; the limit is " + std::to_string(kMaxTokenizeBytes) + ")", "content");
         const bool add_special = get_bool(body, "add_special", false);
         // As in /v1/completions: special-token text is plain text unless asked for.
         const bool parse_special = get_bool(body, "parse_special", false);
@@ -46,11 +65,14 @@ void register_misc_routes(httplib::Server& svr, ServerContext& ctx) {
         write_json(res, {{"tokens", tokens}});
     }));
 
-    svr.Post("/detokenize", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
+    router.post("/detokenize", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
         const json body = parse_body(req.body);
         const json* tokens = field(body, "tokens");
         if (!tokens) bad_request("tokens is required", "tokens");
         if (!tokens->is_array()) bad_request("tokens must be an array of token ids", "tokens");
+        if (tokens->size() > kMaxDetokenizeTokens)
+            throw ApiError(413, "too many tokens to detokenize in one call (" + std::to_string(tokens->size()) +
+                                    "; the limit is " + std::to_string(kMaxDetokenizeTokens) + ")", "tokens");
         std::vector<int32_t> ids;
         for (const json& t : *tokens) {
             if (!t.is_number_integer()) bad_request("tokens must be an array of token ids", "tokens");

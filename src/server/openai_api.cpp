@@ -354,22 +354,22 @@ json model_json(const Engine& e) {
 
 }  // namespace
 
-void register_openai_routes(httplib::Server& svr, ServerContext& ctx) {
+void register_openai_routes(Router& router, ServerContext& ctx) {
     auto bind = [&ctx](void (*fn)(ServerContext&, const httplib::Request&, httplib::Response&, Engine&)) {
         return api_route(ctx, Dialect::OpenAI,
                          [&ctx, fn](const httplib::Request& q, httplib::Response& s, Engine& e) { fn(ctx, q, s, e); });
     };
-    svr.Post("/v1/chat/completions", bind(chat_completions));
-    svr.Post("/chat/completions", bind(chat_completions));
-    svr.Post("/v1/completions", bind(completions));
-    svr.Post("/completions", bind(completions));
-    svr.Post("/v1/embeddings", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response&, Engine&) {
+    router.post("/v1/chat/completions", bind(chat_completions));
+    router.post("/chat/completions", bind(chat_completions));
+    router.post("/v1/completions", bind(completions));
+    router.post("/completions", bind(completions));
+    router.post("/v1/embeddings", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response&, Engine&) {
         throw ApiError(400, "this model does not produce embeddings", "model");
     }));
-    svr.Get("/v1/models", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response& res, Engine& e) {
+    router.get("/v1/models", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response& res, Engine& e) {
         write_json(res, {{"object", "list"}, {"data", json::array({model_json(e)})}});
     }));
-    svr.Get(R"(/v1/models/(.+))", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
+    router.get(R"(/v1/models/(.+))", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
         const std::string id = req.matches[1];
         if (id != e.model_id) throw ApiError(404, "model \"" + id + "\" does not exist; this server serves \"" + e.model_id + "\"", "model");
         write_json(res, model_json(e));

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "chat/tool_calls.h"
+#include "server/connection.h"
 #include "server/json_fields.h"
 #include "util/error.h"
 
@@ -43,10 +44,21 @@ httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler han
 }
 
 Collected collect(Tracked& t, bool keep_tokens) {
+    using namespace std::chrono;
     Collected c;
+    auto checked = steady_clock::now();
     for (;;) {
+        // Tokens may come without pause for minutes: look at the client every 100 ms
+        // whether or not events arrive.
+        if (steady_clock::now() - checked >= milliseconds(100)) {
+            if (client_hung_up()) {
+                t.stream().cancel();
+                throw ApiError(499, "the client closed the connection");
+            }
+            checked = steady_clock::now();
+        }
         // The scheduler always ends a request (shutdown cancels it), so waiting is bounded.
-        auto e = t.stream().next(std::chrono::milliseconds(200));
+        auto e = t.stream().next(milliseconds(100));
         if (!e) continue;
         if (auto* tok = std::get_if<TokenEvent>(&*e)) {
             c.text += tok->text;

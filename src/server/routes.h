@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/api_errors.h"
+#include "server/router.h"
 #include "server/server_context.h"
 
 namespace pensieve::server {
@@ -29,7 +30,9 @@ void write_error(httplib::Response& res, Dialect d, int status, const std::strin
 using ApiHandler = std::function<void(const httplib::Request&, httplib::Response&, Engine&)>;
 httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler handler);
 
-// A request's whole output (non-streaming responses).
+// A request's whole output (non-streaming responses). Waiting, collect() watches the
+// client's connection: when it hangs up, the request is cancelled (freeing its slot) and
+// ApiError 499 is thrown (nginx's "client closed request"; nobody reads the answer).
 struct Collected {
     std::string text;
     std::vector<TokenEvent> tokens;  // kept only when logprobs were asked for
@@ -63,11 +66,11 @@ int64_t unix_time();
 // Logs the prompt when --log-prompts is on (never otherwise).
 void log_prompt(const ServerContext& ctx, const char* endpoint, const std::string& prompt);
 
-void register_openai_routes(httplib::Server& svr, ServerContext& ctx);
-void register_anthropic_routes(httplib::Server& svr, ServerContext& ctx);
-void register_misc_routes(httplib::Server& svr, ServerContext& ctx);
-void register_web_routes(httplib::Server& svr);
-// Paths of the embedded chat page (served without the API key, like /health).
+void register_openai_routes(Router& router, ServerContext& ctx);
+void register_anthropic_routes(Router& router, ServerContext& ctx);
+void register_misc_routes(Router& router, ServerContext& ctx);
+void register_web_routes(Router& router);
+// Paths of the embedded chat page and its icon (served without the API key, like /health).
 bool is_web_path(const std::string& path);
 
 }  // namespace pensieve::server

@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "chat/chat_format.h"
 #include "chat/chat_prompt.h"
@@ -30,12 +32,15 @@ struct ServerOptions {
     int n_batch = 512;
     int max_queue = 64;                    // waiting requests before 429
     std::string api_key;                   // empty: no authentication
-    bool cors = false;
+    std::vector<std::string> cors_origins; // origins whose pages may call the API ("*": any)
     bool log_prompts = false;
     bool log_requests = true;              // one line per HTTP request (never bodies)
     std::string chat_template_source;      // from --chat-template-file
     size_t max_body_bytes = 32u << 20;
-    int http_threads = 0;                  // 0: parallel + queue + a few for /health etc.
+    size_t max_connections = 2048;         // open connections; more are refused with 503
+    double header_timeout_seconds = 10;    // a request's line and headers, from their first byte
+    double body_timeout_seconds = 60;      // a request's whole body
+    double idle_timeout_seconds = 5;       // a kept-alive connection waiting for its next request
     double shutdown_grace_seconds = 10.0;  // in-flight requests get this long to finish
     bool context_shift = false;            // drop old turns instead of refusing a long chat
     int lookup_draft = 0;                  // prompt-lookup speculation: draft tokens per step
@@ -106,6 +111,7 @@ public:
 
     const ServerOptions options;
     Metrics metrics;
+    std::function<size_t()> open_connections;  // HTTP connections open now (set by the server)
     std::atomic<bool> draining{false};  // shutting down: refuse new work
 
 private:

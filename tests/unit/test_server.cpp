@@ -26,39 +26,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 using namespace pensieve::test_server;
 
-TestServer& shared_server() {
-    static TestServer s;
-    return s;
-}
-
-json chat_body(const std::string& user, int max_tokens) {
-    return {{"model", "stories260K"},
-            {"messages", json::array({{{"role", "user"}, {"content", user}}})},
-            {"max_tokens", max_tokens},
-            {"temperature", 0}};
-}
-
-void expect_openai_error(const Reply& r, int status, const std::string& needle = "") {
-    EXPECT_EQ(r.status, status) << r.raw;
-    ASSERT_TRUE(r.body.is_object()) << r.raw;
-    ASSERT_TRUE(r.body.contains("error")) << r.raw;
-    EXPECT_TRUE(r.body["error"]["message"].is_string());
-    EXPECT_TRUE(r.body["error"]["type"].is_string());
-    EXPECT_TRUE(r.body["error"].contains("param"));
-    EXPECT_TRUE(r.body["error"].contains("code"));
-    if (!needle.empty()) {
-        EXPECT_NE(r.body["error"]["message"].get<std::string>().find(needle), std::string::npos) << r.raw;
-    }
-}
-
-void expect_anthropic_error(const Reply& r, int status, const std::string& type) {
-    EXPECT_EQ(r.status, status) << r.raw;
-    ASSERT_TRUE(r.body.is_object()) << r.raw;
-    EXPECT_EQ(r.body["type"], "error") << r.raw;
-    EXPECT_EQ(r.body["error"]["type"], type) << r.raw;
-    EXPECT_TRUE(r.body["error"]["message"].is_string());
-}
-
 // ------------------------------------------------------------------------------------
 // Basic routes
 
@@ -738,7 +705,7 @@ TEST(ServerTest, ConstantTimeEqual) {
 
 TEST(ServerTest, CorsPreflight) {
     ServerOptions o;
-    o.cors = true;
+    o.cors_origins = {"http://example.com"};
     o.api_key = "k";
     TestServer s(o);
     auto c = s.client();
@@ -765,15 +732,6 @@ void stream_then_disconnect(const TestServer& s, const json& body) {
     req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };
     c.send(req);  // returns once the receiver said stop; the connection is closed
     c.stop();
-}
-
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return cond();
 }
 
 TEST(ServerTest, ClientDisconnectMidStreamCancelsTheRequest) {
