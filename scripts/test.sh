@@ -3,7 +3,8 @@
 #   1. Release build + all tests (unit, golden against ../shared/reference, CLI);
 #   2. AddressSanitizer + UBSan build + all tests;
 #   3. the GGUF fuzzer (libFuzzer, clang) for a bounded time on the committed corpus.
-# FUZZ_SECONDS (default 60) bounds step 3; SKIP_ASAN=1 / SKIP_FUZZ=1 skip steps.
+# FUZZ_SECONDS (default 60) bounds step 3, SOAK_SECONDS (default 600) the server soak;
+# SKIP_ASAN=1 / SKIP_FUZZ=1 skip steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -13,8 +14,8 @@ echo "== release build + tests"
 BUILD_DIR=build ./scripts/build.sh
 (cd build && ctest --output-on-failure -j"$JOBS" --timeout 900)
 
-echo "== server tests with the official npm clients (openai, @anthropic-ai/sdk)"
-PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
+echo "== server tests: official npm clients (openai, @anthropic-ai/sdk), hostile clients, a ${SOAK_SECONDS:-600} s soak"
+SOAK_SECONDS="${SOAK_SECONDS:-600}" PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
 
 echo "== chat page in headless chromium (puppeteer-core); screenshots in tests/browser/artifacts/"
 PENSIEVE_BIN="$PWD/build/pensieve" sh ./tests/browser/run.sh

@@ -19,7 +19,7 @@ export function freePort() {
 
 // Runs `bin serve --port P ...args` on a free loopback port and waits until /health
 // says 200 (the model has loaded). Returns
-//   { url, stderr(), metric(name), stop() }
+//   { url, port, pid, stderr(), metric(name), rss(), stop() }
 // where stop() sends SIGTERM (SIGKILL after killAfterMs) and resolves to {code, signal}.
 // Throws, with the server's stderr, if it exits early or is not ready within readyMs.
 export async function startServer({ bin, args, readyMs = 30000, killAfterMs = 60000, apiKey = '', log = null }) {
@@ -50,7 +50,18 @@ export async function startServer({ bin, args, readyMs = 30000, killAfterMs = 60
 
   return {
     url,
+    port,
+    pid: proc.pid,
     stderr: () => stderr,
+    // Resident memory of the server process in bytes (Linux /proc), NaN once it exited.
+    rss() {
+      try {
+        const m = fs.readFileSync(`/proc/${proc.pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+        return m ? Number(m[1]) * 1024 : NaN;
+      } catch {
+        return NaN;
+      }
+    },
     // The value of one Prometheus metric (labels ignored), NaN if absent or unreachable.
     async metric(name) {
       try {

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the npm client tests against a pensieve binary: $PENSIEVE_BIN, else build/pensieve.
+# Runs the server suites against a pensieve binary ($PENSIEVE_BIN, else build/pensieve):
+# the npm clients, hostile clients, and a soak of SOAK_SECONDS (default 30).
 # Installs the pinned dependencies (npm ci, from package-lock.json) on first use.
 set -eu
 cd "$(dirname "$0")"

@@ -1,0 +1,252 @@
+// A bounded soak of `pensieve serve` on loopback: normal, streaming, disconnecting, slow,
+// idle and hostile clients at once against stories260K for SOAK_SECONDS (default 30 when
+// run by hand; scripts/test.sh runs 600). Passes when the server never crashes, no
+// response is an unexpected 5xx, every well-formed request succeeds, and its resident
+// memory at the end is within 20% of where it was after the warm-up (both measured with
+// the load paused, so in-flight bodies do not count).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+import { startServer } from '../lib/pensieve_server.mjs';
+import { connect, exchange, postHead, trickle, writeAll } from '../lib/raw_http.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const BIN = process.env.PENSIEVE_BIN || path.join(root, 'build/pensieve');
+const SHARED = process.env.PENSIEVE_SHARED || path.resolve(root, '../shared');
+const MODEL = path.join(SHARED, 'models/stories260K.gguf');
+const SECONDS = Number(process.env.SOAK_SECONDS || 30);
+const WARMUP_SECONDS = Math.min(20, SECONDS / 3);
+const MB = 1 << 20;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const pick = (xs) => xs[Math.floor(Math.random() * xs.length)];
+const randInt = (lo, hi) => lo + Math.floor(Math.random() * (hi - lo + 1));
+const PROMPTS = ['Once upon a time', 'The little dog', 'Lily and Tom went to the park', 'A big red ball', 'One day, a cat'];
+
+// Counts by client kind and outcome; failures keep a few examples.
+class Tally {
+  constructor() { this.counts = {}; this.failures = []; }
+  add(kind, outcome, ok, detail = '') {
+    const key = `${kind} ${outcome}`;
+    this.counts[key] = (this.counts[key] || 0) + 1;
+    if (!ok && this.failures.length < 20) this.failures.push(`${key}: ${String(detail).slice(0, 300)}`);
+  }
+  total() { return Object.values(this.counts).reduce((a, b) => a + b, 0); }
+}
+
+function chatBody(stream) {
+  return JSON.stringify({ model: 'stories260K', messages: [{ role: 'user', content: pick(PROMPTS) }],
+    max_tokens: randInt(1, 48), temperature: Math.random(), stream });
+}
+
+// ----------------------------------------------------------------- client kinds
+
+async function normal(url, tally) {
+  const kind = pick(['chat', 'completion', 'messages', 'tokenize']);
+  const [route, body] = {
+    chat: ['/v1/chat/completions', chatBody(false)],
+    completion: ['/v1/completions', JSON.stringify({ model: 'x', prompt: pick(PROMPTS), max_tokens: randInt(1, 32) })],
+    messages: ['/v1/messages', JSON.stringify({ model: 'x', max_tokens: randInt(1, 32),
+      messages: [{ role: 'user', content: pick(PROMPTS) }] })],
+    tokenize: ['/tokenize', JSON.stringify({ content: pick(PROMPTS).repeat(randInt(1, 200)) })],
+  }[kind];
+  const r = await fetch(url + route, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body,
+    signal: AbortSignal.timeout(60000) });
+  const text = await r.text();
+  const j = JSON.parse(text);
+  const ok = r.status === 200 && (j.choices || j.content || j.tokens) !== undefined;
+  tally.add('normal', r.status, ok, text);
+}
+
+async function streaming(url, tally) {
+  const anthropic = Math.random() < 0.3;
+  const body = anthropic
+    ? JSON.stringify({ model: 'x', max_tokens: randInt(1, 48), stream: true, messages: [{ role: 'user', content: pick(PROMPTS) }] })
+    : chatBody(true);
+  const r = await fetch(url + (anthropic ? '/v1/messages' : '/v1/chat/completions'), {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body, signal: AbortSignal.timeout(60000) });
+  const text = await r.text();
+  const ended = anthropic ? text.includes('event: message_stop') : text.includes('data: [DONE]');
+  tally.add('streaming', r.status, r.status === 200 && ended, text);
+}
+
+async function disconnecting(url, tally) {
+  const abort = new AbortController();
+  const stream = Math.random() < 0.5;
+  const body = JSON.stringify({ model: 'x', messages: [{ role: 'user', content: pick(PROMPTS) }], max_tokens: 400,
+    ignore_eos: true, stream });
+  setTimeout(() => abort.abort(), randInt(0, 400));
+  try {
+    const r = await fetch(url + '/v1/chat/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body, signal: abort.signal });
+    await r.text();
+    tally.add('disconnecting', `finished ${r.status}`, r.status === 200);
+  } catch {
+    tally.add('disconnecting', 'hung up', true);
+  }
+}
+
+// 40 MiB of spaces, gzipped once (~40 KiB): compressing it blocks node for a while.
+let gzipBomb = null;
+const GZIP_BOMB = () => gzipBomb || (gzipBomb = zlib.gzipSync(Buffer.alloc(40 * MB, 32)));
+
+// Hostile requests: each returns [status, whether that status is what it deserves].
+const HEALTH = 'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
+const HOSTILE = {
+  garbage: async (port) => (await exchange(port, Buffer.from(Array.from({ length: randInt(1, 2000) }, () => randInt(0, 255))))).status,
+  bad_length: async (port) => (await exchange(port, postHead('/v1/chat/completions',
+    pick(['Content-Length: -5\r\n', 'Content-Length: 1e18\r\n', 'Content-Length: 3\r\nContent-Length: 4\r\n'])) + '{}')).status,
+  transfer_encoding: async (port) => (await exchange(port, postHead('/v1/chat/completions', 'Transfer-Encoding: gzip, chunked\r\n'))).status,
+  bad_chunks: async (port) => (await exchange(port, postHead('/v1/chat/completions', 'Transfer-Encoding: chunked\r\n') + 'zz\r\n{}\r\n0\r\n\r\n')).status,
+  huge_header: async (port) => (await exchange(port, `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(70000)}\r\n\r\n`)).status,
+  many_headers: async (port) => (await exchange(port, `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n${'X-A: b\r\n'.repeat(20000)}\r\n`)).status,
+  long_uri: async (port) => (await exchange(port, `GET /${'a'.repeat(20000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)).status,
+  bad_json: async (port) => {
+    const body = pick(['{"model": ', '[]', '{"messages": "x"}', '\xff\xfe', `{"messages":${'['.repeat(50000)}`, 'null']);
+    return (await exchange(port, postHead('/v1/chat/completions', `Content-Length: ${Buffer.byteLength(body)}\r\n`) + body)).status;
+  },
+  bad_fields: async (port) => {
+    const body = JSON.stringify(pick([{ messages: [{ role: 'user', content: 'x' }], max_tokens: -1 },
+      { messages: [{ role: 'user', content: 'x' }], max_tokens: 1e9 }, { messages: [{ role: 'wizard', content: 'x' }] },
+      { messages: [{ role: 'user', content: 'x' }], n: 1000 }, { prompt: 5 }, { messages: [] }]));
+    return (await exchange(port, postHead(pick(['/v1/chat/completions', '/v1/messages', '/v1/completions']),
+      `Content-Length: ${Buffer.byteLength(body)}\r\n`) + body)).status;
+  },
+  wrong_method: async (port) => (await exchange(port, 'DELETE /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')).status,
+  unknown_route: async (port) => (await exchange(port, 'GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')).status,
+  foreign_host: async (port) => (await exchange(port, 'GET /v1/models HTTP/1.1\r\nHost: evil.example\r\n\r\n')).status,
+  cross_origin: async (port) => (await exchange(port, postHead('/v1/chat/completions', 'Origin: https://evil.example\r\nContent-Length: 2\r\n') + '{}')).status,
+  gzip_bomb: async (port) => {
+    const bomb = GZIP_BOMB();
+    return (await exchange(port, Buffer.concat([Buffer.from(postHead('/v1/chat/completions',
+      `Content-Encoding: gzip\r\nContent-Length: ${bomb.length}\r\n`)), bomb]))).status;
+  },
+  chunked_flood: async (port) => {
+    const chunk = Buffer.concat([Buffer.from(`${MB.toString(16)}\r\n`), Buffer.alloc(MB, 97), Buffer.from('\r\n')]);
+    let answered = false;
+    return (await exchange(port, async (sock) => {
+      sock.on('data', () => { answered = true; });
+      if (!await writeAll(sock, postHead('/v1/chat/completions', 'Transfer-Encoding: chunked\r\n'))) return;
+      for (let sent = 0; !answered && sent < 100 * MB && await writeAll(sock, chunk); sent += MB);
+    }, { timeoutMs: 30000 })).status;
+  },
+  huge_tokenize: async (port) => {
+    const body = JSON.stringify({ content: 'a'.repeat(5 * MB) });
+    return (await exchange(port, postHead('/tokenize', `Content-Length: ${body.length}\r\n`) + body)).status;
+  },
+  cut_short: async (port) => (await exchange(port, async (sock) => { sock.write('GET /hea'); sock.end(); })).status,
+  http10: async (port) => (await exchange(port, 'GET /health HTTP/1.0\r\n\r\n')).status,
+  pipelined: async (port) => (await exchange(port, HEALTH + HEALTH + HEALTH)).status,
+};
+
+// 5xx answers that are right: 501 is HTTP's answer to a transfer coding it does not know.
+const EXPECTED_5XX = new Set(['hostile transfer_encoding 501']);
+
+// Every kind in turn, so the warm-up has seen them all; the heavy ones (tens of MB each)
+// once per round, alternating.
+const HEAVY = ['gzip_bomb', 'chunked_flood'];
+const LIGHT = Object.keys(HOSTILE).filter((n) => !HEAVY.includes(n));
+let hostileTurn = 0;
+function nextHostile() {
+  const round = Math.floor(hostileTurn / (LIGHT.length + 1));
+  const i = hostileTurn++ % (LIGHT.length + 1);
+  return i < LIGHT.length ? LIGHT[i] : HEAVY[round % HEAVY.length];
+}
+
+async function hostile(port, tally) {
+  const name = nextHostile();
+  const status = await HOSTILE[name](port);
+  // Anything but a server error: 0 (closed without an answer) is fine for garbage.
+  tally.add('hostile', `${name} ${status}`, status < 500 || EXPECTED_5XX.has(`hostile ${name} ${status}`), name);
+}
+
+// Keeps `n` connections open that trickle a request head (slow) or send nothing (idle).
+async function holdConnections(port, n, slow, tally, running) {
+  const head = Buffer.from(`GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ${'a'.repeat(200)}\r\n\r\n`);
+  const one = async () => {
+    while (running()) {
+      let sock;
+      try {
+        sock = await connect(port);
+      } catch (e) {
+        tally.add(slow ? 'slow' : 'idle', `connect ${e.code}`, false, e);
+        await sleep(100);
+        continue;
+      }
+      let got = '';
+      sock.on('data', (d) => { got += d; });
+      sock.on('error', () => {});
+      const closed = new Promise((r) => sock.on('close', r));
+      if (slow) trickle(sock, head, { everyMs: 200, stop: () => !running() });
+      await Promise.race([closed, (async () => { while (running()) await sleep(100); })()]);
+      sock.destroy();
+      const status = got.slice(9, 12) || 'closed';
+      tally.add(slow ? 'slow' : 'idle', status, !running() || ['408', 'closed'].includes(status), got);
+    }
+  };
+  await Promise.all(Array.from({ length: n }, one));
+}
+
+// ----------------------------------------------------------------- the soak
+
+test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 }, async (t) => {
+  const s = await startServer({ bin: BIN, args: ['-m', MODEL, '-t', '1', '-q', '--parallel', '4', '--max-queue', '64',
+    '-c', '2048', '--timeout-header', '2', '--timeout-body', '2'] });
+  const tally = new Tally();
+  let phaseEnd = 0;
+  const running = () => Date.now() < phaseEnd;
+  const loop = async (fn) => {
+    while (running()) {
+      try {
+        await fn();
+      } catch (e) {
+        tally.add('client', `exception ${e.name}`, false, `${e.stack} cause: ${e.cause?.stack || e.cause}`);
+        await sleep(50);
+      }
+    }
+  };
+  // One load phase: every client kind until `seconds` pass.
+  const load = async (seconds) => {
+    phaseEnd = Date.now() + seconds * 1000;
+    await Promise.all([
+      loop(() => normal(s.url, tally)), loop(() => normal(s.url, tally)),
+      loop(() => streaming(s.url, tally)), loop(() => disconnecting(s.url, tally)),
+      loop(() => hostile(s.port, tally)), loop(() => hostile(s.port, tally)),
+      holdConnections(s.port, 40, true, tally, running), holdConnections(s.port, 100, false, tally, running),
+    ]);
+  };
+  // Paused: nothing in flight, idle threads may stay; memory as the server keeps it.
+  const quietRss = async () => {
+    await sleep(1500);
+    return s.rss();
+  };
+
+  let rssWarm = NaN;
+  let rssEnd = NaN;
+  try {
+    await load(WARMUP_SECONDS);
+    rssWarm = await quietRss();
+    const warmCount = tally.total();
+    await load(SECONDS - WARMUP_SECONDS);
+    rssEnd = await quietRss();
+    const health = await fetch(`${s.url}/health`);
+    assert.equal(health.status, 200, 'the server does not answer /health after the soak');
+    const open = await s.metric('pensieve_http_connections_open');
+    const fiveXX = Object.entries(tally.counts).filter(([k]) => / 5\d\d$/.test(k) && !EXPECTED_5XX.has(k));
+    t.diagnostic(`requests: ${tally.total()} (${warmCount} in the ${WARMUP_SECONDS} s warm-up)`);
+    t.diagnostic(`RSS after warm-up ${(rssWarm / MB).toFixed(1)} MiB, at the end ${(rssEnd / MB).toFixed(1)} MiB ` +
+      `(${((rssEnd / rssWarm - 1) * 100).toFixed(1)}%); connections open at the end: ${open}`);
+    t.diagnostic(`outcomes: ${JSON.stringify(tally.counts)}`);
+    assert.deepEqual(fiveXX, [], 'server errors');
+    assert.deepEqual(tally.failures, [], 'requests that should have worked');
+    assert.ok(rssEnd <= rssWarm * 1.2, `RSS grew ${(rssWarm / MB).toFixed(1)} -> ${(rssEnd / MB).toFixed(1)} MiB`);
+  } finally {
+    const { code, signal } = await s.stop();
+    assert.equal(signal, null, `server died by ${signal}; stderr:\n${s.stderr().slice(-3000)}`);
+    assert.equal(code, 0, `server exit code ${code}; stderr:\n${s.stderr().slice(-3000)}`);
+  }
+});
