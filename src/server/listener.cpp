@@ -110,11 +110,20 @@ void Listener::widen_backlog() {
 }
 
 void Listener::stop_all() {
+    if (stopping_.exchange(true)) return;
     const uint64_t one = 1;
     if (stop_fd_ >= 0 && ::write(stop_fd_, &one, sizeof(one)) < 0) {
         // Already signalled (the counter is saturated only after 2^64-2 writes): nothing to do.
     }
-    stop();
+    // Not httplib's stop(): it marks the listening socket invalid, which httplib's
+    // chunked writer reads as "shutting down" and so ends every stream in flight at
+    // once, without its last chunk (clients saw a reset instead of the end of the
+    // stream or its error event). Shutting the socket down makes accept() fail; the
+    // accept loop then closes it and joins the connection threads, whose streams finish
+    // or are cancelled by HttpServer::shutdown after the grace period.
+    const int s = svr_sock_;
+    if (is_running() && s >= 0) ::shutdown(s, SHUT_RDWR);
+    else stop();
 }
 
 void Listener::answer(Connection& c, int status, const std::string& message) {

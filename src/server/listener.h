@@ -54,6 +54,7 @@ private:
     ListenerOptions o_;
     int stop_fd_ = -1;  // eventfd, readable once stop_all() ran
     std::atomic<size_t> open_{0};
+    std::atomic<bool> stopping_{false};
 };
 
 // A whole HTTP/1.1 error response with an OpenAI-shaped JSON body and Connection: close,

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <future>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -174,11 +175,14 @@ TEST(ServerHardening, ChunkedBodyWithinTheLimitIsServed) {
     RawClient c(s.port);
     const std::string text = chat_body("Hi", 2).dump();
     const size_t half = text.size() / 2;
-    char size1[16], size2[16];
-    std::snprintf(size1, sizeof(size1), "%zx", half);
-    std::snprintf(size2, sizeof(size2), "%zx", text.size() - half);
-    ASSERT_TRUE(c.send(post_head("/v1/chat/completions", "Transfer-Encoding: chunked\r\n") + size1 + "\r\n" +
-                       text.substr(0, half) + "\r\n" + size2 + "\r\n" + text.substr(half) + "\r\n0\r\n\r\n"));
+    auto hex = [](size_t n) {
+        std::ostringstream os;
+        os << std::hex << n;
+        return os.str();
+    };
+    ASSERT_TRUE(c.send(post_head("/v1/chat/completions", "Transfer-Encoding: chunked\r\n") + hex(half) + "\r\n" +
+                       text.substr(0, half) + "\r\n" + hex(text.size() - half) + "\r\n" + text.substr(half) +
+                       "\r\n0\r\n\r\n"));
     const std::string r = c.read_response(10s);
     EXPECT_EQ(status_of(r), 200) << r;
 }
