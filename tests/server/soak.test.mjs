@@ -204,7 +204,7 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
       try {
         await fn();
       } catch (e) {
-        tally.add('client', `exception ${e.name}`, false, `${e.stack} cause: ${e.cause?.stack || e.cause}`);
+        tally.add('client', `exception ${e.name}`, false, `${e.message}; cause: ${e.cause?.code || ""} ${e.cause?.message || e.cause}; ${e.stack}`);
         await sleep(50);
       }
     }
