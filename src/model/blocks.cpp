@@ -156,8 +156,14 @@ FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, 
                               Activation act, bool gated) {
     FeedForward f;
     f.act = act;
-    if (gated) f.gate = load_linear(ld, prefix + "ffn_gate", n_embd, n_ff);
-    f.up = load_linear(ld, prefix + "ffn_up", n_embd, n_ff);
+    if (gated && !ld.has(prefix + "ffn_gate.weight")) {
+        std::vector<Linear> gate_up = load_fused_linear(ld, prefix + "ffn_up", n_embd, {n_ff, n_ff});
+        f.gate = std::move(gate_up[0]);
+        f.up = std::move(gate_up[1]);
+    } else {
+        if (gated) f.gate = load_linear(ld, prefix + "ffn_gate", n_embd, n_ff);
+        f.up = load_linear(ld, prefix + "ffn_up", n_embd, n_ff);
+    }
     f.down = load_linear(ld, prefix + "ffn_down", n_ff, n_embd);
     return f;
 }
@@ -340,6 +346,21 @@ OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_emb
     // Tied embeddings: models without output.weight reuse the token embedding matrix.
     h.w = ld.has("output.weight") ? ld.matrix("output.weight", n_embd, token_embd.rows) : token_embd;
     return h;
+}
+
+// ---- RoPE frequency factors ----
+
+LongRope load_long_rope(const HParams& hp, const ModelLoader& ld, int n_dims) {
+    LongRope r;
+    if (!ld.has("rope_factors_long.weight") && !ld.has("rope_factors_short.weight")) return r;
+    r.long_factors = ld.vector("rope_factors_long.weight", n_dims / 2);
+    r.short_factors = ld.vector("rope_factors_short.weight", n_dims / 2);
+    for (float f : r.long_factors)
+        if (!(f > 0.0f)) fail(ld.file().path(), ": rope_factors_long has a factor ", f, " (must be > 0)");
+    for (float f : r.short_factors)
+        if (!(f > 0.0f)) fail(ld.file().path(), ": rope_factors_short has a factor ", f, " (must be > 0)");
+    r.n_ctx_orig = hp.count("rope.scaling.original_context_length", hp.count("context_length", 2048));
+    return r;
 }
 
 }  // namespace pensieve

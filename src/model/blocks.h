@@ -96,7 +96,8 @@ struct FeedForward {
     bool gated() const { return gate.w.data != nullptr; }
     void apply(const float* x, int64_t n, float* out, Pass& p) const;
 };
-// `<prefix>ffn_{gate,up,down}`; gated: whether ffn_gate is read.
+// `<prefix>ffn_{gate,up,down}`; gated: whether ffn_gate is read. A gated block without
+// ffn_gate reads a fused ffn_up of 2 x n_ff outputs, gate rows first (Phi-3).
 FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff,
                               Activation act, bool gated = true);
 
@@ -194,5 +195,23 @@ struct OutputHead {
 // `output_norm` and `output` (tied to token_embd when absent).
 OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_embd, int64_t n_embd,
                             NormKind kind, float eps);
+
+// ---- RoPE frequency factors ----
+// LongRoPE (Phi-3 128k, Phi-3.5): per-pair frequency divisors for a long context
+// (`rope_factors_long`) and a short one (`rope_factors_short`). As in the reference
+// engine the long ones apply when the memory's context per sequence exceeds
+// `rope.scaling.original_context_length`; the choice is fixed per memory, so every key
+// in it is rotated alike. The attention factor on cos and sin is read by read_rope.
+struct LongRope {
+    std::vector<float> long_factors, short_factors;  // empty: none in the file
+    int n_ctx_orig = 0;
+    bool empty() const { return long_factors.empty(); }
+    const std::vector<float>& for_context(int n_ctx) const {
+        return n_ctx > n_ctx_orig ? long_factors : short_factors;
+    }
+};
+// Both tensors (n_dims / 2 values each) or neither; n_ctx_orig from
+// rope.scaling.original_context_length (default: context_length).
+LongRope load_long_rope(const HParams& hp, const ModelLoader& ld, int n_dims);
 
 }  // namespace pensieve

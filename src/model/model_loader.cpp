@@ -115,6 +115,9 @@ RopeParams read_rope(const HParams& hp, const ModelLoader& ld, RopeStyle style, 
     else if (scaling != "none") fail(path, ": RoPE scaling '", scaling, "' is not supported yet");
     if (!(factor > 0.0f)) fail(path, ": bad RoPE scaling factor ", factor);
     r.freq_scale = 1.0f / factor;
+    // A further multiplier of cos and sin (LongRoPE files carry it; YaRN multiplies its own on top).
+    r.attn_factor = hp.real("rope.scaling.attn_factor", 1.0f);
+    if (!(r.attn_factor > 0.0f)) fail(path, ": bad rope.scaling.attn_factor ", r.attn_factor);
     if (scaling == "yarn" && factor != 1.0f) {
         const int n_ctx_orig = hp.count("rope.scaling.original_context_length", hp.count("context_length", 2048));
         const float beta_fast = 32.0f, beta_slow = 1.0f;

@@ -63,7 +63,8 @@ ModelConfig read_transformer_config(const HParams& hp, RopeStyle rope_style);
 // YaRN (`rope.scaling.{factor,original_context_length}`; beta_fast 32, beta_slow 1 and
 // attention factor 1, the reference's defaults: an architecture whose reference reads
 // `rope.scaling.yarn_*` sets them after this call), and Llama 3.1+ per-pair divisors
-// `rope_freqs.weight` (kept in `freq_factors`, which must outlive the model).
+// `rope_freqs.weight` (kept in `freq_factors`, which must outlive the model);
+// `rope.scaling.attn_factor` multiplies cos and sin (LongRoPE files).
 RopeParams read_rope(const HParams& hp, const ModelLoader& ld, RopeStyle style, int head_dim,
                      std::vector<float>& freq_factors);
 

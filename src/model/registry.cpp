@@ -21,6 +21,7 @@ const std::map<std::string, Factory>& registry() {
         {"gpt2", make_gpt2},
         {"llama", make_llama},
         {"olmo2", make_olmo2},
+        {"phi3", make_phi3},
         {"qwen2", make_qwen2},
         {"qwen2moe", make_qwen2moe},
         {"qwen3", make_qwen3},

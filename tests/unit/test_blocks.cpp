@@ -1,8 +1,8 @@
 // The model blocks against textbook formulas: attention with each option (sliding window,
 // soft-cap, ALiBi, sinks, bidirectional, narrower V heads, GQA) over the paged fp16 cache,
 // norms with bias and 1 + w, activations, mixture of experts (renormalised or not, shared
-// expert with its sigmoid gate), a fused QKV tensor split into views. Random F32 weights,
-// a few milliseconds.
+// expert with its sigmoid gate), a fused QKV tensor and a fused gate+up tensor split into
+// views, the LongRoPE factor choice. Random F32 weights, a few milliseconds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -336,6 +336,55 @@ TEST(Blocks, NormsAndActivations) {
     gated_activate(cg, cu, 2, Activation::SwiGLUClamped);
     EXPECT_NEAR(cg[0], 7.0f / (1.0f + std::exp(-1.702f * 7.0f)) * 8.0f, 1e-4f);
     EXPECT_NEAR(cg[1], -1.0f / (1.0f + std::exp(1.702f)) * -6.0f, 1e-5f);
+}
+
+// Phi-3's fused gate+up ffn_up ({E, 2F}: gate rows, then up rows) read by
+// load_feed_forward when the file has no ffn_gate: two views of the file's rows, and the
+// GeGLU block over them follows down(gelu_tanh(gate x) * up x).
+TEST(Blocks, FusedGateUpSplitsIntoViews) {
+    const int E = 8, F = 5, n = 3;
+    std::mt19937 rng(5);
+    Weights wf, wd;
+    const WeightMatrix fused = wf.matrix(E, 2 * F, rng), down = wd.matrix(F, E, rng);
+    GgufWriter writer;
+    writer.add_tensor("blk.0.ffn_up.weight", {E, 2 * F}, GgmlType::F32, fused.data, size_t(E * 2 * F) * sizeof(float));
+    writer.add_tensor("blk.0.ffn_down.weight", {F, E}, GgmlType::F32, down.data, size_t(F * E) * sizeof(float));
+    const std::vector<uint8_t> bytes = writer.to_bytes();
+    const auto file = GgufFile::parse(bytes.data(), bytes.size());
+    const FeedForward ffn = load_feed_forward(ModelLoader(*file), "blk.0.", E, F, Activation::GELUTanh);
+    const auto* base = static_cast<const uint8_t*>(file->find_tensor("blk.0.ffn_up.weight")->data);
+    EXPECT_EQ(ffn.gate.w.data, base);
+    EXPECT_EQ(ffn.up.w.data, base + size_t(F * E) * sizeof(float));
+
+    std::vector<float> x(size_t(n * E)), y(size_t(n * E));
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float& v : x) v = d(rng);
+    Batch b;
+    for (int t = 0; t < n; ++t) b.add(0, t, 0, true);
+    MemoryLayout layout;
+    layout.layers.push_back(LayerMemory::attention(8, 8));
+    KvCache cache(layout, 64, 1);
+    ThreadPool pool(2);
+    Scratch scratch;
+    Pass p(b, cache, pool, scratch);
+    ffn.apply(x.data(), n, y.data(), p);
+    for (int t = 0; t < n; ++t) {
+        const float* xt = &x[size_t(t * E)];
+        std::vector<float> h(F);
+        for (int f = 0; f < F; ++f) {
+            const float g = dot_row(fused, f, xt), u = dot_row(fused, F + f, xt);
+            h[size_t(f)] = 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g))) * u;
+        }
+        for (int e = 0; e < E; ++e) ASSERT_NEAR(y[size_t(t * E + e)], dot_row(down, e, h.data()), 1e-4f) << t << " " << e;
+    }
+}
+
+// LongRoPE: the long factors once the memory's context per sequence exceeds the original.
+TEST(Blocks, LongRopeChoosesFactorsByContext) {
+    LongRope r{{4.0f, 8.0f}, {1.0f, 2.0f}, 64};
+    EXPECT_EQ(r.for_context(64), r.short_factors);
+    EXPECT_EQ(r.for_context(65), r.long_factors);
+    EXPECT_TRUE(LongRope{}.empty());
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ std::unique_ptr<Model> make_starcoder2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_falcon(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_command_r(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_olmo2(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_phi3(std::unique_ptr<GgufFile> file);
 
 // The LLaMA layer stack (llama.cpp in this folder) with what its descendants change.
 struct LlamaVariant {

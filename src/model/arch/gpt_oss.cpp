@@ -52,12 +52,7 @@ GptOss::GptOss(std::unique_ptr<GgufFile> file) : Model(std::move(file)) {
     c.n_vocab = int(embd_.tokens.rows);
     head_ = load_output_head(ld, embd_.tokens, c.n_embd, NormKind::RMS, c.norm_eps);
 
-    AttentionOptions ao;
-    ao.n_head = c.n_head;
-    ao.n_head_kv = c.n_head_kv;
-    ao.head_dim = c.head_dim;
-    ao.head_dim_v = c.head_dim_v;
-    ao.rope = c.rope;
+    AttentionOptions ao = attention_options(c);
     for (int i = 0; i < c.n_layer; ++i) {
         const std::string p = "blk." + std::to_string(i) + ".";
         ao.window = i % 2 == 0 ? window : 0;

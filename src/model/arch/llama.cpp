@@ -1,12 +1,15 @@
 // The LLaMA family (general.architecture = "llama"): LLaMA 1-3 (with Llama 3.1+
 // `rope_freqs`), Mistral, Mixtral-style mixture of experts, TinyLlama and the llama2.c
-// "stories" models; qwen2.cpp and qwen3.cpp reuse it with their differences.
+// "stories" models; qwen2.cpp, qwen3.cpp and phi3.cpp reuse it with their differences
+// (fused projections are split by the blocks; LongRoPE factors are chosen per pass).
 //
 // Per layer:  x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
 //             x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))        (dense FFN)
 //          or x += Σ_top-k  p_e · expert_e(norm(x))                       (MoE FFN)
 //                  (+ σ(g·norm(x)) · shared_expert(norm(x)), Qwen2-MoE)
 // then logits = W_out · norm(x), for the tokens that asked for them.
+#include <algorithm>
+
 #include "model/arch/arch.h"
 #include "model/blocks.h"
 #include "util/error.h"
@@ -43,7 +46,8 @@ private:
     Embedding embd_;
     std::vector<LlamaLayer> layers_;
     OutputHead head_;
-    std::vector<float> rope_freqs_;  // Llama 3.1+ frequency divisors (RopeParams points here)
+    std::vector<float> rope_freqs_;  // frequency divisors in use (RopeParams points here)
+    LongRope long_rope_;             // LongRoPE: rope_freqs_ takes its long or short factors
     Scratch s_;
     std::vector<float> x_, h_, y_;  // residual stream, normalised input, block output
 };
@@ -56,6 +60,11 @@ Llama::Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant) : Mode
     ModelConfig& c = config_;
     c.name = file_->get_string("general.name", "");
     c.rope = read_rope(hp, ld, variant.rope_style, c.head_dim, rope_freqs_);
+    if (!c.rope.freq_factors) long_rope_ = load_long_rope(hp, ld, c.rope.n_dims);  // rope_freqs wins
+    if (!long_rope_.empty()) {
+        rope_freqs_ = long_rope_.short_factors;  // replaced per pass; the pointer stays
+        c.rope.freq_factors = rope_freqs_.data();
+    }
 
     embd_.tokens = ld.matrix("token_embd.weight", c.n_embd, -1);
     c.n_vocab = int(embd_.tokens.rows);
@@ -87,6 +96,10 @@ void Llama::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const 
     float* x = grow(x_, n * E);
     float* h = grow(h_, n * E);
     float* y = grow(y_, n * E);
+    if (!long_rope_.empty()) {
+        const std::vector<float>& f = long_rope_.for_context(cache.n_ctx());
+        std::copy(f.begin(), f.end(), rope_freqs_.begin());
+    }
 
     embd_.apply(batch, x);
     for (const LlamaLayer& L : layers_) {
