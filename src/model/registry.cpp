@@ -17,6 +17,7 @@ const std::map<std::string, Factory>& registry() {
         {"bloom", make_bloom},
         {"command-r", make_command_r},
         {"falcon", make_falcon},
+        {"gemma2", make_gemma2},
         {"gpt-oss", make_gpt_oss},
         {"gpt2", make_gpt2},
         {"llama", make_llama},

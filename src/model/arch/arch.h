@@ -25,6 +25,7 @@ std::unique_ptr<Model> make_falcon(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_command_r(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_olmo2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_phi3(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_gemma2(std::unique_ptr<GgufFile> file);
 
 // The LLaMA layer stack (llama.cpp in this folder) with what its descendants change.
 struct LlamaVariant {
@@ -34,6 +35,20 @@ struct LlamaVariant {
     bool moe_normalize = true;  // renormalise the top-k expert weights (Qwen2-MoE: no)
 };
 std::unique_ptr<Model> make_llama_variant(std::unique_ptr<GgufFile> file, const LlamaVariant& variant);
+
+// The Gemma 2 layer stack (gemma2.cpp) with what Gemma 3 changes.
+struct GemmaVariant {
+    // Layer i has a sliding window unless i % swa_pattern == swa_pattern - 1 (Gemma 2:
+    // every even layer; Gemma 3: five local layers, then one global).
+    int swa_pattern = 2;
+    bool soft_cap = true;          // reads attn_logit_softcapping / final_logit_softcapping
+    bool local_rope_base = false;  // local layers: rope.freq_base_swa (default 1e4), no scaling
+    // The size (by layer count) whose query scale is 1 / sqrt(n_embd / n_head), not
+    // 1 / sqrt(head_dim): query_pre_attn_scalar of the 27B checkpoints, which the file
+    // does not carry (the reference engine decides by layer count as well).
+    int n_layer_27b = 46;
+};
+std::unique_ptr<Model> make_gemma_variant(std::unique_ptr<GgufFile> file, const GemmaVariant& variant);
 
 // The GPT-2 layer stack (gpt2.cpp in this folder) with what its descendants change.
 struct Gpt2Variant {
