@@ -18,6 +18,7 @@ const std::map<std::string, Factory>& registry() {
         {"command-r", make_command_r},
         {"falcon", make_falcon},
         {"gemma2", make_gemma2},
+        {"gemma3", make_gemma3},
         {"gpt-oss", make_gpt_oss},
         {"gpt2", make_gpt2},
         {"llama", make_llama},
