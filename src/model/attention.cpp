@@ -325,6 +325,7 @@ void Attention::attend(Pass& p) const {
 void Attention::apply(const float* x, float* out, Pass& p) const {
     project(x, p);
     attend(p);
+    if (!out_norm.empty()) out_norm.apply(p.s.att.data(), p.s.att.data(), p.n);
     o.apply(p.s.att.data(), p.n, out, p);
 }
 

@@ -61,12 +61,15 @@ void add_bias(float* rows, const std::vector<float>& bias, int64_t n) {
 
 void Linear::apply(const float* x, int64_t n, float* y, Pass& p) const {
     matmul(w, x, n, y, p.pool, p.s.mm);
+    if (scale != 1.0f)
+        for (int64_t i = 0; i < n * w.rows; ++i) y[i] *= scale;
     add_bias(y, b, n);
 }
 
 Linear load_linear(const ModelLoader& ld, const std::string& name, int64_t in, int64_t out) {
     Linear l;
     l.w = ld.matrix(name + ".weight", in, out);
+    if (ld.has(name + ".scale")) l.scale = ld.vector(name + ".scale", 1)[0];
     if (ld.has(name + ".bias")) l.b = ld.vector(name + ".bias", l.w.rows);
     return l;
 }
@@ -145,11 +148,12 @@ void FeedForward::apply(const float* x, int64_t n, float* out, Pass& p) const {
         float* g = grow(p.s.gate, n * F);
         gate.apply(x, n, g, p);
         gated_activate(g, u, n * F, act);
-        down.apply(g, n, out, p);
+        u = g;
     } else {
         activate(u, n * F, act);
-        down.apply(u, n, out, p);
     }
+    if (!inner_norm.empty()) inner_norm.apply(u, u, n);
+    down.apply(u, n, out, p);
 }
 
 FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, int64_t n_embd, int64_t n_ff,

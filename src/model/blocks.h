@@ -62,15 +62,16 @@ Norm load_norm(const ModelLoader& ld, const std::string& name, int64_t dim, Norm
                bool plus_one = false);
 
 // ---- linear ----
-// y = W x (+ b) for n rows of in() values.
+// y = W x (· scale) (+ b) for n rows of in() values.
 struct Linear {
     WeightMatrix w;
     std::vector<float> b;  // empty: no bias
+    float scale = 1.0f;    // BitNet: ternary weights times a per-tensor scale
     int64_t in() const { return w.cols; }
     int64_t out() const { return w.rows; }
     void apply(const float* x, int64_t n, float* y, Pass& p) const;
 };
-// Reads `<name>.weight` ({in, out}) and, if present, `<name>.bias`.
+// Reads `<name>.weight` ({in, out}) and, if present, `<name>.scale` (one value) and `<name>.bias`.
 Linear load_linear(const ModelLoader& ld, const std::string& name, int64_t in, int64_t out);
 // A fused projection `<name>` ({in, sum of outs}: attn_qkv, Phi-3's gate+up ffn_up) split
 // into one Linear per part, in order: views of the file's rows (row_range), the bias (if
@@ -89,9 +90,11 @@ void activate(float* x, int64_t n, Activation act);
 void gated_activate(float* gate, const float* up, int64_t n, Activation act);
 
 // ---- feed-forward ----
-// Gated: down(act(gate x) * up x); plain (no gate): down(act(up x)).
+// Gated: down(act(gate x) * up x); plain (no gate): down(act(up x)). With an inner norm,
+// down reads norm(act(...)) (BitNet's ffn_sub_norm).
 struct FeedForward {
     Linear gate, up, down;
+    Norm inner_norm;  // empty: none
     Activation act = Activation::SiLU;
     bool gated() const { return gate.w.data != nullptr; }
     void apply(const float* x, int64_t n, float* out, Pass& p) const;
@@ -154,6 +157,7 @@ struct Attention {
     AttentionOptions opt;
     Linear q, k, v, o;
     Norm q_norm, k_norm;     // empty: none; dim() head_dim: per head, else the whole q / k
+    Norm out_norm;           // empty: none; BitNet's attn_sub_norm on the heads' output before Wo
     std::vector<float> sinks;  // empty: none
     // out = Wo · attention(x) for the batch's n rows of x (already normalised).
     void apply(const float* x, float* out, Pass& p) const;

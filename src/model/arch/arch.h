@@ -15,6 +15,7 @@ namespace pensieve {
 std::unique_ptr<Model> make_llama(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen3(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_bitnet(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_gpt_oss(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen2moe(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen3moe(std::unique_ptr<GgufFile> file);
@@ -34,6 +35,7 @@ struct LlamaVariant {
     bool qkv_bias = false;  // attn_{q,k,v}.bias required (LLaMA: read when present)
     bool qk_norm = false;   // per-head RMS attn_{q,k}_norm required, applied before RoPE
     bool moe_normalize = true;  // renormalise the top-k expert weights (Qwen2-MoE: no)
+    bool sub_norms = false;     // BitNet: attn_sub_norm before Wo, ffn_sub_norm before ffn_down
 };
 std::unique_ptr<Model> make_llama_variant(std::unique_ptr<GgufFile> file, const LlamaVariant& variant);
 

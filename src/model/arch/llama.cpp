@@ -82,6 +82,10 @@ Llama::Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant) : Mode
         L.ffn_norm = load_norm(ld, p + "ffn_norm", c.n_embd, NormKind::RMS, c.norm_eps);
         if (c.n_expert > 0) L.moe = load_moe_layer(ld, hp, p, c, variant);
         else L.ffn = load_feed_forward(ld, p, c.n_embd, c.n_ff, Activation::SiLU);
+        if (variant.sub_norms) {
+            L.attn.out_norm = load_norm(ld, p + "attn_sub_norm", int64_t(c.n_head) * c.head_dim_v, NormKind::RMS, c.norm_eps);
+            L.ffn.inner_norm = load_norm(ld, p + "ffn_sub_norm", c.n_ff, NormKind::RMS, c.norm_eps);
+        }
         memory_.layers.push_back(L.attn.memory());
         layers_.push_back(std::move(L));
     }
