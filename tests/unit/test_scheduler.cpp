@@ -225,7 +225,9 @@ TEST_F(SchedulerTest, EvictsCachedPrefixesWhenThePoolIsFull) {
 
 // Prompt-lookup speculation: identical greedy tokens, with drafts proposed and accepted.
 TEST_F(SchedulerTest, PromptLookupSpeculationKeepsGreedyOutput) {
-    SchedulerConfig c = config(2, 256, 64, 8, true);
+    // One slot: requests run one after another, so the step count does not depend on when
+    // each arrives (with two slots it did, and a fixed bound failed under load).
+    SchedulerConfig c = config(1, 256, 64, 8, true);
     c.lookup_draft = 6;
     Scheduler sched(*model_, *tok_, *pool_, c);
     std::vector<std::shared_ptr<RequestStream>> streams;
@@ -238,8 +240,9 @@ TEST_F(SchedulerTest, PromptLookupSpeculationKeepsGreedyOutput) {
     const SchedulerStats st = sched.stats();
     EXPECT_GT(st.draft_tokens, 0u);
     EXPECT_GT(st.draft_accepted, 0u);
-    // Fewer forward passes than tokens: accepted drafts skipped steps.
-    EXPECT_LT(st.steps, 4u * 64u / 2u + 8u);
+    // Without drafts one slot needs a forward pass per generated token (256) plus the
+    // prompts; fewer than 256 in all means accepted drafts skipped steps.
+    EXPECT_LT(st.steps, 4u * 64u);
     std::printf("[ lookup ] %llu drafted, %llu accepted (%.0f%%), %llu steps for 256 tokens\n",
                 (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted,
                 100.0 * double(st.draft_accepted) / double(st.draft_tokens), (unsigned long long)st.steps);
