@@ -21,6 +21,23 @@ Pass::Pass(const Batch& b, KvCache& c, ThreadPool& tp, Scratch& sc)
     }
 }
 
+namespace {
+
+// The batch, once begin_pass has checked it: lets DecoderPass check before Pass reads it.
+const Batch& begun(const Batch& batch, KvCache& cache, int n_vocab) {
+    begin_pass(batch, cache, n_vocab);
+    return batch;
+}
+
+}  // namespace
+
+DecoderPass::DecoderPass(const Batch& batch, KvCache& cache, ThreadPool& pool, Scratch& scratch, int n_vocab,
+                         int64_t n_embd)
+    : Pass(begun(batch, cache, n_vocab), cache, pool, scratch),
+      x(grow(scratch.x, n * n_embd)),
+      h(grow(scratch.h, n * n_embd)),
+      y(grow(scratch.y, n * n_embd)) {}
+
 float* grow(std::vector<float>& v, int64_t n) {
     if (v.size() < size_t(n)) v.resize(size_t(n));
     return v.data();

@@ -25,6 +25,7 @@ namespace pensieve {
 struct Scratch {
     MatmulScratch mm;
     std::vector<float> q, k, v, att, gate, up, router, moe_in, moe_out, shared, normed;
+    std::vector<float> x, h, y;  // a decoder's residual stream, normalised input, block output
 };
 
 // One forward pass: the batch, its memory and where blocks compute.
@@ -42,6 +43,17 @@ struct Pass {
 
 // Grows v to at least n floats and returns its data.
 float* grow(std::vector<float>& v, int64_t n);
+
+// The start of every decoder's forward(): checks the batch and reserves its memory
+// (begin_pass), then holds the residual stream x, the normalised input h and the block
+// output y, n x n_embd floats each, in the model's scratch.
+struct DecoderPass : Pass {
+    DecoderPass(const Batch& batch, KvCache& cache, ThreadPool& pool, Scratch& scratch, int n_vocab,
+                int64_t n_embd);
+    float* x;
+    float* h;
+    float* y;
+};
 
 // ---- norms ----
 enum class NormKind { RMS, Layer };

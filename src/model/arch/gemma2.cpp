@@ -37,7 +37,6 @@ private:
     OutputHead head_;
     std::vector<float> rope_freqs_;
     Scratch s_;
-    std::vector<float> x_, h_, y_;  // residual stream, normalised input, block output
 };
 
 // The local layers' attention options: the window and (Gemma 3) their own RoPE base,
@@ -97,12 +96,11 @@ Gemma::Gemma(std::unique_ptr<GgufFile> file, const GemmaVariant& variant) : Mode
 void Gemma::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) {
     const ModelConfig& c = config_;
     if (batch.size() == 0) return;
-    begin_pass(batch, cache, c.n_vocab);
-    Pass p(batch, cache, pool, s_);
+    DecoderPass p(batch, cache, pool, s_, c.n_vocab, c.n_embd);
     const int64_t n = p.n, E = c.n_embd;
-    float* x = grow(x_, n * E);
-    float* h = grow(h_, n * E);
-    float* y = grow(y_, n * E);
+    float* x = p.x;
+    float* h = p.h;
+    float* y = p.y;
 
     embd_.apply(batch, x);
     for (const GemmaLayer& L : layers_) {

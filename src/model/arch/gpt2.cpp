@@ -37,7 +37,7 @@ private:
     OutputHead head_;
     std::vector<float> rope_freqs_;
     Scratch s_;
-    std::vector<float> x_, h_, h2_, y_, y2_;  // residual, normalised input(s), branch outputs
+    std::vector<float> h2_, y2_;  // parallel blocks: the MLP's normalised input and output
 };
 
 Gpt2::Gpt2(std::unique_ptr<GgufFile> file, const Gpt2Variant& variant) : Model(std::move(file)), variant_(variant) {
@@ -78,12 +78,11 @@ Gpt2::Gpt2(std::unique_ptr<GgufFile> file, const Gpt2Variant& variant) : Model(s
 void Gpt2::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) {
     const ModelConfig& c = config_;
     if (batch.size() == 0) return;
-    begin_pass(batch, cache, c.n_vocab);
-    Pass p(batch, cache, pool, s_);
+    DecoderPass p(batch, cache, pool, s_, c.n_vocab, c.n_embd);
     const int64_t n = p.n, E = c.n_embd;
-    float* x = grow(x_, n * E);
-    float* h = grow(h_, n * E);
-    float* y = grow(y_, n * E);
+    float* x = p.x;
+    float* h = p.h;
+    float* y = p.y;
 
     embd_.apply(batch, x);
     if (!embd_norm_.empty()) embd_norm_.apply(x, x, n);

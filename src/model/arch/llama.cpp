@@ -49,7 +49,6 @@ private:
     std::vector<float> rope_freqs_;  // frequency divisors in use (RopeParams points here)
     LongRope long_rope_;             // LongRoPE: rope_freqs_ takes its long or short factors
     Scratch s_;
-    std::vector<float> x_, h_, y_;  // residual stream, normalised input, block output
 };
 
 Llama::Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant) : Model(std::move(file)) {
@@ -94,12 +93,11 @@ Llama::Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant) : Mode
 void Llama::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) {
     const ModelConfig& c = config_;
     if (batch.size() == 0) return;
-    begin_pass(batch, cache, c.n_vocab);
-    Pass p(batch, cache, pool, s_);
+    DecoderPass p(batch, cache, pool, s_, c.n_vocab, c.n_embd);
     const int64_t n = p.n, E = c.n_embd;
-    float* x = grow(x_, n * E);
-    float* h = grow(h_, n * E);
-    float* y = grow(y_, n * E);
+    float* x = p.x;
+    float* h = p.h;
+    float* y = p.y;
     if (!long_rope_.empty()) {
         const std::vector<float>& f = long_rope_.for_context(cache.n_ctx());
         std::copy(f.begin(), f.end(), rope_freqs_.begin());
