@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 
 import { startServer } from '../lib/pensieve_server.mjs';
@@ -42,6 +43,37 @@ function chatBody(stream) {
   return JSON.stringify({ model: 'stories260K', messages: [{ role: 'user', content: pick(PROMPTS) }],
     max_tokens: randInt(1, 48), temperature: Math.random(), stream });
 }
+
+// Stalls of this process's event loop. The server's clocks keep running while the client
+// stands still: a client stalled past the head timeout (2 s here) has its new connection
+// closed before it wrote a byte, and one stalled past the idle timeout plus its grace
+// reuses a socket the server has closed ("other side closed"). Both are the server doing
+// its job. A CI run saw 2 such failures in 58882 requests along with 7 hostile requests
+// closed unanswered, all explained by a stall of seconds on a shared 2-core host.
+class Stalls {
+  constructor(thresholdMs, tickMs = 100) {
+    this.windows = [];
+    this.longestMs = 0;
+    let last = Date.now();
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      const lag = now - last - tickMs;
+      this.longestMs = Math.max(this.longestMs, lag);
+      if (lag > thresholdMs) this.windows.push([last, now]);
+      last = now;
+    }, tickMs);
+  }
+  // Whether a stall overlapped [from, to].
+  during(from, to) { return this.windows.some(([a, b]) => b >= from && a <= to); }
+  stop() { clearInterval(this.timer); }
+}
+
+// Failures that a client stall explains: the connection closed under us (fetch) or
+// closed without an answer (raw). A request counts when a stall fell in it or in the
+// 10 s before it (an idle kept-alive socket it reused).
+const LOOKBACK_MS = 10000;
+const closedUnderUs = (e) => /other side closed|ECONNRESET|EPIPE|socket hang up/i.test(
+  `${e?.message} ${e?.cause?.code} ${e?.cause?.message}`);
 
 // ----------------------------------------------------------------- client kinds
 
@@ -157,9 +189,14 @@ function nextHostile() {
   return i < LIGHT.length ? LIGHT[i] : HEAVY[round % HEAVY.length];
 }
 
-async function hostile(port, tally) {
+async function hostile(port, tally, stalls) {
   const name = nextHostile();
+  const t0 = Date.now();
   const status = await HOSTILE[name](port);
+  if (status === 0 && stalls.during(t0 - LOOKBACK_MS, Date.now())) {
+    tally.add('hostile', `${name} closed in a client stall`, true);
+    return;
+  }
   // Anything but a server error: 0 (closed without an answer) is fine for garbage.
   tally.add('hostile', `${name} ${status}`, status < 500 || EXPECTED_5XX.has(`hostile ${name} ${status}`), name);
 }
@@ -197,13 +234,19 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
   const s = await startServer({ bin: BIN, args: ['-m', MODEL, '-t', '1', '-q', '--parallel', '4', '--max-queue', '64',
     '-c', '2048', '--timeout-header', '2', '--timeout-body', '2'] });
   const tally = new Tally();
+  const stalls = new Stalls(1000);
   let phaseEnd = 0;
   const running = () => Date.now() < phaseEnd;
   const loop = async (fn) => {
     while (running()) {
+      const t0 = Date.now();
       try {
         await fn();
       } catch (e) {
+        if (closedUnderUs(e) && stalls.during(t0 - LOOKBACK_MS, Date.now())) {
+          tally.add('client', 'closed in a client stall', true);
+          continue;
+        }
         tally.add('client', `exception ${e.name}`, false, `${e.message}; cause: ${e.cause?.code || ""} ${e.cause?.message || e.cause}; ${e.stack}`);
         await sleep(50);
       }
@@ -215,7 +258,7 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
     await Promise.all([
       loop(() => normal(s.url, tally)), loop(() => normal(s.url, tally)),
       loop(() => streaming(s.url, tally)), loop(() => disconnecting(s.url, tally)),
-      loop(() => hostile(s.port, tally)), loop(() => hostile(s.port, tally)),
+      loop(() => hostile(s.port, tally, stalls)), loop(() => hostile(s.port, tally, stalls)),
       holdConnections(s.port, 40, true, tally, running), holdConnections(s.port, 100, false, tally, running),
     ]);
   };
@@ -241,10 +284,16 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
     t.diagnostic(`RSS after warm-up ${(rssWarm / MB).toFixed(1)} MiB, at the end ${(rssEnd / MB).toFixed(1)} MiB ` +
       `(${((rssEnd / rssWarm - 1) * 100).toFixed(1)}%); connections open at the end: ${open}`);
     t.diagnostic(`outcomes: ${JSON.stringify(tally.counts)}`);
+    t.diagnostic(`client event loop: longest stall ${stalls.longestMs} ms, ${stalls.windows.length} over 1 s`);
+    // Excused failures stay rare: a server that closes sockets it should not fails here
+    // even when the client stalled.
+    const excused = Object.entries(tally.counts).filter(([k]) => k.endsWith('client stall')).reduce((a, [, n]) => a + n, 0);
+    assert.ok(excused <= tally.total() / 1000, `${excused} requests failed during client stalls`);
     assert.deepEqual(fiveXX, [], 'server errors');
     assert.deepEqual(tally.failures, [], 'requests that should have worked');
     assert.ok(rssEnd <= rssWarm * 1.2, `RSS grew ${(rssWarm / MB).toFixed(1)} -> ${(rssEnd / MB).toFixed(1)} MiB`);
   } finally {
+    stalls.stop();
     const { code, signal } = await s.stop();
     assert.equal(signal, null, `server died by ${signal}; stderr:\n${s.stderr().slice(-3000)}`);
     assert.equal(code, 0, `server exit code ${code}; stderr:\n${s.stderr().slice(-3000)}`);
