@@ -46,6 +46,15 @@ json bytes_of(const std::string& s) {
 }
 
 // One token's entry in chat logprobs.content[].
+// A non-streamed chat or text completion: its choices and the summed usage.
+json whole_reply(const char* id_prefix, const char* object, const Engine& e, json choices,
+                 const std::vector<Collected>& outs) {
+    return {{"id", make_id(id_prefix)},          {"object", object},
+            {"created", unix_time()},            {"model", e.model_id},
+            {"system_fingerprint", "pensieve"},  {"choices", std::move(choices)},
+            {"usage", usage_sum(outs)}};
+}
+
 json chat_logprob(const Tokenizer& tok, const TokenEvent& t) {
     const std::string piece = tok.token_to_piece(t.token);
     json top = json::array();
@@ -218,13 +227,7 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
             }
             choices.push_back({{"index", i}, {"message", message}, {"logprobs", lp}, {"finish_reason", reason}});
         }
-        write_json(res, {{"id", make_id("chatcmpl-")},
-                         {"object", "chat.completion"},
-                         {"created", unix_time()},
-                         {"model", e.model_id},
-                         {"system_fingerprint", "pensieve"},
-                         {"choices", choices},
-                         {"usage", usage_sum(outs)}});
+        write_json(res, whole_reply("chatcmpl-", "chat.completion", e, choices, outs));
         return;
     }
 
@@ -305,13 +308,7 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
                                {"logprobs", want_lp ? completion_logprobs(e.tokenizer, outs[i].tokens) : json(nullptr)},
                                {"finish_reason", finish_reason(outs[i].finish)}});
         }
-        write_json(res, {{"id", make_id("cmpl-")},
-                         {"object", "text_completion"},
-                         {"created", unix_time()},
-                         {"model", e.model_id},
-                         {"system_fingerprint", "pensieve"},
-                         {"choices", choices},
-                         {"usage", usage_sum(outs)}});
+        write_json(res, whole_reply("cmpl-", "text_completion", e, choices, outs));
         return;
     }
 

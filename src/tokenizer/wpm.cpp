@@ -104,16 +104,7 @@ public:
             piece += s;
             return piece;
         }
-        std::string out;
-        for (size_t pos = 0; pos < s.size();) {
-            if (s.substr(pos, kSpaceMark.size()) == kSpaceMark) {
-                out += ' ';
-                pos += kSpaceMark.size();
-            } else {
-                out += s[pos++];
-            }
-        }
-        return out;
+        return spaces_from_marks(s);
     }
 
     // Every word starts with a space: the first one's is not part of the text.
