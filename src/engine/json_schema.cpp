@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -12,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/grammar.h"
+#include "engine/json_schema_numbers.h"
 #include "util/error.h"
 #include "util/nesting.h"
 
@@ -34,9 +37,7 @@ const std::pair<const char*, const char*> kPrimitives[] = {
     {"char", R"([^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" esc-u ))"},
     {"string", R"("\"" char* "\"")"},
     {"integer", R"("-"? ( "0" | [1-9] [0-9]{0,15} ))"},
-    {"uinteger", R"(( "0" | [1-9] [0-9]{0,15} ))"},
     {"number", R"("-"? ( "0" | [1-9] [0-9]{0,15} ) ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?)"},
-    {"unumber", R"(( "0" | [1-9] [0-9]{0,15} ) ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?)"},
     {"boolean", R"("true" | "false")"},
     {"null", R"("null")"},
     {"date", R"([0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ))"},
@@ -467,7 +468,7 @@ private:
             if (!s.get<bool>()) unsupported(path, "the schema false (matches nothing)");
             return any_value(kAnyDepth);
         }
-        if (!s.is_object()) fail("JSON schema at ", path, ": expected an object, got ", s.dump());
+        if (!s.is_object()) fail("JSON schema at ", path, ": expected an object, got ", text_of(s));
 
         static const char* const kUnsupported[] = {
             "not", "if", "then", "else", "patternProperties", "propertyNames", "dependentRequired",
@@ -476,70 +477,215 @@ private:
             "multipleOf", "$dynamicRef", "$recursiveRef"};
         for (const char* k : kUnsupported)
             if (s.contains(k)) unsupported(path, cat("\"", k, "\""));
-        if (s.contains("uniqueItems") && s["uniqueItems"] == true) unsupported(path, "\"uniqueItems\": true");
-
-        if (s.contains("$ref")) return ref(s["$ref"], path);
-        if (s.contains("const")) return add(name + "-const", gbnf_literal(s["const"].dump()));
-        if (s.contains("enum")) {
-            if (!s["enum"].is_array() || s["enum"].empty()) fail("JSON schema at ", path, ": \"enum\" must be a non-empty array");
-            std::vector<std::string> alts;
-            for (const json& v : s["enum"]) alts.push_back(gbnf_literal(v.dump()));
-            return add(name + "-enum", alternatives(alts));
+        if (const json* u = member(s, "uniqueItems")) {
+            if (!u->is_boolean()) fail(at(path, "uniqueItems"), " must be a boolean");
+            if (u->get<bool>()) unsupported(path, "\"uniqueItems\": true");
         }
-        for (const char* k : {"anyOf", "oneOf"}) {
-            if (!s.contains(k)) continue;
-            if (!s[k].is_array() || s[k].empty()) fail("JSON schema at ", path, ": \"", k, "\" must be a non-empty array");
+        if (const json* n = member(s, "nullable")) {  // OpenAPI: the schema, or null
+            if (!n->is_boolean()) fail(at(path, "nullable"), " must be a boolean");
+            if (n->get<bool>()) {
+                json copy = s;
+                copy.erase("nullable");
+                return add(name, alternatives({visit(copy, name, path), use("null")}));
+            }
+        }
+
+        // Each of these decides the whole schema here, so any other constraint beside it
+        // would be ignored: refused instead (const and enum may say their type).
+        if (const json* r = member(s, "$ref")) {
+            only(s, path, "$ref");
+            return ref(*r, path);
+        }
+        for (const char* k : {"const", "enum"}) {
+            const json* v = member(s, k);
+            if (!v) continue;
+            only(s, path, k, "type");
+            const json values = std::string(k) == "const" ? json::array({*v}) : *v;
+            if (!values.is_array() || values.empty()) fail(at(path, k), " must be a non-empty array");
             std::vector<std::string> alts;
-            for (size_t i = 0; i < s[k].size(); ++i)
-                alts.push_back(visit(s[k][i], cat(name, "-", i), cat(path, "/", k, "/", i)));
+            for (const json& value : values) {
+                if (const json* t = member(s, "type"); t && !has_type(value, *t, path))
+                    fail(at(path, k), ": the value ", text_of(value), " does not have the schema's \"type\"");
+                alts.push_back(gbnf_literal(text_of(value)));
+            }
+            return add(name + "-" + k, alternatives(alts));
+        }
+        for (const char* k : {"anyOf", "oneOf"}) {  // oneOf: as anyOf (alternatives are usually disjoint)
+            const json* v = member(s, k);
+            if (!v) continue;
+            only(s, path, k);
+            if (!v->is_array() || v->empty()) fail(at(path, k), " must be a non-empty array");
+            std::vector<std::string> alts;
+            for (size_t i = 0; i < v->size(); ++i) alts.push_back(visit((*v)[i], cat(name, "-", i), cat(path, "/", k, "/", i)));
             return add(name, alternatives(alts));
         }
-        if (s.contains("allOf")) {
-            if (!s["allOf"].is_array() || s["allOf"].size() != 1) unsupported(path, "\"allOf\" with more than one schema");
-            return visit(s["allOf"][0], name, path + "/allOf/0");
-        }
-        if (s.value("nullable", false) == true) {
-            json copy = s;
-            copy.erase("nullable");
-            return add(name, alternatives({visit(copy, name, path), use("null")}));
+        if (const json* v = member(s, "allOf")) {
+            only(s, path, "allOf");
+            if (!v->is_array() || v->size() != 1) unsupported(path, "\"allOf\" with more than one schema");
+            return visit((*v)[0], name, path + "/allOf/0");
         }
 
         std::string type;
-        if (s.contains("type")) {
-            const json& t = s["type"];
-            if (t.is_array()) {
+        if (const json* t = member(s, "type")) {
+            if (t->is_array()) {
+                if (t->empty()) fail(at(path, "type"), " must not be an empty array");
                 std::vector<std::string> alts;
-                for (const json& one : t) {
+                for (const json& one : *t) {
+                    if (!one.is_string()) fail(at(path, "type"), " must hold type names, got ", text_of(one));
                     json copy = s;
                     copy["type"] = one;
                     alts.push_back(visit(copy, name + "-" + one.get<std::string>(), path));
                 }
-                if (alts.empty()) fail("JSON schema at ", path, ": empty \"type\" array");
                 return add(name, alternatives(alts));
             }
-            if (!t.is_string()) fail("JSON schema at ", path, ": \"type\" must be a string or an array");
-            type = t.get<std::string>();
+            if (!t->is_string()) fail(at(path, "type"), " must be a string or an array");
+            type = t->get<std::string>();
         } else if (s.contains("properties") || s.contains("additionalProperties") || s.contains("required")) {
             type = "object";
         } else if (s.contains("items") || s.contains("minItems") || s.contains("maxItems")) {
             type = "array";
         } else if (s.contains("pattern") || s.contains("minLength") || s.contains("maxLength") || s.contains("format")) {
             type = "string";
+        } else if (s.contains("minimum") || s.contains("maximum") || s.contains("exclusiveMinimum") ||
+                   s.contains("exclusiveMaximum")) {
+            type = "number";
         } else {
             return any_value(kAnyDepth);
         }
 
+        // Keywords of the other types do not apply to this one (JSON Schema ignores them).
         if (type == "object") return object(s, name, path);
         if (type == "array") return array(s, name, path);
         if (type == "string") return string(s, name, path);
-        const bool non_negative = (s.contains("minimum") && s["minimum"].is_number() && s["minimum"].get<double>() >= 0) ||
-                                  (s.contains("exclusiveMinimum") && s["exclusiveMinimum"].is_number() &&
-                                   s["exclusiveMinimum"].get<double>() >= 0);
-        if (type == "integer") return use(non_negative ? "uinteger" : "integer");
-        if (type == "number") return use(non_negative ? "unumber" : "number");
+        if (type == "integer" || type == "number") return number(s, type == "integer", name, path);
         if (type == "boolean") return use("boolean");
         if (type == "null") return use("null");
         fail("JSON schema at ", path, ": unknown type \"", type, "\"");
+    }
+
+    // ---- keywords -------------------------------------------------------------------
+
+    static const json* member(const json& s, const char* k) {
+        auto it = s.find(k);
+        return it == s.end() ? nullptr : &*it;
+    }
+    static std::string at(const std::string& path, const char* keyword) {
+        return cat("JSON schema at ", path, ": \"", keyword, "\"");
+    }
+    // A value for messages and literals (never throws on odd UTF-8).
+    static std::string text_of(const json& v) { return v.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+    // Every keyword that constrains an instance and that this converter reads.
+    static constexpr const char* kConstraints[] = {
+        "type", "$ref", "const", "enum", "anyOf", "oneOf", "allOf", "properties", "required",
+        "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern",
+        "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+    static void only(const json& s, const std::string& path, const char* keyword, const char* also = "") {
+        for (const char* k : kConstraints)
+            if (s.contains(k) && std::string_view(k) != keyword && std::string_view(k) != also)
+                unsupported(path, cat("\"", k, "\" alongside \"", keyword, "\""));
+    }
+
+    static bool has_type(const json& v, const json& type, const std::string& path) {
+        if (type.is_array()) {
+            for (const json& t : type)
+                if (has_type(v, t, path)) return true;
+            return false;
+        }
+        if (!type.is_string()) fail(at(path, "type"), " must be a string or an array");
+        const std::string& t = type.get_ref<const std::string&>();
+        if (t == "integer") return v.is_number_integer() || (v.is_number_float() && v.get<double>() == std::floor(v.get<double>()));
+        return (t == "number" && v.is_number()) || (t == "string" && v.is_string()) || (t == "boolean" && v.is_boolean()) ||
+               (t == "null" && v.is_null()) || (t == "object" && v.is_object()) || (t == "array" && v.is_array());
+    }
+
+    // minLength, maxItems, ...: a non-negative integer (3.0 too) no larger than what a
+    // grammar can repeat.
+    static std::optional<int64_t> count(const json& s, const char* k, const std::string& path) {
+        const json* v = member(s, k);
+        if (!v) return std::nullopt;
+        const bool integral = v->is_number_integer() || (v->is_number_float() && v->get<double>() == std::floor(v->get<double>()));
+        if (!integral || v->get<double>() < 0) fail(at(path, k), " must be a non-negative integer, got ", text_of(*v));
+        if (v->get<double>() > kMaxCount)
+            fail(at(path, k), " is ", text_of(*v), "; at most ", kMaxCount, " is supported");
+        return v->get<int64_t>();
+    }
+    static constexpr int64_t kMaxCount = 100000;  // the grammar's largest repetition
+
+    // minimum, maximum, exclusiveMinimum, exclusiveMaximum (a number; or, as in draft 4,
+    // exclusiveMinimum/Maximum true making minimum/maximum exclusive).
+    struct Bounds {
+        const json *min = nullptr, *max = nullptr;
+        bool min_exclusive = false, max_exclusive = false;
+        const json *xmin = nullptr, *xmax = nullptr;  // exclusive bounds as numbers
+    };
+    static Bounds bounds(const json& s, const std::string& path) {
+        Bounds b;
+        auto number = [&](const char* k) {
+            const json* v = member(s, k);
+            if (v && !v->is_number()) fail(at(path, k), " must be a number, got ", text_of(*v));
+            if (v && !std::isfinite(v->get<double>())) fail(at(path, k), " must be a finite number");
+            return v;
+        };
+        b.min = number("minimum");
+        b.max = number("maximum");
+        for (const char* k : {"exclusiveMinimum", "exclusiveMaximum"}) {
+            const json* v = member(s, k);
+            if (!v) continue;
+            const bool lower = std::string_view(k) == "exclusiveMinimum";
+            if (v->is_boolean()) (lower ? b.min_exclusive : b.max_exclusive) = v->get<bool>();
+            else (lower ? b.xmin : b.xmax) = number(k);
+        }
+        return b;
+    }
+
+    // A bound on integers: JSON integers exactly, other numbers rounded inwards; clamped
+    // just past what is generated.
+    static int64_t integer_bound(const json& v, bool lower, bool exclusive) {
+        constexpr int64_t kBig = kMaxGeneratedInteger + 1;
+        int64_t b;
+        if (v.is_number_unsigned()) {
+            b = v.get<uint64_t>() > uint64_t(kBig) ? kBig : int64_t(v.get<uint64_t>());
+        } else if (v.is_number_integer()) {
+            b = std::clamp<int64_t>(v.get<int64_t>(), -kBig, kBig);
+        } else {
+            const double d = std::clamp(v.get<double>(), -1e17, 1e17);
+            const double r = lower ? std::ceil(d) : std::floor(d);
+            return std::clamp<int64_t>(int64_t(r) + (exclusive && r == d ? (lower ? 1 : -1) : 0), -kBig, kBig);
+        }
+        return b + (exclusive ? (lower ? 1 : -1) : 0);
+    }
+
+    std::string number(const json& s, bool integer, const std::string& name, const std::string& path) {
+        const Bounds b = bounds(s, path);
+        if (!b.min && !b.max && !b.xmin && !b.xmax) return use(integer ? "integer" : "number");
+        try {
+            if (integer) {
+                std::optional<int64_t> lo, hi;
+                auto tighten = [](std::optional<int64_t>& x, int64_t v, bool lower) {
+                    x = !x ? v : lower ? std::max(*x, v) : std::min(*x, v);
+                };
+                if (b.min) tighten(lo, integer_bound(*b.min, true, b.min_exclusive), true);
+                if (b.xmin) tighten(lo, integer_bound(*b.xmin, true, true), true);
+                if (b.max) tighten(hi, integer_bound(*b.max, false, b.max_exclusive), false);
+                if (b.xmax) tighten(hi, integer_bound(*b.xmax, false, true), false);
+                return add(name + "-range", integer_range_gbnf(lo, hi));
+            }
+            // Exclusive bounds become inclusive ones on the next double (what a validator
+            // comparing doubles accepts).
+            std::optional<double> lo, hi;
+            auto bound = [](const json& v, bool lower, bool exclusive) {
+                const double d = v.get<double>();
+                return exclusive ? std::nextafter(d, lower ? INFINITY : -INFINITY) : d;
+            };
+            if (b.min) lo = bound(*b.min, true, b.min_exclusive);
+            if (b.xmin) lo = std::max(lo.value_or(-INFINITY), bound(*b.xmin, true, true));
+            if (b.max) hi = bound(*b.max, false, b.max_exclusive);
+            if (b.xmax) hi = std::min(hi.value_or(INFINITY), bound(*b.xmax, false, true));
+            return add(name + "-range", number_range_gbnf(lo, hi));
+        } catch (const Error& e) {
+            fail("JSON schema at ", path, ": minimum/maximum: ", e.what());
+        }
     }
 
     std::string ref(const json& r, const std::string& path) {
@@ -568,9 +714,12 @@ private:
         struct Prop { std::string key; json schema; bool required; };
         std::vector<Prop> props;
         std::set<std::string> required;
-        if (s.contains("required")) {
-            if (!s["required"].is_array()) fail("JSON schema at ", path, ": \"required\" must be an array");
-            for (const json& r : s["required"]) required.insert(r.get<std::string>());
+        if (const json* req = member(s, "required")) {
+            if (!req->is_array()) fail(at(path, "required"), " must be an array");
+            for (const json& r : *req) {
+                if (!r.is_string()) fail(at(path, "required"), " must hold property names, got ", text_of(r));
+                required.insert(r.get<std::string>());
+            }
         }
         if (s.contains("properties")) {
             if (!s["properties"].is_object()) fail("JSON schema at ", path, ": \"properties\" must be an object");
@@ -593,7 +742,7 @@ private:
         std::vector<std::string> kv;
         for (const Prop& p : props) {
             std::string v = visit(p.schema, name + "-" + p.key, path + "/properties/" + p.key);
-            kv.push_back(add(name + "-" + p.key + "-kv", gbnf_literal(json(p.key).dump()) + " ws \":\" ws " + v + " ws"));
+            kv.push_back(add(name + "-" + p.key + "-kv", gbnf_literal(text_of(json(p.key))) + " ws \":\" ws " + v + " ws"));
         }
 
         // rest[i][first]: properties i.. in order, each optional one skippable; `first`
@@ -621,9 +770,9 @@ private:
     std::string array(const json& s, const std::string& name, const std::string& path) {
         if (s.contains("items") && s["items"].is_array()) unsupported(path, "\"items\" as an array (tuple validation)");
         std::string item = s.contains("items") ? visit(s["items"], name + "-item", path + "/items") : any_value(kAnyDepth - 1);
-        const long min = s.value("minItems", 0L);
-        const long max = s.contains("maxItems") ? s["maxItems"].get<long>() : -1;
-        if (min < 0 || (max >= 0 && max < min)) fail("JSON schema at ", path, ": bad minItems/maxItems");
+        const long min = long(count(s, "minItems", path).value_or(0));
+        const long max = long(count(s, "maxItems", path).value_or(-1));
+        if (max >= 0 && max < min) fail("JSON schema at ", path, ": \"maxItems\" is less than \"minItems\"");
         use("ws");
         if (max == 0) return add(name, "\"[\" ws \"]\"");
         std::string more = "( \",\" ws " + item + " ws )";
@@ -633,20 +782,32 @@ private:
     }
 
     std::string string(const json& s, const std::string& name, const std::string& path) {
-        if (s.contains("pattern")) {
+        const json* format_v = member(s, "format");
+        if (format_v && !format_v->is_string()) fail(at(path, "format"), " must be a string");
+        const std::string format = format_v ? format_v->get<std::string>() : "";
+        const bool known_format = format == "date" || format == "time" || format == "uuid" || format == "date-time";
+        // pattern and the formats fix the string's shape; lengths on top would need an
+        // intersection of the two grammars.
+        for (const char* shape : {"pattern", "format"}) {
+            if (!s.contains(shape) || (std::string_view(shape) == "format" && !known_format)) continue;
+            for (const char* k : {"minLength", "maxLength", "pattern"})
+                if (s.contains(k) && std::string_view(k) != shape)
+                    unsupported(path, cat("\"", k, "\" together with \"", shape, "\""));
+        }
+        if (const json* pattern = member(s, "pattern")) {
+            if (!pattern->is_string()) fail(at(path, "pattern"), " must be a string");
             bool a0 = false, a1 = false;
-            const std::string e = add(name + "-pattern", RegexConverter(s["pattern"].get<std::string>()).convert(&a0, &a1));
+            const std::string e = add(name + "-pattern", RegexConverter(pattern->get<std::string>()).convert(&a0, &a1));
             use("char");
             return add(name, "\"\\\"\" " + std::string(a0 ? "" : "char* ") + e + (a1 ? "" : " char*") + " \"\\\"\"");
         }
-        const std::string format = s.value("format", "");
         if (format == "date" || format == "time" || format == "uuid")
             return add(name, "\"\\\"\" " + use(format) + " \"\\\"\"");
         if (format == "date-time")
             return add(name, "\"\\\"\" " + use("date") + " \"T\" " + use("time") + " \"\\\"\"");
-        const long min = s.value("minLength", 0L);
-        const long max = s.contains("maxLength") ? s["maxLength"].get<long>() : -1;
-        if (min < 0 || (max >= 0 && max < min)) fail("JSON schema at ", path, ": bad minLength/maxLength");
+        const long min = long(count(s, "minLength", path).value_or(0));
+        const long max = long(count(s, "maxLength", path).value_or(-1));
+        if (max >= 0 && max < min) fail("JSON schema at ", path, ": \"maxLength\" is less than \"minLength\"");
         if (min == 0 && max < 0) return use("string");
         use("char");
         std::string count = max < 0 ? cat("{", min, ",}") : cat("{", min, ",", max, "}");

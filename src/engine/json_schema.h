@@ -2,30 +2,43 @@
 // {"type": "json_object"}: any JSON object). Grammar::from_json_schema / any_json wrap
 // these and compile the text.
 //
-// Supported (the subset OpenAI-style structured output uses):
+// Every keyword of JSON Schema (2020-12, plus draft 4's boolean exclusiveMinimum /
+// exclusiveMaximum and OpenAPI's nullable) is either enforced, refused with an Error
+// naming it, or one that only annotates:
+//
+// Enforced:
 //   type: object, array, string, number, integer, boolean, null; type arrays such as
 //     ["string", "null"]; "nullable": true (OpenAPI style); no "type" -> inferred from
-//     the other keywords (properties -> object, items -> array, ...) or any value
+//     the other keywords (properties -> object, items -> array, minimum -> number, ...)
+//     or any value. Keywords of other types than the instance's do not apply to it.
 //   object: properties (emitted in the order given), required (mandatory, in that
 //     order among the properties; optional ones may be left out), additionalProperties
 //     false / true / a schema. When "properties" is given and additionalProperties is
 //     absent, no other keys are generated (a valid subset of what the schema allows,
 //     and what users of structured output expect).
-//   array: items, minItems, maxItems
-//   string: minLength, maxLength, pattern (regex subset, see below), format date,
-//     time, date-time, uuid (other formats are annotations: any string)
-//   enum, const (any JSON values), anyOf, oneOf (treated as anyOf), allOf with one
-//     schema, $ref to "#", "#/$defs/...", "#/definitions/..." or any "#/..." pointer
-//     (recursive schemas work)
-//   Ignored, since they only annotate: title, description, default, examples, $schema,
-//     $id, $comment, readOnly, writeOnly, deprecated. Number bounds (minimum, maximum,
-//     exclusiveMinimum/Maximum) are NOT enforced, except that minimum >= 0 rules out a
-//     minus sign.
-//   Unsupported -> Error naming the keyword: not, if/then/else, allOf with several
-//     schemas, patternProperties, propertyNames, dependentRequired, dependentSchemas,
-//     dependencies, unevaluatedProperties/Items, minProperties, maxProperties,
-//     prefixItems, items as an array, additionalItems, contains, uniqueItems: true,
-//     multipleOf, remote $ref, schema false.
+//   array: items, minItems, maxItems (<= 100000)
+//   string: minLength, maxLength (<= 100000), pattern (regex subset, see below),
+//     format date, time, date-time, uuid
+//   integer, number: minimum, maximum, exclusiveMinimum, exclusiveMaximum, exactly
+//     (json_schema_numbers.h: integers digit by digit; bounded numbers are written
+//     without an exponent and compared as decimals)
+//   enum, const (any JSON values; checked against a "type" beside them), anyOf,
+//     oneOf (as anyOf: meant for disjoint alternatives), allOf with one schema, $ref
+//     to "#", "#/$defs/...", "#/definitions/..." or any "#/..." pointer (recursive
+//     schemas work)
+// Refused (Error naming the keyword): not, if/then/else, allOf with several schemas,
+//   patternProperties, propertyNames, dependentRequired, dependentSchemas, dependencies,
+//   unevaluatedProperties/Items, minProperties, maxProperties, prefixItems, items as an
+//   array, additionalItems, contains, minContains, maxContains, uniqueItems: true,
+//   multipleOf, $dynamicRef, $recursiveRef, remote $ref, schema false; any constraint
+//   beside $ref, const, enum, anyOf, oneOf or allOf (which decide the schema alone);
+//   pattern together with minLength, maxLength or a format; a known format with
+//   minLength/maxLength; keywords of the wrong JSON type (e.g. "minimum": "3").
+// Annotations (no constraint, ignored): title, description, default, examples, $comment,
+//   $schema, $id, $anchor, $dynamicAnchor, $vocabulary, $defs, definitions, readOnly,
+//   writeOnly, deprecated, contentEncoding, contentMediaType, contentSchema, and
+//   "format" values other than the four above (an annotation by default in 2020-12),
+//   unknown keywords (JSON Schema ignores them).
 //
 // pattern: ECMAScript-style subset: literals, ., [...] / [^...] with ranges, \d \w \s
 //   \D \W \S, escapes \n \t \r \f \v \xHH \uHHHH and escaped punctuation, groups (...)
@@ -38,7 +51,8 @@
 //   whitespace between tokens: nothing, one space, or 1-2 newlines then up to 20
 //     spaces/tabs (enough for pretty-printing); also allowed before and after the root
 //   numbers: up to 16 integer digits, 16 fraction digits, 2 exponent digits
-//     (so every number fits a double: strict parsers reject 1e400)
+//     (so every number fits a double: strict parsers reject 1e400); integers up to 16
+//     digits
 //   nesting: kMaxNesting (util/nesting.h) subschemas deep, $ref hops included
 //   untyped values ("any JSON", additionalProperties true, {}): nesting depth <= 12
 // Strings, arrays without maxItems and extra properties remain unbounded: the

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -154,7 +155,13 @@ void validate(const ojson& v, const ojson& s, const ojson& root, const std::stri
         if (s.value("format", "") == "date" && !std::regex_match(str, std::regex(R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))")))
             err("not a date");
     }
-    if (v.is_number() && s.contains("minimum") && v.get<double>() < s["minimum"].get<double>()) err("below minimum");
+    if (v.is_number()) {
+        const double x = v.get<double>();
+        if (s.contains("minimum") && x < s["minimum"].get<double>()) err("below minimum");
+        if (s.contains("maximum") && x > s["maximum"].get<double>()) err("above maximum");
+        if (s.contains("exclusiveMinimum") && x <= s["exclusiveMinimum"].get<double>()) err("not above exclusiveMinimum");
+        if (s.contains("exclusiveMaximum") && x >= s["exclusiveMaximum"].get<double>()) err("not below exclusiveMaximum");
+    }
 }
 
 const char* kSchema = R"({
@@ -172,7 +179,8 @@ const char* kSchema = R"({
   "type": "object",
   "properties": {
     "name": {"type": "string", "minLength": 1, "maxLength": 24},
-    "age": {"type": "integer", "minimum": 0},
+    "age": {"type": "integer", "minimum": 0, "maximum": 130},
+    "ratio": {"type": "number", "exclusiveMinimum": -1.5, "maximum": 2.75},
     "score": {"type": "number"},
     "active": {"type": "boolean"},
     "role": {"enum": ["admin", "user", "guest \"quoted\""]},
@@ -185,7 +193,7 @@ const char* kSchema = R"({
     "day": {"type": "string", "format": "date"},
     "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{2,3}$"}
   },
-  "required": ["name", "age", "role", "tags", "address"],
+  "required": ["name", "age", "ratio", "role", "tags", "address"],
   "additionalProperties": false
 })";
 
@@ -285,6 +293,8 @@ TEST(JsonSchema, FeatureGrammars) {
         {R"({"type": "string"})", R"("\ud83d\ude00 é")", true},
         {R"({"type": "string"})", R"("\ud83d")", false},  // a lone surrogate escape
         {R"({"type": "integer", "minimum": 0})", "-1", false},
+        {R"({"type": "integer", "minimum": 10, "maximum": 20})", "910", false},  // used to be allowed
+        {R"({"type": "integer", "minimum": 10, "maximum": 20})", "15", true},
         {R"({"type": "number"})", "-0.5e+10", true},
         {R"({"type": ["integer", "null"]})", "null", true},
         {R"({"type": "integer", "nullable": true})", "null", true},
@@ -331,6 +341,24 @@ TEST(JsonSchema, UnsupportedFeaturesAreNamed) {
         {R"({"type": "tuple"})", "unknown type \"tuple\""},
         {R"({"type": "array", "prefixItems": [{"type": "integer"}]})", "\"prefixItems\""},
         {R"({"type": "object", "properties": {"a": false}, "required": ["a"]})", "schema false"},
+        // Keywords that would be ignored beside another, or have the wrong JSON type.
+        {R"({"enum": [1, 2], "minimum": 2})", "\"minimum\" alongside \"enum\""},
+        {R"({"$ref": "#/$defs/a", "maxLength": 2, "$defs": {"a": {"type": "string"}}})", "\"maxLength\" alongside \"$ref\""},
+        {R"({"anyOf": [{"type": "string"}], "required": ["a"]})", "\"required\" alongside \"anyOf\""},
+        {R"({"type": "string", "enum": ["a", 1]})", "does not have the schema's \"type\""},
+        {R"({"type": "string", "pattern": "^a+$", "maxLength": 4})", "\"maxLength\" together with \"pattern\""},
+        {R"({"type": "string", "format": "date", "minLength": 4})", "\"minLength\" together with \"format\""},
+        {R"({"type": "object", "required": [1]})", "\"required\" must hold property names"},
+        {R"({"type": "string", "minLength": "3"})", "\"minLength\" must be a non-negative integer"},
+        {R"({"type": "array", "maxItems": -1})", "\"maxItems\" must be a non-negative integer"},
+        {R"({"type": "string", "maxLength": 1000000000})", "\"maxLength\" is 1000000000"},
+        {R"({"type": "string", "pattern": 5})", "\"pattern\" must be a string"},
+        {R"({"type": "integer", "minimum": "1"})", "\"minimum\" must be a number"},
+        {R"({"type": "integer", "minimum": 5, "maximum": 4})", "minimum/maximum"},
+        {R"({"type": "number", "exclusiveMinimum": 1, "exclusiveMaximum": 1})", "minimum/maximum"},
+        {R"({"type": "integer", "minimum": 1e20})", "minimum/maximum"},
+        {R"({"type": ["string", 3]})", "\"type\" must hold type names"},
+        {R"({"type": "array", "uniqueItems": "yes"})", "\"uniqueItems\" must be a boolean"},
     };
     for (const Case& c : cases) {
         std::string err;
@@ -343,12 +371,139 @@ TEST(JsonSchema, UnsupportedFeaturesAreNamed) {
     }
 }
 
+// ---- number bounds ----------------------------------------------------------------------
+
+bool schema_accepts(const std::shared_ptr<const Grammar>& g, const std::string& text) {
+    GrammarMatcher m(g, llama_vocab());
+    try {
+        m.accept_bytes(text);
+    } catch (const Error&) {
+        return false;
+    }
+    return m.is_complete();
+}
+
+TEST(JsonSchemaBounds, IntegerRangesAreExact) {
+    // Every integer near the bounds, for ranges of every sign and several digit counts.
+    std::mt19937_64 rng(7);
+    const int64_t edges[] = {-10000001, -1000, -999, -100, -10, -9, -1, 0, 1, 9, 10, 99, 100, 101, 999, 1000, 12345, 99999999};
+    int empty = 0;
+    for (int round = 0; round < 60; ++round) {
+        int64_t lo = edges[rng() % std::size(edges)] + int64_t(rng() % 3) - 1;
+        int64_t hi = edges[rng() % std::size(edges)] + int64_t(rng() % 3) - 1;
+        if (lo > hi) std::swap(lo, hi);
+        const bool x_lo = rng() % 2, x_hi = rng() % 2;  // exclusive bounds
+        ojson schema = {{"type", "integer"}};
+        schema[x_lo ? "exclusiveMinimum" : "minimum"] = lo;
+        schema[x_hi ? "exclusiveMaximum" : "maximum"] = hi;
+        const int64_t first = x_lo ? lo + 1 : lo, last = x_hi ? hi - 1 : hi;
+        if (first > last) {  // no integer in range: the schema is refused, not turned into an empty grammar
+            EXPECT_THROW(Grammar::from_json_schema(schema), Error) << schema.dump();
+            ++empty;
+            continue;
+        }
+        auto g = Grammar::from_json_schema(schema);
+        std::vector<int64_t> probes = {first - 1, first, first + 1, last - 1, last, last + 1, -first, -last, first * 10, last * 10 + 1};
+        for (int k = 0; k < 10; ++k) probes.push_back(first + int64_t(rng() % uint64_t(last - first + 1)));
+        for (int64_t n : probes)
+            EXPECT_EQ(schema_accepts(g, std::to_string(n)), n >= first && n <= last) << schema.dump() << " on " << n;
+        std::string leading_zero = "0";
+        leading_zero += std::to_string(std::max<int64_t>(first, 1));
+        EXPECT_FALSE(schema_accepts(g, leading_zero)) << leading_zero;
+    }
+    EXPECT_LT(empty, 20);  // most draws are real ranges
+    // One-sided and extreme bounds.
+    auto at_least = Grammar::from_json_schema(ojson::parse(R"({"type": "integer", "minimum": 10.5})"));
+    EXPECT_FALSE(schema_accepts(at_least, "10"));
+    EXPECT_TRUE(schema_accepts(at_least, "11"));
+    EXPECT_TRUE(schema_accepts(at_least, "9999999999999999"));
+    EXPECT_FALSE(schema_accepts(at_least, "99999999999999999"));  // 17 digits: beyond what is generated
+    auto below = Grammar::from_json_schema(ojson::parse(R"({"type": "integer", "exclusiveMaximum": -3})"));
+    EXPECT_TRUE(schema_accepts(below, "-4"));
+    EXPECT_TRUE(schema_accepts(below, "-1234567"));
+    EXPECT_FALSE(schema_accepts(below, "-3"));
+    EXPECT_FALSE(schema_accepts(below, "0"));
+    auto draft4 = Grammar::from_json_schema(ojson::parse(R"({"type": "integer", "minimum": 0, "exclusiveMinimum": true})"));
+    EXPECT_FALSE(schema_accepts(draft4, "0"));
+    EXPECT_TRUE(schema_accepts(draft4, "1"));
+    auto huge = Grammar::from_json_schema(
+        ojson::parse(R"({"type": "integer", "minimum": -9223372036854775808, "maximum": 18446744073709551615})"));
+    EXPECT_TRUE(schema_accepts(huge, "-9999999999999999"));
+    EXPECT_TRUE(schema_accepts(huge, "42"));
+}
+
+TEST(JsonSchemaBounds, NumberRangesNeverAdmitAnOutOfRangeDouble) {
+    // Whatever decimal the grammar accepts reads back (as a double, like a validator
+    // does) inside the bounds; the bounds' own decimals are in when inclusive, out when
+    // exclusive.
+    std::mt19937_64 rng(11);
+    auto random_double = [&] {
+        const double scale[] = {1e-17, 1e-6, 0.1, 1, 10, 1000, 1e9, 1e15};
+        double x = double(int64_t(rng() % 2000001) - 1000000) / 1000000.0 * scale[rng() % std::size(scale)];
+        return rng() % 4 == 0 ? std::round(x) : x;
+    };
+    auto shortest = [](double d) {
+        char buf[64];
+        auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::fixed);
+        return std::string(buf, r.ptr);
+    };
+    int accepted = 0, refused = 0;
+    for (int round = 0; round < 40; ++round) {
+        // + 0.0 turns -0.0 (std::round of a small negative) into 0: the grammar writes no "-0".
+        double lo = random_double() + 0.0, hi = random_double() + 0.0;
+        if (lo > hi) std::swap(lo, hi);
+        const bool x_lo = rng() % 2, x_hi = rng() % 2;
+        ojson schema = {{"type", "number"}};
+        schema[x_lo ? "exclusiveMinimum" : "minimum"] = lo;
+        schema[x_hi ? "exclusiveMaximum" : "maximum"] = hi;
+        std::shared_ptr<const Grammar> g;
+        try {
+            g = Grammar::from_json_schema(schema);
+        } catch (const Error& e) {
+            // Refused only when no decimal of up to 16 fraction digits fits: a range
+            // narrower than 1e-16 (or empty), e.g. [1e-18, 5e-18].
+            EXPECT_LT(hi - lo, 2e-16) << schema.dump() << " refused: " << e.what();
+            ++refused;
+            continue;
+        }
+        std::vector<std::string> probes = {shortest(lo), shortest(hi), shortest((lo + hi) / 2), shortest(lo - 1e-9),
+                                           shortest(hi + 1e-9), "0", "-0.5", "1", "0.0000000000000001"};
+        for (int k = 0; k < 20; ++k) probes.push_back(shortest(lo + (hi - lo) * double(rng() % 1001) / 1000.0));
+        for (const std::string& text : probes) {
+            if (text.size() > 40) continue;
+            const double x = std::strtod(text.c_str(), nullptr);
+            const bool in = (x_lo ? x > lo : x >= lo) && (x_hi ? x < hi : x <= hi);
+            if (schema_accepts(g, text)) {
+                ++accepted;
+                EXPECT_TRUE(in) << schema.dump() << " accepted " << text;
+            }
+        }
+        const std::string lo_text = shortest(lo), hi_text = shortest(hi);
+        const auto fraction_digits = [](const std::string& t) { return t.find('.') == std::string::npos ? 0 : t.size() - t.find('.') - 1; };
+        if (fraction_digits(lo_text) <= 16 && lo_text.size() < 34) {
+            EXPECT_EQ(schema_accepts(g, lo_text), !x_lo) << schema.dump();
+        }
+        if (fraction_digits(hi_text) <= 16 && hi_text.size() < 34) {
+            EXPECT_EQ(schema_accepts(g, hi_text), !x_hi) << schema.dump();
+        }
+    }
+    EXPECT_GT(accepted, 100);
+    EXPECT_LT(refused, 10);
+
+    auto positive = Grammar::from_json_schema(ojson::parse(R"({"type": "number", "exclusiveMinimum": 0})"));
+    for (const char* zero : {"0", "0.0", "0.0000000000000000", "-0", "-0.5"}) EXPECT_FALSE(schema_accepts(positive, zero)) << zero;
+    for (const char* pos : {"0.0000000000000001", "3", "12.5"}) EXPECT_TRUE(schema_accepts(positive, pos)) << pos;
+    auto unit = Grammar::from_json_schema(ojson::parse(R"({"type": "number", "minimum": 0, "maximum": 1})"));
+    for (const char* in : {"0", "0.5", "1", "1.0000", "0.9999999999999999"}) EXPECT_TRUE(schema_accepts(unit, in)) << in;
+    for (const char* out : {"-0.1", "1.0000000000000001", "2", "1e0"}) EXPECT_FALSE(schema_accepts(unit, out)) << out;
+}
+
 // Per-token masking time with a schema grammar: a typical output, tokenized by the
 // vocabulary itself, masked before every token (a fresh matcher: the first visit of
 // each state pays the trie walk).
 static void measure_masking(const Tokenizer& tok, const char* label) {
     auto g = Grammar::from_json_schema(ojson::parse(kSchema));
-    const std::string text = R"({"name": "Ada Lovelace", "age": 36, "score": 99.5, "active": true, "role": "admin",
+    const std::string text = R"({"name": "Ada Lovelace", "age": 36, "ratio": 0.25, "score": 99.5, "active": true, "role": "admin",
  "tags": ["math", "poetry"], "address": {"street": "12 St James's Sq", "zip": "12345-6789"}, "nickname": null,
  "quote": "\"That brain\"", "matrix": [[1, 2], [3]], "kind": "x", "day": "1815-12-10", "code": "AB-123"})";
     const std::vector<int32_t> ids = tok.encode(text, false);
