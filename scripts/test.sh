@@ -2,8 +2,8 @@
 # Set-up command 2: every test. Installs dependencies, then
 #   1. Release build + all tests (unit, golden against ../shared/reference, CLI);
 #   2. AddressSanitizer + UBSan build + all tests;
-#   3. the GGUF fuzzer (libFuzzer, clang) for a bounded time on the committed corpus.
-# FUZZ_SECONDS (default 60) bounds step 3, SOAK_SECONDS (default 600) the server soak;
+#   3. every fuzzer (libFuzzer, clang; tests/fuzz/) for a bounded time on its committed corpus.
+# FUZZ_SECONDS (default 30, per fuzzer) bounds step 3, SOAK_SECONDS (default 600) the server soak;
 # SKIP_ASAN=1 / SKIP_FUZZ=1 skip steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,13 +29,20 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== fuzzing the GGUF reader for ${FUZZ_SECONDS:-60}s"
+  # Every tests/fuzz/fuzz_*.cpp target, FUZZ_SECONDS each (default 30: 9 targets ~5.3 min with start-up),
+  # on its committed seed corpus; new inputs go to build-fuzz/corpus-<name>.
+  echo "== fuzzing every parser for ${FUZZ_SECONDS:-30}s each"
   CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPENSIEVE_FUZZ=ON -DPENSIEVE_TESTS=OFF >/dev/null
-  cmake --build build-fuzz -j"$JOBS" --target fuzz_gguf
-  mkdir -p build-fuzz/corpus-gguf
-  ./build-fuzz/fuzz_gguf -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 build-fuzz/corpus-gguf tests/fuzz/corpus/gguf 2>&1 | tail -n 20
+  cmake --build build-fuzz -j"$JOBS" --target fuzzers
+  for src in tests/fuzz/fuzz_*.cpp; do
+    name=$(basename "$src" .cpp)
+    corpus=${name#fuzz_}
+    mkdir -p "build-fuzz/corpus-$corpus"
+    echo "-- $name"
+    ./build-fuzz/"$name" -max_total_time="${FUZZ_SECONDS:-30}" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 "build-fuzz/corpus-$corpus" "tests/fuzz/corpus/$corpus" 2>&1 | tail -n 12
+  done
   echo "fuzz: no crashes"
 fi
 echo "== all tests passed"
