@@ -19,6 +19,7 @@
 #include "engine/sampler.h"
 #include "gguf/gguf.h"
 #include "test_paths.h"
+#include "timing.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -518,9 +519,9 @@ static void measure_masking(const Tokenizer& tok, const char* label) {
         if (i == 0 && tok.token_to_piece(id) == " ") continue;
         if (tok.is_control(id)) continue;  // BOS
         std::fill(logits.begin(), logits.end(), 0.0f);
-        auto t0 = std::chrono::steady_clock::now();
+        const double t0 = pensieve::test::thread_cpu_seconds();
         m.mask_logits(logits.data());
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double dt = pensieve::test::thread_cpu_seconds() - t0;
         total += dt;
         worst = std::max(worst, dt);
         ++n;
@@ -530,7 +531,7 @@ static void measure_masking(const Tokenizer& tok, const char* label) {
     EXPECT_TRUE(m.is_complete());
     std::printf("[ stats    ] %s (%d tokens): schema walk of %d tokens: mask %.3f ms/token avg, %.3f ms worst; %zu DFA states\n",
                 label, tok.n_vocab(), n, 1e3 * total / n, 1e3 * worst, m.n_states());
-    EXPECT_LT(total / n, 0.010);  // generous bound for loaded CI machines; typical is well under 1 ms
+    if (pensieve::test::kTimingBoundsApply) EXPECT_LT(total / n, 0.010);  // typical is well under 1 ms
 }
 
 TEST(JsonSchema, MaskingSpeedOnLlamaVocab) { measure_masking(llama_vocab(), "llama SPM"); }
