@@ -26,6 +26,7 @@ struct Scratch {
     MatmulScratch mm;
     std::vector<float> q, k, v, att, gate, up, router, moe_in, moe_out, shared, normed;
     std::vector<float> x, h, y;  // a decoder's residual stream, normalised input, block output
+    std::vector<float> xz, conv, dbc, dt_in, dt, conv_states;  // state-space mixers (model/ssm.h)
 };
 
 // One forward pass: the batch, its memory and where blocks compute.

@@ -170,8 +170,12 @@ std::vector<std::vector<float>> ModelLoader::expert_vectors(const std::string& n
     return out;
 }
 
-std::vector<float> ModelLoader::vector(const std::string& name, int64_t n) const {
-    const GgufTensor& t = checked(name, {n});
+std::vector<float> ModelLoader::vector(const std::string& name, int64_t n) const { return values(name, {n}); }
+
+std::vector<float> ModelLoader::values(const std::string& name, const std::vector<int64_t>& dims) const {
+    const GgufTensor& t = checked(name, dims);
+    int64_t n = 1;
+    for (int64_t d : t.dims) n *= d;
     std::vector<float> out(static_cast<size_t>(n));
     type_traits(t.type).to_float(t.data, out.data(), n);
     return out;

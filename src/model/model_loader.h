@@ -46,6 +46,9 @@ public:
                                       int64_t n_expert) const;
     // A 1-D tensor (norm weights, biases) of n elements, converted to float (small; copied).
     std::vector<float> vector(const std::string& name, int64_t n) const;
+    // Any small tensor of the given dims (GGUF order, -1: any), converted to float, row-major
+    // (Mamba's conv weights {d_conv, channels} and A {d_state, d_inner}).
+    std::vector<float> values(const std::string& name, const std::vector<int64_t>& dims) const;
     // A 2-D tensor {n, n_expert} of per-expert biases: one vector of n floats per expert.
     std::vector<std::vector<float>> expert_vectors(const std::string& name, int64_t n, int64_t n_expert) const;
 

@@ -23,6 +23,7 @@ const std::map<std::string, Factory>& registry() {
         {"gpt-oss", make_gpt_oss},
         {"gpt2", make_gpt2},
         {"llama", make_llama},
+        {"mamba", make_mamba},
         {"olmo2", make_olmo2},
         {"phi3", make_phi3},
         {"qwen2", make_qwen2},

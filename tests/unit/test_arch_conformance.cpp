@@ -6,6 +6,8 @@
 //   - speculative verification (a batch of draft tokens, rollback of the rejected ones)
 //     equals plain decoding, where the memory allows truncation; a recurrent memory
 //     refuses a rollback it cannot do and resumes exactly from a block end.
+//   - several sequences interleaved in one batch each equal that sequence alone;
+//   - the prefix cache's disk tier (a restart) equals recomputing.
 // About 1 s for all files.
 #include <gtest/gtest.h>
 
@@ -13,6 +15,8 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+
+#include <unistd.h>
 
 #include "engine/prefix_cache.h"
 #include "model/blocks.h"
@@ -58,6 +62,62 @@ std::vector<int32_t> tokens_for(const Model& m, int n, int salt) {
     std::vector<int32_t> t;
     for (int i = 0; i < n; ++i) t.push_back(int32_t((i * 37 + salt * 11 + 3) % m.config().n_vocab));
     return t;
+}
+
+// Two sequences interleaved token by token in one batch (as the scheduler mixes prompt
+// chunks and decode tokens), each with its own memory == each run alone.
+void check_several_sequences(Model& m, ThreadPool& pool, KvType type) {
+    const int V = m.config().n_vocab, B = KvCache::kBlockSize;
+    const std::vector<int32_t> a = tokens_for(m, B + 5, 4), b = tokens_for(m, 9, 5);
+    KvCache alone = m.make_cache(128, 1, 0, type);
+    const std::vector<float> want_a = last_row(run(m, alone, pool, 0, a, false), V);
+    alone.clear(0);
+    const std::vector<float> want_b = last_row(run(m, alone, pool, 0, b, false), V);
+
+    KvCache both = m.make_cache(128, 2, 0, type);
+    Batch batch;
+    int row_a = -1, row_b = -1;
+    for (size_t i = 0; i < a.size(); ++i) {
+        batch.add(a[i], int(i), 0, true);
+        if (i + 1 == a.size()) row_a = int(batch.size()) - 1;
+        if (i >= b.size()) continue;
+        batch.add(b[i], int(i), 1, true);
+        if (i + 1 == b.size()) row_b = int(batch.size()) - 1;
+    }
+    std::vector<float> logits(size_t(batch.size()) * size_t(V));
+    m.forward(batch, both, pool, logits.data());
+    auto row = [&](int r) { return std::vector<float>(logits.begin() + r * V, logits.begin() + (r + 1) * V); };
+    expect_close(row(row_a), want_a, "sequence 0 of an interleaved batch vs alone");
+    expect_close(row(row_b), want_b, "sequence 1 of an interleaved batch vs alone");
+}
+
+// The disk tier of the prefix cache: blocks (KV rows, or recurrent state snapshots)
+// written by one cache and read back by a new one (a restart) == recompute.
+void check_disk_prefix(Model& m, ThreadPool& pool, KvType type) {
+    const int V = m.config().n_vocab, B = KvCache::kBlockSize;
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                      ("pensieve_conformance_disk_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    const std::vector<int32_t> prompt = tokens_for(m, 2 * B + 3, 6);
+    std::vector<int32_t> other(prompt.begin(), prompt.begin() + 2 * B);
+    const std::vector<int32_t> tail = tokens_for(m, 5, 7);
+    other.insert(other.end(), tail.begin(), tail.end());
+    KvCache fresh = m.make_cache(128, 1, 0, type);
+    const std::vector<float> want = last_row(run(m, fresh, pool, 0, other, false), V);
+    {
+        KvCache cache = m.make_cache(128, 1, 0, type);
+        run(m, cache, pool, 0, prompt, false);
+        PrefixCache prefix(cache, 42, dir.string());
+        prefix.insert(0, prompt);
+        prefix.save_all();
+    }
+    KvCache cache = m.make_cache(128, 1, 0, type);
+    PrefixCache prefix(cache, 42, dir.string());
+    ASSERT_EQ(prefix.attach_longest_prefix(0, other, 8), 2 * B);
+    EXPECT_EQ(prefix.stats().disk_hit_blocks, 2u);
+    const std::vector<int32_t> rest(other.begin() + 2 * B, other.end());
+    expect_close(last_row(run(m, cache, pool, 0, rest, false), V), want, "disk prefix resume vs recompute");
+    std::filesystem::remove_all(dir);
 }
 
 void check_conformance(Model& m, ThreadPool& pool, KvType type = KvType::F16) {
@@ -115,6 +175,8 @@ void check_conformance(Model& m, ThreadPool& pool, KvType type = KvType::F16) {
             expect_close(last_row(run(m, cache, pool, 0, redo, false), V), want, "snapshot resume vs plain");
         }
     }
+    check_several_sequences(m, pool, type);
+    check_disk_prefix(m, pool, type);
 }
 
 // One file per registered architecture: the first in models/ then models/arch/.
