@@ -2,7 +2,8 @@
 // element type, and attention over the cached positions. Two fast paths (fp16 cache,
 // Q8_0 cache) cover plain causal attention; attention with options (sliding window,
 // soft-cap, ALiBi, sinks, bidirectional, V heads of another size) takes the general path,
-// which converts each cached row to fp32 and follows the textbook formula.
+// which converts each cached row to fp32 (or reads fp32 rows: LayerMemory::f32) and
+// follows the textbook formula.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -42,11 +43,17 @@ float alibi_slope(int h, int n_head, float max_bias) {
 void store_kv(int layer, const Pass& p) {
     KvCache& cache = p.cache;
     const int64_t KD = int64_t(cache.layer(layer).k_dim), VD = int64_t(cache.layer(layer).v_dim);
+    const bool f32 = cache.layer(layer).f32;
     const FromFloatFn quantize = cache.type() == KvType::Q8_0 ? kernels_for(GgmlType::Q8_0).from_float : nullptr;
     for (int64_t t = 0; t < p.n; ++t) {
         const int seq = p.batch.seq_ids[size_t(t)], pos = p.batch.positions[size_t(t)];
         const float* k = &p.s.k[size_t(t * KD)];
         const float* v = &p.s.v[size_t(t * VD)];
+        if (f32) {
+            std::copy_n(k, KD, reinterpret_cast<float*>(cache.k_row(layer, seq, pos)));
+            std::copy_n(v, VD, reinterpret_cast<float*>(cache.v_row(layer, seq, pos)));
+            continue;
+        }
         if (quantize) {
             quantize(k, cache.k_row(layer, seq, pos), KD);
             quantize(v, cache.v_row(layer, seq, pos), VD);
@@ -228,8 +235,9 @@ void attend_q8_0(int layer, const AttentionOptions& o, Pass& p) {
     });
 }
 
-// One head's slice [first, first + n) of a cache row, as floats.
-void row_slice(const KvCache& cache, const uint8_t* row, int first, int n, float* out) {
+// One head's slice [first, first + n) of a cache row of `layer`, as floats.
+void row_slice(const KvCache& cache, int layer, const uint8_t* row, int first, int n, float* out) {
+    if (cache.layer(layer).f32) return (void)std::copy_n(reinterpret_cast<const float*>(row) + first, n, out);
     if (cache.type() == KvType::Q8_0) return dequantize_q8_0_range(reinterpret_cast<const BlockQ8_0*>(row), first, n, out);
     const fp16_t* r = reinterpret_cast<const fp16_t*>(row) + first;
     for (int i = 0; i < n; ++i) out[i] = fp16_to_fp32(r[i]);
@@ -260,7 +268,7 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
             scores.resize(size_t(std::max(end - begin, 0)));
             float max_score = sinks.empty() ? -INFINITY : sinks[size_t(h)];
             for (int j = begin; j < end; ++j) {
-                row_slice(cache, cache.k_row(layer, seq, j), kvh * hd, hd, row.data());
+                row_slice(cache, layer, cache.k_row(layer, seq, j), kvh * hd, hd, row.data());
                 float s = 0.0f;
                 for (int i = 0; i < hd; ++i) s += q[i] * row[size_t(i)];
                 s *= scale;
@@ -275,7 +283,7 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
             std::fill(out, out + hv, 0.0f);
             for (int j = begin; j < end; ++j) {
                 const float pj = float(double(scores[size_t(j - begin)]) / sum);
-                row_slice(cache, cache.v_row(layer, seq, j), kvh * hv, hv, row.data());
+                row_slice(cache, layer, cache.v_row(layer, seq, j), kvh * hv, hv, row.data());
                 for (int i = 0; i < hv; ++i) out[i] += pj * row[size_t(i)];
             }
         }
@@ -317,7 +325,7 @@ void Attention::project(const float* x, Pass& p) const {
 void Attention::attend(Pass& p) const {
     grow(p.s.att, p.n * int64_t(opt.n_head) * head_dim_v(opt));
     store_kv(layer, p);
-    if (!plain(opt, sinks)) attend_general(layer, opt, sinks, p);
+    if (!plain(opt, sinks) || p.cache.layer(layer).f32) attend_general(layer, opt, sinks, p);
     else if (p.cache.type() == KvType::Q8_0) attend_q8_0(layer, opt, p);
     else attend_f16(layer, opt, p);
 }

@@ -203,15 +203,19 @@ void MoE::apply(const float* x, int64_t n, float* out, Pass& p) const {
     std::vector<int> order(static_cast<size_t>(n_exp));
     for (int64_t t = 0; t < n; ++t) {
         float* pr = &router_logits[size_t(t * n_exp)];
-        softmax(pr, n_exp);
+        if (gating == Gating::Softmax) softmax(pr, n_exp);
+        else
+            for (int e = 0; e < n_exp; ++e) pr[e] = 1.0f / (1.0f + std::exp(-pr[e]));
+        auto chooser = [&](int e) { return pr[e] + (select_bias.empty() ? 0.0f : select_bias[size_t(e)]); };
         std::iota(order.begin(), order.end(), 0);
-        std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                          [&](int a, int b) { return pr[a] > pr[b] || (pr[a] == pr[b] && a < b); });
+        std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
+            return chooser(a) > chooser(b) || (chooser(a) == chooser(b) && a < b);
+        });
         float sum = 0.0f;
         for (int j = 0; j < k; ++j) sum += pr[order[size_t(j)]];
         if (!normalize) sum = 1.0f;
         for (int j = 0; j < k; ++j)
-            routed[size_t(order[size_t(j)])].emplace_back(t, pr[order[size_t(j)]] / sum);
+            routed[size_t(order[size_t(j)])].emplace_back(t, pr[order[size_t(j)]] / sum * weights_scale);
     }
 
     std::fill(out, out + n * E, 0.0f);

@@ -27,6 +27,7 @@ struct Scratch {
     std::vector<float> q, k, v, att, gate, up, router, moe_in, moe_out, shared, normed;
     std::vector<float> x, h, y;  // a decoder's residual stream, normalised input, block output
     std::vector<float> xz, conv, dbc, dt_in, dt, conv_states;  // state-space mixers (model/ssm.h)
+    std::vector<float> lora, heads;  // latent attention: the q LoRA rank, the per-head projections
 };
 
 // One forward pass: the batch, its memory and where blocks compute.
@@ -118,9 +119,11 @@ FeedForward load_feed_forward(const ModelLoader& ld, const std::string& prefix, 
                               Activation act, bool gated = true);
 
 // ---- mixture of experts ----
-// Each token goes to its top-k experts by router probability (softmax over all experts);
+// Each token goes to its top-k experts by router probability (softmax over all experts,
+// or each expert's own sigmoid: DeepSeek-V3); `select_bias` (DeepSeek-V3's exp_probs_b)
+// is added to the probabilities for choosing the k only, not to their weights;
 // `normalize`: the chosen k are renormalised to sum to one (Mixtral, Qwen3-MoE) or keep
-// their softmax weights (Qwen2-MoE). Tokens routed to the same expert are gathered so each
+// their probabilities (Qwen2-MoE); then the weights are multiplied by `weights_scale`. Tokens routed to the same expert are gathered so each
 // expert runs one matrix-matrix product. An optional shared expert sees every token, its
 // output scaled by sigmoid(shared_gate · x) when the file has that gate (Qwen2-MoE).
 struct MoE {
@@ -131,6 +134,9 @@ struct MoE {
     int64_t n_ff = 0;
     Activation act = Activation::SiLU;
     bool normalize = true;
+    enum class Gating { Softmax, Sigmoid } gating = Gating::Softmax;
+    std::vector<float> select_bias;  // empty: none
+    float weights_scale = 1.0f;
     FeedForward shared;              // up.w.data == nullptr: no shared expert
     std::vector<float> shared_gate;  // empty: the shared expert is added unscaled
     bool has_shared() const { return shared.up.w.data != nullptr; }
@@ -186,6 +192,42 @@ struct Attention {
 // says), `<prefix>attn_sinks` if present.
 Attention load_attention(const ModelLoader& ld, const std::string& prefix, int layer, int64_t n_embd,
                          const AttentionOptions& opt, float norm_eps);
+
+// ---- multi-head latent attention (DeepSeek-V2/V3) ----
+// y[t, h] = W_h · x[t, h] for one matrix per head: head h's input starts at
+// x + t * x_stride + h * x_head (W_h.cols floats), its output at y + t * y_stride + h * y_head.
+void apply_per_head(const std::vector<WeightMatrix>& w, const float* x, int64_t x_stride, int64_t x_head, int64_t n,
+                    float* y, int64_t y_stride, int64_t y_head, Pass& p);
+
+// Keys and values are compressed into one latent vector per token (kv_lora values, RMS
+// normalised) plus one RoPE key shared by all heads (rope_dims values). The memory stores
+// exactly that: key row = [latent, rotated shared key], value row = latent, as one KV
+// "head" that every query head attends to (MQA). The per-head up-projections are absorbed
+// into the query and the output instead of decompressing the cache:
+//   q_h = [W_kb,h · q_nope,h, rope(q_pe,h)]  so  q_h · key = q_nope,h · (W_kb,h^T latent) + q_pe,h · k_pe
+//   out_h = W_vb,h · Σ_j p_j latent_j        (= Σ_j p_j W_vb,h latent_j)
+// then Wo. The score scale is that of the uncompressed head size (nope + rope dims).
+struct LatentAttention {
+    Attention attn;                     // opt: n_head query heads over 1 KV head of kv_lora + rope_dims
+                                        // (V: kv_lora); uses only attn.o of the projections
+    Linear q_a, q_b;                    // q_a empty (no q LoRA): q_b is the plain attn_q
+    Norm q_a_norm;
+    Linear kv_a;                        // n_embd -> kv_lora + rope_dims
+    Norm kv_a_norm;                     // over the latent
+    std::vector<WeightMatrix> k_b, v_b;  // per head: nope -> kv_lora, kv_lora -> v_dim
+    int nope = 0, rope_dims = 0, kv_lora = 0, v_dim = 0;
+    void apply(const float* x, float* out, Pass& p) const;
+    LayerMemory memory() const;  // the attention's, with fp32 rows (LayerMemory::f32)
+};
+struct LatentAttentionShape {
+    int n_head = 0, q_lora = 0, kv_lora = 0, nope = 0, rope_dims = 0, v_dim = 0;
+};
+// `<prefix>attn_q_a`, `attn_q_a_norm`, `attn_q_b` (q_lora > 0) or `attn_q`;
+// `attn_kv_a_mqa`, `attn_kv_a_norm`, `attn_k_b` {nope, kv_lora, n_head}, `attn_v_b`
+// {kv_lora, v_dim, n_head}, `attn_output`. opt.rope / opt.scale are used as given.
+LatentAttention load_latent_attention(const ModelLoader& ld, const std::string& prefix, int layer, int64_t n_embd,
+                                      const LatentAttentionShape& shape, const AttentionOptions& opt,
+                                      float norm_eps);
 
 // ---- embeddings and output ----
 // x[t] = tokens[token t] (* scale) (+ positions[pos t]: learned absolute positions).

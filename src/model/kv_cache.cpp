@@ -48,15 +48,16 @@ bool MemoryLayout::has(LayerMemory::Kind kind) const {
 }
 
 std::string MemoryLayout::describe() const {
-    int n_att = 0, n_rec = 0, n_window = 0, window = 0;
+    int n_att = 0, n_rec = 0, n_window = 0, window = 0, n_f32 = 0;
     for (const LayerMemory& l : layers) {
-        if (l.kind == LayerMemory::Kind::Attention) ++n_att;
+        if (l.kind == LayerMemory::Kind::Attention) ++n_att, n_f32 += l.f32 ? 1 : 0;
         if (l.kind == LayerMemory::Kind::Recurrent) ++n_rec;
         if (l.window > 0) ++n_window, window = l.window;
     }
     std::string s;
     if (n_att) s += "paged KV on " + std::to_string(n_att) + " layers";
     if (n_window) s += " (sliding window " + std::to_string(window) + " on " + std::to_string(n_window) + ")";
+    if (n_f32) s += " (fp32 rows on " + std::to_string(n_f32) + ")";
     if (n_rec) s += std::string(s.empty() ? "" : ", ") + "recurrent state on " + std::to_string(n_rec) + " layers";
     if (s.empty()) s = "none";
     return s;
@@ -79,8 +80,8 @@ KvCache::KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks,
         if (l.kind == LayerMemory::Kind::Attention) {
             if (l.k_dim <= 0 || l.v_dim <= 0 || l.window < 0)
                 fail("invalid KV cache shape: ", l.k_dim, " K and ", l.v_dim, " V values");
-            s.k_row = kv_row_bytes(type, l.k_dim);
-            s.v_row = kv_row_bytes(type, l.v_dim);
+            s.k_row = l.f32 ? size_t(l.k_dim) * sizeof(float) : kv_row_bytes(type, l.k_dim);
+            s.v_row = l.f32 ? size_t(l.v_dim) * sizeof(float) : kv_row_bytes(type, l.v_dim);
         }
         if (l.kind == LayerMemory::Kind::Recurrent && l.state_floats <= 0)
             fail("invalid recurrent state size ", l.state_floats);
@@ -226,6 +227,7 @@ uint64_t KvCache::layout_fingerprint() const {
         mix(uint64_t(l.k_dim));
         mix(uint64_t(l.v_dim));
         mix(uint64_t(l.state_floats));
+        mix(uint64_t(l.f32));
     }
     return h;
 }

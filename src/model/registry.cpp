@@ -17,6 +17,7 @@ const std::map<std::string, Factory>& registry() {
         {"bitnet", make_bitnet},
         {"bloom", make_bloom},
         {"command-r", make_command_r},
+        {"deepseek2", make_deepseek2},
         {"falcon", make_falcon},
         {"gemma2", make_gemma2},
         {"gemma3", make_gemma3},

@@ -1,8 +1,9 @@
 // The model blocks against textbook formulas: attention with each option (sliding window,
 // soft-cap, ALiBi, sinks, bidirectional, narrower V heads, GQA) over the paged fp16 cache,
 // norms with bias and 1 + w, activations, mixture of experts (renormalised or not, shared
-// expert with its sigmoid gate), a fused QKV tensor and a fused gate+up tensor split into
-// views, the LongRoPE factor choice. Random F32 weights, a few milliseconds.
+// expert with its sigmoid gate; sigmoid routing with a selection bias), a fused QKV tensor and a fused gate+up tensor split into
+// views, the LongRoPE factor choice, multi-head latent attention (absorbed) against its
+// decompressed form. Random F32 weights, a few milliseconds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -133,6 +134,109 @@ TEST(Blocks, AttentionOptionsMatchTheFormula) {
     check_attention(o, false, "V heads of 4");
 }
 
+// x / rms(x) * w for one vector, the long way.
+std::vector<float> reference_rms(const float* x, const std::vector<float>& w, float eps) {
+    double ss = 0.0;
+    for (size_t i = 0; i < w.size(); ++i) ss += double(x[i]) * x[i];
+    const float r = float(1.0 / std::sqrt(ss / double(w.size()) + eps));
+    std::vector<float> out(w.size());
+    for (size_t i = 0; i < w.size(); ++i) out[i] = x[i] * r * w[i];
+    return out;
+}
+
+// Multi-head latent attention over its latent cache (up-projections absorbed) against the
+// decompressed textbook form: per head k = [W_kb^T latent, rope(k_pe)], v = W_vb latent,
+// q = [q_nope, rope(q_pe)] from the q LoRA, softmax(q·k / sqrt(nope + rope)) v, then Wo.
+TEST(Blocks, LatentAttentionMatchesTheDecompressedFormula) {
+    const int E = 16, H = 3, q_lora = 6, kv_lora = 8, nope = 4, rd = 4, v_dim = 5, n = 9;
+    const int qk = nope + rd;
+    std::mt19937 rng(5);
+    std::vector<Weights> w(4 + 2 * H);
+    LatentAttention a;
+    a.nope = nope, a.rope_dims = rd, a.kv_lora = kv_lora, a.v_dim = v_dim;
+    a.attn.opt.n_head = H, a.attn.opt.n_head_kv = 1;
+    a.attn.opt.head_dim = kv_lora + rd, a.attn.opt.head_dim_v = kv_lora;
+    a.attn.opt.rope.n_dims = rd;
+    a.attn.opt.scale = 1.0f / std::sqrt(float(qk));
+    a.q_a.w = w[0].matrix(E, q_lora, rng);
+    a.q_b.w = w[1].matrix(q_lora, H * qk, rng);
+    a.kv_a.w = w[2].matrix(E, kv_lora + rd, rng);
+    a.attn.o.w = w[3].matrix(H * v_dim, E, rng);
+    for (int h = 0; h < H; ++h) {
+        a.k_b.push_back(w[size_t(4 + h)].matrix(nope, kv_lora, rng));
+        a.v_b.push_back(w[size_t(4 + H + h)].matrix(kv_lora, v_dim, rng));
+    }
+    std::uniform_real_distribution<float> pos_w(0.5f, 1.5f);
+    a.q_a_norm.weight.resize(q_lora);
+    a.kv_a_norm.weight.resize(kv_lora);
+    for (float& v : a.q_a_norm.weight) v = pos_w(rng);
+    for (float& v : a.kv_a_norm.weight) v = pos_w(rng);
+    a.q_a_norm.eps = a.kv_a_norm.eps = 1e-6f;
+    std::vector<float> x(size_t(n * E));
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    for (float& v : x) v = d(rng);
+
+    MemoryLayout layout;
+    layout.layers.push_back(a.memory());
+    KvCache cache(layout, 64, 1);
+    ThreadPool pool(2);
+    Scratch scratch;
+    std::vector<float> got(size_t(n * E));
+    for (int begin : {0, 5}) {  // two batches: the second reads the first's cached latents
+        const int end = begin == 0 ? 5 : n;
+        Batch b;
+        for (int t = begin; t < end; ++t) b.add(0, t, 0, true);
+        begin_pass(b, cache, 1);
+        Pass p(b, cache, pool, scratch);
+        a.apply(&x[size_t(begin * E)], &got[size_t(begin * E)], p);
+        p.commit();
+    }
+
+    // Decompressed per-head q, k, v of every token.
+    std::vector<float> q(size_t(n * H * qk)), k(size_t(n * H * qk)), v(size_t(n * H * v_dim));
+    for (int t = 0; t < n; ++t) {
+        const float* xt = &x[size_t(t * E)];
+        std::vector<float> c(q_lora), kv(size_t(kv_lora + rd));
+        for (int i = 0; i < q_lora; ++i) c[size_t(i)] = dot_row(a.q_a.w, i, xt);
+        c = reference_rms(c.data(), a.q_a_norm.weight, 1e-6f);
+        for (int i = 0; i < H * qk; ++i) q[size_t(t * H * qk + i)] = dot_row(a.q_b.w, i, c.data());
+        for (int i = 0; i < kv_lora + rd; ++i) kv[size_t(i)] = dot_row(a.kv_a.w, i, xt);
+        const std::vector<float> latent = reference_rms(kv.data(), a.kv_a_norm.weight, 1e-6f);
+        RopeParams one = a.attn.opt.rope;
+        rope(&kv[size_t(kv_lora)], 1, rd, t, one);
+        for (int h = 0; h < H; ++h) {
+            float* qh = &q[size_t((t * H + h) * qk)];
+            rope(qh + nope, 1, rd, t, one);
+            float* kh = &k[size_t((t * H + h) * qk)];
+            const float* kb = static_cast<const float*>(a.k_b[size_t(h)].data);  // kv_lora rows of nope
+            for (int i = 0; i < nope; ++i) {
+                kh[i] = 0.0f;
+                for (int cdx = 0; cdx < kv_lora; ++cdx) kh[i] += kb[cdx * nope + i] * latent[size_t(cdx)];
+            }
+            std::copy_n(&kv[size_t(kv_lora)], rd, kh + nope);
+            for (int r = 0; r < v_dim; ++r) v[size_t((t * H + h) * v_dim + r)] = dot_row(a.v_b[size_t(h)], r, latent.data());
+        }
+    }
+    for (int t = 0; t < n; ++t) {
+        std::vector<float> att(size_t(H * v_dim), 0.0f);
+        for (int h = 0; h < H; ++h) {
+            std::vector<double> s(size_t(t + 1));
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j <= t; ++j) {
+                double sc = 0.0;
+                for (int i = 0; i < qk; ++i) sc += double(q[size_t((t * H + h) * qk + i)]) * k[size_t((j * H + h) * qk + i)];
+                mx = std::max(mx, s[size_t(j)] = sc / std::sqrt(double(qk)));
+            }
+            for (double& e : s) sum += (e = std::exp(e - mx));
+            for (int j = 0; j <= t; ++j)
+                for (int r = 0; r < v_dim; ++r)
+                    att[size_t(h * v_dim + r)] += float(s[size_t(j)] / sum) * v[size_t((j * H + h) * v_dim + r)];
+        }
+        for (int e = 0; e < E; ++e)
+            ASSERT_NEAR(got[size_t(t * E + e)], dot_row(a.attn.o.w, e, att.data()), 3e-2f) << "token " << t << " value " << e;
+    }
+}
+
 // SwiGLU expert down(silu(gate x) * up x) for one token, the long way.
 std::vector<float> reference_expert(const WeightMatrix& gate, const WeightMatrix& up, const WeightMatrix& down,
                                     const float* x) {
@@ -145,7 +249,8 @@ std::vector<float> reference_expert(const WeightMatrix& gate, const WeightMatrix
     return y;
 }
 
-void check_moe(bool normalize, bool shared) {
+// sigmoid: DeepSeek-V3 routing (each expert's sigmoid, a selection bias, scaled weights).
+void check_moe(bool normalize, bool shared, bool sigmoid = false) {
     const int E = 8, F = 6, n_exp = 4, n = 5;
     std::mt19937 rng(11);
     std::vector<Weights> w(3 * n_exp + 4);
@@ -153,6 +258,11 @@ void check_moe(bool normalize, bool shared) {
     m.n_used = 2;
     m.n_ff = F;
     m.normalize = normalize;
+    if (sigmoid) {
+        m.gating = MoE::Gating::Sigmoid;
+        m.select_bias = {0.0f, 0.6f, -0.3f, 0.2f};
+        m.weights_scale = 2.5f;
+    }
     m.router.w = w[0].matrix(E, n_exp, rng);
     for (int e = 0; e < n_exp; ++e) {
         m.gate.push_back(w[size_t(1 + 3 * e)].matrix(E, F, rng));
@@ -183,14 +293,16 @@ void check_moe(bool normalize, bool shared) {
         std::vector<double> prob(n_exp);
         double z = 0.0;
         for (int e = 0; e < n_exp; ++e) z += prob[size_t(e)] = std::exp(double(dot_row(m.router.w, e, xt)));
-        for (double& v : prob) v /= z;
+        for (int e = 0; e < n_exp; ++e)
+            prob[size_t(e)] = sigmoid ? 1.0 / (1.0 + std::exp(-double(dot_row(m.router.w, e, xt)))) : prob[size_t(e)] / z;
+        auto choice = [&](int e) { return prob[size_t(e)] + (sigmoid ? m.select_bias[size_t(e)] : 0.0); };
         std::vector<int> order = {0, 1, 2, 3};
-        std::sort(order.begin(), order.end(), [&](int a, int c) { return prob[size_t(a)] > prob[size_t(c)]; });
+        std::sort(order.begin(), order.end(), [&](int a, int c) { return choice(a) > choice(c); });
         const double top = prob[size_t(order[0])] + prob[size_t(order[1])];
         std::vector<double> want(E, 0.0);
         for (int j = 0; j < 2; ++j) {
             const int e = order[size_t(j)];
-            const double wgt = normalize ? prob[size_t(e)] / top : prob[size_t(e)];
+            const double wgt = (normalize ? prob[size_t(e)] / top : prob[size_t(e)]) * m.weights_scale;
             const auto y = reference_expert(m.gate[size_t(e)], m.up[size_t(e)], m.down[size_t(e)], xt);
             for (int i = 0; i < E; ++i) want[size_t(i)] += wgt * y[size_t(i)];
         }
@@ -203,13 +315,16 @@ void check_moe(bool normalize, bool shared) {
         for (int i = 0; i < E; ++i)
             ASSERT_NEAR(got[size_t(t * E + i)], want[size_t(i)], 1e-3) << "token " << t << " value " << i
                                                                         << (normalize ? " normalised" : " raw")
-                                                                        << (shared ? " + shared" : "");
+                                                                        << (shared ? " + shared" : "")
+                                                                        << (sigmoid ? " sigmoid" : "");
     }
 }
 
 TEST(Blocks, MixtureOfExpertsMatchesTheFormula) {
     check_moe(true, false);   // Mixtral, Qwen3-MoE
     check_moe(false, true);   // Qwen2-MoE
+    check_moe(true, true, true);  // DeepSeek-V3: sigmoid, selection bias, scale
+    check_moe(false, true, true);
 }
 
 // attn_qkv ({E, Q + K + V} with bias) split by load_attention: q, k and v are views of
