@@ -531,7 +531,9 @@ static void measure_masking(const Tokenizer& tok, const char* label) {
     EXPECT_TRUE(m.is_complete());
     std::printf("[ stats    ] %s (%d tokens): schema walk of %d tokens: mask %.3f ms/token avg, %.3f ms worst; %zu DFA states\n",
                 label, tok.n_vocab(), n, 1e3 * total / n, 1e3 * worst, m.n_states());
-    if (pensieve::test::kTimingBoundsApply) EXPECT_LT(total / n, 0.010);  // typical is well under 1 ms
+    if (pensieve::test::kTimingBoundsApply) {
+        EXPECT_LT(total / n, 0.010);  // typical is well under 1 ms
+    }
 }
 
 TEST(JsonSchema, MaskingSpeedOnLlamaVocab) { measure_masking(llama_vocab(), "llama SPM"); }

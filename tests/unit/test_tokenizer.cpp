@@ -731,7 +731,9 @@ TEST(Tokenizer, Speed100KB) {
             }
             std::printf("[ tokenizer ] %s (%s): encode %zu bytes -> %zu tokens: %.2f ms\n", vocab,
                         k == 0 ? "test inputs" : "prose", texts[k].size(), n_tokens, best_ms);
-            if (pensieve::test::kTimingBoundsApply) EXPECT_LT(best_ms, 50.0) << vocab;
+            if (pensieve::test::kTimingBoundsApply) {
+                EXPECT_LT(best_ms, 50.0) << vocab;
+            }
         }
     }
 }
