@@ -13,6 +13,7 @@
 #include "engine/grammar_matcher.h"
 #include "engine/sampler.h"
 #include "gguf/gguf.h"
+#include "grammar_checks.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -21,11 +22,7 @@ using namespace pensieve;
 
 namespace {
 
-const Tokenizer& llama_vocab() {
-    static std::unique_ptr<GgufFile> file = GgufFile::open(shared_dir() + "/vocab/ggml-vocab-llama-spm.gguf");
-    static std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(*file);
-    return *tok;
-}
+using test::llama_vocab;
 
 // The error message of parsing `text`, or "" if it parsed.
 std::string parse_error(const std::string& text) {

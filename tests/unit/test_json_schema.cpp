@@ -18,6 +18,7 @@
 #include "engine/json_schema.h"
 #include "engine/sampler.h"
 #include "gguf/gguf.h"
+#include "grammar_checks.h"
 #include "test_paths.h"
 #include "timing.h"
 #include "tokenizer/tokenizer.h"
@@ -28,11 +29,7 @@ using ojson = nlohmann::ordered_json;
 
 namespace {
 
-const Tokenizer& llama_vocab() {
-    static std::unique_ptr<GgufFile> file = GgufFile::open(shared_dir() + "/vocab/ggml-vocab-llama-spm.gguf");
-    static std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(*file);
-    return *tok;
-}
+using test::llama_vocab;
 
 bool is_eog(const Tokenizer& tok, int32_t id) { return tok.is_end_of_generation(id) || id == tok.eos_id(); }
 
@@ -374,15 +371,6 @@ TEST(JsonSchema, UnsupportedFeaturesAreNamed) {
 
 // ---- number bounds ----------------------------------------------------------------------
 
-bool schema_accepts(const std::shared_ptr<const Grammar>& g, const std::string& text) {
-    GrammarMatcher m(g, llama_vocab());
-    try {
-        m.accept_bytes(text);
-    } catch (const Error&) {
-        return false;
-    }
-    return m.is_complete();
-}
 
 TEST(JsonSchemaBounds, IntegerRangesAreExact) {
     // Every integer near the bounds, for ranges of every sign and several digit counts.
@@ -407,30 +395,30 @@ TEST(JsonSchemaBounds, IntegerRangesAreExact) {
         std::vector<int64_t> probes = {first - 1, first, first + 1, last - 1, last, last + 1, -first, -last, first * 10, last * 10 + 1};
         for (int k = 0; k < 10; ++k) probes.push_back(first + int64_t(rng() % uint64_t(last - first + 1)));
         for (int64_t n : probes)
-            EXPECT_EQ(schema_accepts(g, std::to_string(n)), n >= first && n <= last) << schema.dump() << " on " << n;
+            EXPECT_EQ(test::grammar_accepts(g, std::to_string(n)), n >= first && n <= last) << schema.dump() << " on " << n;
         std::string leading_zero = "0";
         leading_zero += std::to_string(std::max<int64_t>(first, 1));
-        EXPECT_FALSE(schema_accepts(g, leading_zero)) << leading_zero;
+        EXPECT_FALSE(test::grammar_accepts(g, leading_zero)) << leading_zero;
     }
     EXPECT_LT(empty, 20);  // most draws are real ranges
     // One-sided and extreme bounds.
     auto at_least = Grammar::from_json_schema(ojson::parse(R"({"type": "integer", "minimum": 10.5})"));
-    EXPECT_FALSE(schema_accepts(at_least, "10"));
-    EXPECT_TRUE(schema_accepts(at_least, "11"));
-    EXPECT_TRUE(schema_accepts(at_least, "9999999999999999"));
-    EXPECT_FALSE(schema_accepts(at_least, "99999999999999999"));  // 17 digits: beyond what is generated
+    EXPECT_FALSE(test::grammar_accepts(at_least, "10"));
+    EXPECT_TRUE(test::grammar_accepts(at_least, "11"));
+    EXPECT_TRUE(test::grammar_accepts(at_least, "9999999999999999"));
+    EXPECT_FALSE(test::grammar_accepts(at_least, "99999999999999999"));  // 17 digits: beyond what is generated
     auto below = Grammar::from_json_schema(ojson::parse(R"({"type": "integer", "exclusiveMaximum": -3})"));
-    EXPECT_TRUE(schema_accepts(below, "-4"));
-    EXPECT_TRUE(schema_accepts(below, "-1234567"));
-    EXPECT_FALSE(schema_accepts(below, "-3"));
-    EXPECT_FALSE(schema_accepts(below, "0"));
+    EXPECT_TRUE(test::grammar_accepts(below, "-4"));
+    EXPECT_TRUE(test::grammar_accepts(below, "-1234567"));
+    EXPECT_FALSE(test::grammar_accepts(below, "-3"));
+    EXPECT_FALSE(test::grammar_accepts(below, "0"));
     auto draft4 = Grammar::from_json_schema(ojson::parse(R"({"type": "integer", "minimum": 0, "exclusiveMinimum": true})"));
-    EXPECT_FALSE(schema_accepts(draft4, "0"));
-    EXPECT_TRUE(schema_accepts(draft4, "1"));
+    EXPECT_FALSE(test::grammar_accepts(draft4, "0"));
+    EXPECT_TRUE(test::grammar_accepts(draft4, "1"));
     auto huge = Grammar::from_json_schema(
         ojson::parse(R"({"type": "integer", "minimum": -9223372036854775808, "maximum": 18446744073709551615})"));
-    EXPECT_TRUE(schema_accepts(huge, "-9999999999999999"));
-    EXPECT_TRUE(schema_accepts(huge, "42"));
+    EXPECT_TRUE(test::grammar_accepts(huge, "-9999999999999999"));
+    EXPECT_TRUE(test::grammar_accepts(huge, "42"));
 }
 
 TEST(JsonSchemaBounds, NumberRangesNeverAdmitAnOutOfRangeDouble) {
@@ -474,7 +462,7 @@ TEST(JsonSchemaBounds, NumberRangesNeverAdmitAnOutOfRangeDouble) {
             if (text.size() > 40) continue;
             const double x = std::strtod(text.c_str(), nullptr);
             const bool in = (x_lo ? x > lo : x >= lo) && (x_hi ? x < hi : x <= hi);
-            if (schema_accepts(g, text)) {
+            if (test::grammar_accepts(g, text)) {
                 ++accepted;
                 EXPECT_TRUE(in) << schema.dump() << " accepted " << text;
             }
@@ -482,21 +470,21 @@ TEST(JsonSchemaBounds, NumberRangesNeverAdmitAnOutOfRangeDouble) {
         const std::string lo_text = shortest(lo), hi_text = shortest(hi);
         const auto fraction_digits = [](const std::string& t) { return t.find('.') == std::string::npos ? 0 : t.size() - t.find('.') - 1; };
         if (fraction_digits(lo_text) <= 16 && lo_text.size() < 34) {
-            EXPECT_EQ(schema_accepts(g, lo_text), !x_lo) << schema.dump();
+            EXPECT_EQ(test::grammar_accepts(g, lo_text), !x_lo) << schema.dump();
         }
         if (fraction_digits(hi_text) <= 16 && hi_text.size() < 34) {
-            EXPECT_EQ(schema_accepts(g, hi_text), !x_hi) << schema.dump();
+            EXPECT_EQ(test::grammar_accepts(g, hi_text), !x_hi) << schema.dump();
         }
     }
     EXPECT_GT(accepted, 100);
     EXPECT_LT(refused, 10);
 
     auto positive = Grammar::from_json_schema(ojson::parse(R"({"type": "number", "exclusiveMinimum": 0})"));
-    for (const char* zero : {"0", "0.0", "0.0000000000000000", "-0", "-0.5"}) EXPECT_FALSE(schema_accepts(positive, zero)) << zero;
-    for (const char* pos : {"0.0000000000000001", "3", "12.5"}) EXPECT_TRUE(schema_accepts(positive, pos)) << pos;
+    for (const char* zero : {"0", "0.0", "0.0000000000000000", "-0", "-0.5"}) EXPECT_FALSE(test::grammar_accepts(positive, zero)) << zero;
+    for (const char* pos : {"0.0000000000000001", "3", "12.5"}) EXPECT_TRUE(test::grammar_accepts(positive, pos)) << pos;
     auto unit = Grammar::from_json_schema(ojson::parse(R"({"type": "number", "minimum": 0, "maximum": 1})"));
-    for (const char* in : {"0", "0.5", "1", "1.0000", "0.9999999999999999"}) EXPECT_TRUE(schema_accepts(unit, in)) << in;
-    for (const char* out : {"-0.1", "1.0000000000000001", "2", "1e0"}) EXPECT_FALSE(schema_accepts(unit, out)) << out;
+    for (const char* in : {"0", "0.5", "1", "1.0000", "0.9999999999999999"}) EXPECT_TRUE(test::grammar_accepts(unit, in)) << in;
+    for (const char* out : {"-0.1", "1.0000000000000001", "2", "1e0"}) EXPECT_FALSE(test::grammar_accepts(unit, out)) << out;
 }
 
 // Per-token masking time with a schema grammar: a typical output, tokenized by the

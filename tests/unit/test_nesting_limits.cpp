@@ -17,6 +17,7 @@
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "server/http_server.h"
+#include "grammar_checks.h"
 #include "test_paths.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -62,21 +63,9 @@ testing::AssertionResult error_has(const std::function<void()>& f, const std::st
     return testing::AssertionFailure() << "the error \"" << err.substr(0, 300) << "\" does not say \"" << needle << "\"";
 }
 
-const Tokenizer& llama_vocab() {
-    static std::unique_ptr<GgufFile> file = GgufFile::open(shared_dir() + "/vocab/ggml-vocab-llama-spm.gguf");
-    static std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(*file);
-    return *tok;
-}
+using test::llama_vocab;
 
-bool grammar_accepts(const std::shared_ptr<const Grammar>& g, const std::string& text) {
-    GrammarMatcher m(g, llama_vocab());
-    try {
-        m.accept_bytes(text);
-    } catch (const Error&) {
-        return false;
-    }
-    return m.is_complete();
-}
+using test::grammar_accepts;
 
 // ------------------------------------------------------------------------------------
 // JSON text
