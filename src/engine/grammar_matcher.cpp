@@ -35,8 +35,18 @@ struct TokenTrie {
 namespace {
 
 constexpr size_t kMaxStates = 8192;      // DFA size at which the caches are rebuilt
+constexpr size_t kMaxFrames = 1 << 21;   // ... or stack frames (~100 MB with their index)
 constexpr size_t kMaxCachedMasks = 64;
 constexpr size_t kMaxPieceBytes = 1024;  // longer "tokens" are ignored (none exist in practice)
+// Work allowed to one call (mask, accept, ...), in stack frames visited while building
+// transitions. A grammar can be ambiguous enough that a state holds exponentially many
+// stacks (x ::= "a" x "b" | "a" x "c" | "" doubles them per "a"); past this budget the
+// call throws instead of stalling the server (and the request ends with a 400). The
+// most any test grammar needs is 360k (a 60000-rule nullable chain); the JSON-schema and
+// tool-call grammars stay near 100k on their first, uncached mask. A unit that creates
+// stack frames costs ~0.4 us here (memory-bound), so the doubling grammar of the test
+// is refused after 17 "a"s and 0.74 s of CPU in all.
+constexpr uint64_t kMaxWorkPerCall = 1'000'000;
 
 std::shared_ptr<const TokenTrie> build_trie(const Tokenizer& tok) {
     auto trie = std::make_shared<TokenTrie>();
@@ -139,16 +149,24 @@ void GrammarMatcher::reset() {
     state_ids_.clear();
     trans_.clear();
     mask_cache_.clear();
+    work_ = 0;
     frames_.push_back({-1, -1});  // frame 0 is kAccept: "the root rule has ended"
     current_ = start_state();
     ended_ = false;
 }
 
+void GrammarMatcher::charge(uint64_t units) {
+    work_ += units;
+    if (work_ > kMaxWorkPerCall)
+        fail("grammar: too ambiguous to follow (over ", kMaxWorkPerCall,
+             " parser steps for one token); simplify the grammar (fewer alternatives that match the same text)");
+}
+
 int32_t GrammarMatcher::intern_frame(int32_t pos, int32_t parent) {
-    const uint64_t key = (uint64_t(uint32_t(pos)) << 32) | uint32_t(parent);
-    auto [it, inserted] = frame_ids_.try_emplace(key, int32_t(frames_.size()));
+    bool inserted = false;
+    const uint32_t id = frame_ids_.get_or_insert(frame_key(pos, parent), uint32_t(frames_.size()), inserted);
     if (inserted) frames_.push_back({pos, parent});
-    return it->second;
+    return int32_t(id);
 }
 
 // Adds to `out` the stack tops reachable from "match symbols[pos...], then return to
@@ -156,13 +174,27 @@ int32_t GrammarMatcher::intern_frame(int32_t pos, int32_t parent) {
 // alternatives, ends of alternatives pop to the parent. Terminates because the grammar
 // has no left recursion. A work list instead of recursion: a chain of nullable rules
 // (x? nested, or ends popping through a deep stack) can be longer than the C++ stack.
+//
+// Past the first few dozen steps, each (position, parent) pair is expanded once per
+// call: what it adds depends on nothing else, and without this a group of n empty
+// alternatives repeated m times ("( "a" | | | ){1,6}") would be walked n^m times.
+// Small expansions (nearly all) skip the set: a set per call cost more than the walk.
 void GrammarMatcher::expand(int32_t pos, int32_t parent, std::vector<int32_t>& out) {
+    constexpr int kStepsWithoutSet = 64;
     const std::vector<GrammarSymbol>& syms = grammar_->symbols();
     std::vector<Frame>& work = expand_work_;
+    FlatMap64 seen;  // allocates only once used
+    int steps = 0;
     work.assign(1, {pos, parent});
     while (!work.empty()) {
         const Frame w = work.back();
         work.pop_back();
+        if (++steps > kStepsWithoutSet) {
+            bool inserted = false;
+            seen.get_or_insert(frame_key(w.pos, w.parent), 0, inserted);
+            if (!inserted) continue;
+        }
+        charge(1);
         const GrammarSymbol s = syms[size_t(w.pos)];
         if (s.kind == GrammarSymbol::End) {
             if (w.parent < 0) out.push_back(kAccept);
@@ -242,9 +274,11 @@ int32_t GrammarMatcher::compute_step(int32_t state, uint8_t byte) {
     // A whole code point: keep the tops that match it and move past them.
     auto advance = [&](uint32_t cp) -> int32_t {
         State next;
+        charge(tops.size());
         for (int32_t f : tops) {
             if (f == kAccept || !charset_of(f).contains(cp)) continue;
             const std::vector<int32_t>& after = after_char(f);
+            charge(after.size());
             next.tops.insert(next.tops.end(), after.begin(), after.end());
         }
         if (next.tops.empty()) return kDead;
@@ -265,6 +299,7 @@ int32_t GrammarMatcher::compute_step(int32_t state, uint8_t byte) {
         next.partial = bits;
         next.need = uint8_t(need);
         next.len = uint8_t(len);
+        charge(tops.size());
         for (int32_t f : tops)
             if (f != kAccept && charset_of(f).intersects(lo, hi)) next.tops.push_back(f);
         if (next.tops.empty()) return kDead;
@@ -352,14 +387,19 @@ int32_t GrammarMatcher::state_dist(int32_t state) {
     if (state_complete(state)) return 0;
     int32_t best = INT32_MAX;
     const std::vector<int32_t> tops = states_[size_t(state)].tops;
+    charge(tops.size());
     for (int32_t f : tops)
         if (f != kAccept) best = std::min(best, frame_dist(f));
     return best;
 }
 
-int32_t GrammarMatcher::min_chars_to_complete() { return ended_ ? 0 : state_dist(current_); }
+int32_t GrammarMatcher::min_chars_to_complete() {
+    work_ = 0;
+    return ended_ ? 0 : state_dist(current_);
+}
 
 void GrammarMatcher::mask_logits_to_finish(float* logits) {
+    work_ = 0;
     maybe_shrink();
     std::vector<uint64_t> bits((size_t(n_vocab_) + 63) / 64, 0);
     if (!is_complete()) {
@@ -387,6 +427,7 @@ void GrammarMatcher::mask_logits(float* logits) {
         for (size_t i = 0; i < eog.size(); ++i) logits[eog[i]] = eog_saved_[i];
         return;
     }
+    work_ = 0;
     maybe_shrink();
     const std::vector<uint64_t>& bits = allowed_bitmap();
     const bool open_eog = state_complete(current_) ||
@@ -398,6 +439,7 @@ bool GrammarMatcher::is_token_allowed(int32_t token) {
     if (token < 0 || token >= n_vocab_) return false;
     if (std::count(trie_->eog.begin(), trie_->eog.end(), token)) return ended_ || is_complete();
     if (ended_ || !trie_->usable[size_t(token)]) return false;
+    work_ = 0;
     int32_t s = current_;
     for (char c : trie_->pieces[size_t(token)])
         if ((s = step(s, uint8_t(c))) < 0) return false;
@@ -405,6 +447,7 @@ bool GrammarMatcher::is_token_allowed(int32_t token) {
 }
 
 void GrammarMatcher::accept_token(int32_t token) {
+    work_ = 0;
     if (token < 0 || token >= n_vocab_) fail("grammar: token id ", token, " is outside the vocabulary");
     if (std::count(trie_->eog.begin(), trie_->eog.end(), token)) {
         if (!ended_ && !is_complete())
@@ -424,6 +467,7 @@ void GrammarMatcher::accept_token(int32_t token) {
 }
 
 void GrammarMatcher::accept_bytes(std::string_view bytes) {
+    work_ = 0;
     if (ended_ && !bytes.empty()) fail("grammar: text after the end of generation");
     int32_t s = current_;
     for (char c : bytes)
@@ -443,12 +487,15 @@ bool GrammarMatcher::can_only_end() const {
 // The DFA grows with every state the generation explores; past kMaxStates, start the
 // caches over, keeping only the current state (rebuilt from its stacks' positions).
 void GrammarMatcher::maybe_shrink() {
-    if (states_.size() < kMaxStates) return;
+    if (states_.size() < kMaxStates && frames_.size() < kMaxFrames) return;
     const State old = states_[size_t(current_)];
     std::vector<std::vector<int32_t>> stacks;  // per top: positions from the bottom up
     for (int32_t f : old.tops) {
         std::vector<int32_t> chain;
-        for (int32_t x = f; x > 0; x = frames_[size_t(x)].parent) chain.push_back(frames_[size_t(x)].pos);
+        for (int32_t x = f; x > 0; x = frames_[size_t(x)].parent) {
+            charge(1);  // unshared, the stacks can be far larger than their frames
+            chain.push_back(frames_[size_t(x)].pos);
+        }
         std::reverse(chain.begin(), chain.end());
         stacks.push_back(std::move(chain));
     }

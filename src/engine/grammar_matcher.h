@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "engine/grammar.h"
+#include "util/flat_map.h"
 
 namespace pensieve {
 
@@ -97,7 +98,9 @@ private:
     static constexpr int32_t kDead = -1;
     static constexpr int32_t kUnknown = -2;
 
+    static uint64_t frame_key(int32_t pos, int32_t parent) { return (uint64_t(uint32_t(pos)) << 32) | uint32_t(parent); }
     int32_t intern_frame(int32_t pos, int32_t parent);
+    void charge(uint64_t units);  // counts work; throws Error past the per-call budget
     void expand(int32_t pos, int32_t parent, std::vector<int32_t>& out);
     const std::vector<int32_t>& after_char(int32_t frame);
     int32_t intern_state(State&& s);
@@ -126,7 +129,7 @@ private:
     int32_t n_vocab_;
 
     std::vector<Frame> frames_;
-    std::unordered_map<uint64_t, int32_t> frame_ids_;
+    FlatMap64 frame_ids_;                             // frame_key(pos, parent) -> frame id
     std::vector<std::vector<int32_t>> after_char_;   // per frame: tops after its char matched
     std::vector<uint8_t> after_char_done_;
     std::vector<int32_t> frame_dist_;                 // per frame: min chars to finish its stack; -1 unknown
@@ -139,6 +142,7 @@ private:
     bool ended_ = false;                              // an EOG token was accepted
     std::vector<int32_t> walk_states_;                // scratch for the trie walk
     std::vector<Frame> expand_work_;                  // scratch for expand()
+    uint64_t work_ = 0;                               // spent by the current call, see charge()
     std::vector<float> eog_saved_;
 };
 

@@ -95,6 +95,7 @@ struct FinishEvent {
     FinishReason reason = FinishReason::EndOfGeneration;
     std::string stop_string;   // which stop string matched, if any
     std::string error;         // when reason == "error"
+    int error_status = 500;    // its HTTP status: 400 when the request itself is at fault
     std::string tail_text;     // text released at the end (held-back bytes)
     int n_prompt = 0;
     int n_cached = 0;          // prompt tokens whose KV was reused from an earlier request

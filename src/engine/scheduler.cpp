@@ -7,6 +7,7 @@
 #include "engine/decoder.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -207,10 +208,29 @@ Scheduler::Slot* Scheduler::free_slot() {
 }
 
 void Scheduler::start(Slot& slot, Pending&& req) {
+    // The decoder first: a grammar whose start already exceeds the matcher's work budget
+    // is refused (400) before the request takes the slot.
+    std::unique_ptr<SequenceDecoder> decoder;
+    try {
+        decoder = std::make_unique<SequenceDecoder>(req.params, tokenizer_, model_.config().n_vocab);
+    } catch (const Error& e) {
+        FinishEvent f;
+        f.reason = FinishReason::Error;
+        f.error = e.what();
+        f.error_status = 400;
+        f.n_prompt = int(req.params.prompt.size());
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++stats_.requests_started;
+            ++stats_.requests_finished;
+        }
+        req.stream->push(std::move(f));
+        return;
+    }
     slot.busy = true;
     slot.params = std::move(req.params);
     slot.stream = std::move(req.stream);
-    slot.decoder = std::make_unique<SequenceDecoder>(slot.params, tokenizer_, model_.config().n_vocab);
+    slot.decoder = std::move(decoder);
     slot.next_token = -1;
     slot.submitted_at = req.submitted_at;
     slot.started_at = now_seconds();
@@ -392,7 +412,15 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
     for (int i = 0; i <= n_draft; ++i) {
         DraftToken proposal;
         if (i < n_draft) proposal = {draft.tokens[size_t(i)], draft.probs.empty() ? 0.0f : draft.probs[size_t(i)]};
-        const SequenceDecoder::Step d = decode_and_emit(slot, rows + size_t(i) * n_vocab, i < n_draft ? &proposal : nullptr);
+        SequenceDecoder::Step d;
+        try {
+            d = decode_and_emit(slot, rows + size_t(i) * n_vocab, i < n_draft ? &proposal : nullptr);
+        } catch (const Error& e) {
+            // Sampling fails only on the request's own constraints (a grammar too
+            // ambiguous to follow): that request ends with a 400, the others go on.
+            finish(slot, FinishReason::Error, e.what(), 400);
+            return;
+        }
         if (d.finish) {
             finished = d.finish;
             break;
@@ -451,10 +479,11 @@ SequenceDecoder::Step Scheduler::decode_and_emit(Slot& slot, const float* logits
     return d;
 }
 
-void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error) {
+void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error, int error_status) {
     FinishEvent f;
     f.reason = reason;
     f.error = error;
+    f.error_status = error_status;
     if (slot.decoder) {
         f.stop_string = slot.decoder->stop_string();
         f.tail_text = slot.decoder->tail();  // bytes held back are output after all

@@ -136,7 +136,7 @@ private:
     void verify_and_emit(Slot& slot, const float* rows);
     void keep_verified(Slot& slot, int n_tokens);
     SequenceDecoder::Step decode_and_emit(Slot& slot, const float* logits, const DraftToken* proposed = nullptr);
-    void finish(Slot& slot, FinishReason reason, const std::string& error = "");
+    void finish(Slot& slot, FinishReason reason, const std::string& error = "", int error_status = 500);
 
     Model& model_;
     const Tokenizer& tokenizer_;

@@ -151,7 +151,7 @@ void messages(ServerContext& ctx, const httplib::Request& req, httplib::Response
             const FinishEvent& f = std::get<FinishEvent>(*ev);
             if (f.reason == FinishReason::Error || f.reason == FinishReason::Cancelled) {
                 const bool error = f.reason == FinishReason::Error;
-                const int status = error ? 500 : 503;
+                const int status = error ? f.error_status : 503;
                 const std::string msg = error ? "generation failed: " + f.error : "the server is shutting down";
                 send(t, sink, sse_event("error", error_json(Dialect::Anthropic, status, msg)));
                 sink.done();

@@ -162,7 +162,7 @@ bool ended_abnormally(const std::vector<std::shared_ptr<Tracked>>& ts, httplib::
     if (f.reason != FinishReason::Error && f.reason != FinishReason::Cancelled) return false;
     const bool error = f.reason == FinishReason::Error;
     const std::string msg = error ? "generation failed: " + f.error : "the server is shutting down";
-    send_all(ts, sink, sse_data(error_json(Dialect::OpenAI, error ? 500 : 503, msg)));
+    send_all(ts, sink, sse_data(error_json(Dialect::OpenAI, error ? f.error_status : 503, msg)));
     for (const auto& t : ts) t->stream().cancel();
     sink.done();
     return true;

@@ -73,7 +73,7 @@ Collected collect(Tracked& t, bool keep_tokens) {
 }
 
 void check_finish(const FinishEvent& f) {
-    if (f.reason == FinishReason::Error) throw ApiError(500, "generation failed: " + f.error);
+    if (f.reason == FinishReason::Error) throw ApiError(f.error_status, "generation failed: " + f.error);
     if (f.reason == FinishReason::Cancelled) throw ApiError(503, "the request was cancelled because the server is shutting down");
 }
 

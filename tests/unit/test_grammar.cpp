@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <set>
 
@@ -15,6 +16,7 @@
 #include "gguf/gguf.h"
 #include "grammar_checks.h"
 #include "test_paths.h"
+#include "timing.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -378,4 +380,66 @@ name ::= [a-z] [a-z0-9]{0,5}
             m.accept_token(*it);
         }
     }
+}
+
+// ------------------------------------------------------------------------------------
+// Grammars built to stall the matcher: bounded work, a clean refusal past the bound.
+
+TEST(GrammarMatcher, RepeatedGroupsOfEmptyAlternativesExpandEachStackOnce) {
+    // What fuzz_gbnf found (corpus: slow-empty-alternatives-repeated), repeated 12 times
+    // instead of 6: expanding every path through 81 alternatives per repetition would
+    // walk 81^12 paths; expanding each (position, parent) once walks a few thousand.
+    std::string empties;
+    for (int i = 0; i < 80; ++i) empties += "|";
+    auto g = Grammar::parse_gbnf("root ::= ( [a-z]{24} " + empties + " \"-\" ){1,12} [0-9]?\n");
+    const double t0 = test::thread_cpu_seconds();
+    EXPECT_TRUE(test::grammar_accepts(g, ""));
+    EXPECT_TRUE(test::grammar_accepts(g, "abcdefghijklmnopqrstuvwx-1"));
+    EXPECT_TRUE(test::grammar_accepts(g, "------------"));
+    EXPECT_FALSE(test::grammar_accepts(g, "-------------"));  // 13 repetitions
+    EXPECT_FALSE(test::grammar_accepts(g, "abc"));
+    GrammarMatcher m(g, llama_vocab());
+    std::vector<float> logits(size_t(llama_vocab().n_vocab()), 0.0f);
+    m.mask_logits(logits.data());
+    const double seconds = test::thread_cpu_seconds() - t0;
+    if (test::kTimingBoundsApply) {
+        EXPECT_LT(seconds, 1.0);
+    }
+}
+
+// Every level doubles the stacks: after n "a"s the parser follows 2^n of them (which
+// of "b" / "c" closes each level). The matcher must refuse before that stalls it.
+static std::shared_ptr<const Grammar> doubling_grammar(int levels) {
+    std::string text = "root ::= l0\n";
+    for (int i = 0; i < levels; ++i)
+        text += cat("l", i, " ::= \"a\" l", i + 1, " \"b\" | \"a\" l", i + 1, " \"c\"\n");
+    text += cat("l", levels, " ::= \"z\"\n");
+    return Grammar::parse_gbnf(text);
+}
+
+TEST(GrammarMatcher, ExponentiallyAmbiguousGrammarIsRefusedNotStalled) {
+    auto small = doubling_grammar(6);  // 64 stacks: fine
+    EXPECT_TRUE(test::grammar_accepts(small, "aaaaaazbcbcbc"));
+    EXPECT_FALSE(test::grammar_accepts(small, "aaaaaazbcbcb"));
+
+    auto g = doubling_grammar(40);
+    GrammarMatcher m(g, llama_vocab());
+    const double t0 = test::thread_cpu_seconds();
+    int accepted = 0;
+    try {
+        for (; accepted < 40; ++accepted) m.accept_bytes("a");
+        ADD_FAILURE() << "2^40 stacks followed without complaint";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("too ambiguous"), std::string::npos) << e.what();
+    }
+    const double seconds = test::thread_cpu_seconds() - t0;
+    EXPECT_GE(accepted, 12) << "4096 stacks are still followed";
+    std::printf("refused after %d levels, %.3f s of CPU\n", accepted, seconds);
+    EXPECT_LT(accepted, 40);
+    if (test::kTimingBoundsApply) {
+        EXPECT_LT(seconds, 2.0);
+    }
+    // A fresh matcher on a shallower prefix still works (the grammar itself is fine).
+    GrammarMatcher again(g, llama_vocab());
+    EXPECT_NO_THROW(again.accept_bytes("aaaaaaaa"));
 }

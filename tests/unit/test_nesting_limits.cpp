@@ -320,6 +320,32 @@ TEST(HostileRequest, DeepNestingIs400InTheApiShape) {
     EXPECT_EQ(s.post(chat, body("")).first, 200);
 }
 
+TEST(HostileRequest, GrammarTooAmbiguousToFollowIs400AndTheServerGoesOn) {
+    // Each level doubles the stacks the matcher follows (see the GrammarMatcher test of
+    // the same grammar); the output is forced to "aaaa...", so the bound is met whatever
+    // the model samples. Before the bound, one such request stalled its slot for good.
+    TestServer& s = test_server();
+    std::string gbnf = "root ::= l0\n";
+    for (int i = 0; i < 40; ++i) gbnf += cat("l", i, " ::= \"a\" l", i + 1, " \"b\" | \"a\" l", i + 1, " \"c\"\n");
+    gbnf += "l40 ::= \"z\"\n";
+    ojson req = {{"max_tokens", 100}, {"messages", ojson::array({ojson::parse(kUser)})}, {"grammar", gbnf}};
+    auto r = s.post("/v1/chat/completions", req.dump());
+    EXPECT_EQ(r.first, 400) << r.second.dump();
+    EXPECT_EQ(r.second["error"]["type"], "invalid_request_error") << r.second.dump();
+    EXPECT_NE(r.second["error"]["message"].get<std::string>().find("too ambiguous"), std::string::npos) << r.second.dump();
+
+    // Streamed, the error arrives as an event in the API's shape.
+    req["stream"] = true;
+    httplib::Client c("127.0.0.1", s.port);
+    c.set_read_timeout(60, 0);
+    auto streamed = c.Post("/v1/chat/completions", req.dump(), "application/json");
+    ASSERT_TRUE(streamed);
+    EXPECT_NE(streamed->body.find("too ambiguous"), std::string::npos) << streamed->body;
+    EXPECT_NE(streamed->body.find("invalid_request_error"), std::string::npos) << streamed->body;
+
+    EXPECT_EQ(s.post("/v1/chat/completions", R"({"max_tokens": 4, "messages": [)" + kUser + "]}").first, 200);
+}
+
 TEST(HostileRequest, BodyNestedExactlyAtTheLimitIsServed) {
     TestServer& s = test_server();
     // The body object is level 1, so the field holds kMaxNesting - 1 levels.
