@@ -25,6 +25,7 @@ const std::map<std::string, Factory>& registry() {
         {"gpt2", make_gpt2},
         {"llama", make_llama},
         {"mamba", make_mamba},
+        {"mamba2", make_mamba2},
         {"olmo2", make_olmo2},
         {"phi3", make_phi3},
         {"qwen2", make_qwen2},

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/ops.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -13,6 +14,19 @@ MambaDims read_mamba_dims(const HParams& hp) {
     d.d_state = hp.count("ssm.state_size");
     d.d_conv = hp.count("ssm.conv_kernel");
     d.dt_rank = hp.count("ssm.time_step_rank");
+    return d;
+}
+
+Mamba2Dims read_mamba2_dims(const HParams& hp) {
+    Mamba2Dims d;
+    d.d_inner = hp.count("ssm.inner_size");
+    d.d_state = hp.count("ssm.state_size");
+    d.d_conv = hp.count("ssm.conv_kernel");
+    d.n_head = hp.count("ssm.time_step_rank");
+    d.n_group = hp.count("ssm.group_count");
+    if (d.d_inner % d.n_head != 0 || d.n_head % d.n_group != 0)
+        fail(hp.arch(), ": ssm.inner_size ", d.d_inner, " must be a multiple of the heads (ssm.time_step_rank ",
+             d.n_head, "), and the heads of the groups (ssm.group_count ", d.n_group, ")");
     return d;
 }
 
@@ -33,6 +47,28 @@ MambaMixer load_mamba_mixer(const ModelLoader& ld, const std::string& prefix, in
     m.dt_proj = load_linear(ld, prefix + "ssm_dt", dims.dt_rank, I);
     m.A = ld.values(prefix + "ssm_a", {S, I});
     m.D = ld.vector(prefix + "ssm_d", I);
+    m.out = load_linear(ld, prefix + "ssm_out", I, n_embd);
+    return m;
+}
+
+LayerMemory Mamba2Mixer::memory() const {
+    return LayerMemory::recurrent(int(conv_floats() + dims.d_inner * dims.d_state));
+}
+
+Mamba2Mixer load_mamba2_mixer(const ModelLoader& ld, const std::string& prefix, int layer, int64_t n_embd,
+                              const Mamba2Dims& dims, float norm_eps) {
+    const int64_t I = dims.d_inner, H = dims.n_head, G = dims.n_group, CC = dims.conv_channels();
+    Mamba2Mixer m;
+    m.layer = layer;
+    m.dims = dims;
+    m.norm_eps = norm_eps;
+    m.in = load_linear(ld, prefix + "ssm_in", n_embd, I + CC + H);
+    m.conv_w = ld.values(prefix + "ssm_conv1d.weight", {dims.d_conv, CC});
+    m.conv_b = ld.vector(prefix + "ssm_conv1d.bias", CC);
+    m.dt_bias = ld.vector(prefix + "ssm_dt.bias", H);
+    m.A = ld.values(prefix + "ssm_a", {1, H});
+    m.D = ld.values(prefix + "ssm_d", {1, H});
+    m.norm_w = ld.values(prefix + "ssm_norm.weight", {I / G, G});
     m.out = load_linear(ld, prefix + "ssm_out", I, n_embd);
     return m;
 }
@@ -72,32 +108,66 @@ void selective_scan_step(float* h, const float* u, const float* dt, const float*
     }
 }
 
-// ---- the mixer ----
-
 namespace {
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
-// u = silu(conv1d(x)) for every token, in batch order. Each sequence's conv window starts
-// from a copy of its state (the live state advances in the scan, position by position, so
-// block-end snapshots see it as it was at that position).
-void convolve(const MambaMixer& m, const float* xz, float* u, Pass& p) {
-    const int64_t I = m.dims.d_inner, cf = m.conv_floats();
+}  // namespace
+
+void ssd_scan_step(float* S, const float* x, const float* dt, const float* A, const float* B, const float* C,
+                   const float* D, float* y, int64_t n_head, int64_t head_dim, int64_t n_group, int64_t d_state) {
+    const int64_t heads_per_group = n_head / n_group;
+    for (int64_t h = 0; h < n_head; ++h) {
+        const int64_t g = h / heads_per_group;
+        const float* Bg = B + g * d_state;
+        const float* Cg = C + g * d_state;
+        const float decay = std::exp(dt[h] * A[h]);  // one scalar per head: the SSD restriction
+        for (int64_t i = 0; i < head_dim; ++i) {
+            const int64_t c = h * head_dim + i;
+            const float xc = x[c], dt_x = dt[h] * xc;
+            float* Sc = S + c * d_state;
+            float sum = 0.0f;
+            for (int64_t s = 0; s < d_state; ++s) {
+                Sc[s] = decay * Sc[s] + dt_x * Bg[s];
+                sum += Sc[s] * Cg[s];
+            }
+            y[c] = sum + D[h] * xc;
+        }
+    }
+}
+
+void gated_group_rms_norm(float* y, const float* z, const float* w, int64_t d_inner, int64_t n_group, float eps) {
+    for (int64_t c = 0; c < d_inner; ++c) y[c] *= silu(z[c]);
+    const int64_t size = d_inner / n_group;
+    for (int64_t g = 0; g < n_group; ++g) rms_norm(y + g * size, w + g * size, y + g * size, size, eps);
+}
+
+// ---- the mixers ----
+
+namespace {
+
+// u = silu(conv1d(in)) for every token, in batch order: `channels` values at the start of
+// each row of `in` (rows `stride` apart), into rows of `channels` values. Each sequence's
+// conv window starts from a copy of its state (the live state advances in the scan,
+// position by position, so block-end snapshots see it as it was at that position).
+void convolve(int layer, const float* in, int64_t stride, int64_t channels, int64_t d_conv, const float* w,
+              const float* b, float* u, Pass& p) {
+    const int64_t cf = (d_conv - 1) * channels;
     float* states = grow(p.s.conv_states, int64_t(p.cache.n_seq()) * cf);
     std::vector<uint8_t> copied(size_t(p.cache.n_seq()), 0);
     for (int64_t t = 0; t < p.n; ++t) {
         const int seq = p.batch.seq_ids[size_t(t)];
         float* st = states + seq * cf;
         if (!copied[size_t(seq)]) {
-            const float* live = p.cache.state(m.layer, seq);
+            const float* live = p.cache.state(layer, seq);
             std::copy(live, live + cf, st);
             copied[size_t(seq)] = 1;
         }
-        const float* x = xz + t * 2 * I;
-        causal_conv_step(st, x, m.conv_w.data(), m.conv_b.data(), u + t * I, I, m.dims.d_conv);
-        push_conv_state(st, x, I, m.dims.d_conv);
+        const float* x = in + t * stride;
+        causal_conv_step(st, x, w, b, u + t * channels, channels, d_conv);
+        push_conv_state(st, x, channels, d_conv);
     }
-    for (int64_t i = 0; i < p.n * I; ++i) u[i] = silu(u[i]);
+    for (int64_t i = 0; i < p.n * channels; ++i) u[i] = silu(u[i]);
 }
 
 // dt = softplus(W_dt · dt_low + b_dt) for every token; dt_low is the first dt_rank values
@@ -117,7 +187,7 @@ void MambaMixer::apply(const float* x, float* result, Pass& p) const {
     float* xz = grow(p.s.xz, n * 2 * I);
     in.apply(x, n, xz, p);
     float* u = grow(p.s.conv, n * I);
-    convolve(*this, xz, u, p);
+    convolve(layer, xz, 2 * I, I, dims.d_conv, conv_w.data(), conv_b.data(), u, p);
     float* dbc = grow(p.s.dbc, n * W);
     x_proj.apply(u, n, dbc, p);
     float* dt = grow(p.s.dt, n * I);
@@ -139,6 +209,34 @@ void MambaMixer::apply(const float* x, float* result, Pass& p) const {
         p.cache.on_position_done(layer, seq, p.batch.positions[size_t(t)]);
     }
     out.apply(u, n, result, p);
+}
+
+void Mamba2Mixer::apply(const float* x, float* result, Pass& p) const {
+    const int64_t n = p.n, I = dims.d_inner, H = dims.n_head, G = dims.n_group, N = dims.d_state;
+    const int64_t CC = dims.conv_channels(), W = in.out();  // rows of W_in · x: z, xBC, dt
+    float* zxbcdt = grow(p.s.xz, n * W);
+    in.apply(x, n, zxbcdt, p);
+    float* xbc = grow(p.s.conv, n * CC);
+    convolve(layer, zxbcdt + I, W, CC, dims.d_conv, conv_w.data(), conv_b.data(), xbc, p);
+    float* dt = grow(p.s.dt, n * H);
+    for (int64_t t = 0; t < n; ++t)
+        for (int64_t h = 0; h < H; ++h) dt[t * H + h] = softplus(zxbcdt[t * W + I + CC + h] + dt_bias[size_t(h)]);
+
+    // The scan, token by token in batch order (a sequence's positions come in order):
+    // advances the live conv and SSM states.
+    float* y = grow(p.s.dbc, n * I);  // (Mamba-1's x_proj rows; free here)
+    for (int64_t t = 0; t < n; ++t) {
+        const int seq = p.batch.seq_ids[size_t(t)];
+        float* conv_state = p.cache.state(layer, seq);
+        float* S = conv_state + conv_floats();
+        push_conv_state(conv_state, zxbcdt + t * W + I, CC, dims.d_conv);
+        const float* xt = xbc + t * CC;
+        const float* B = xt + I;
+        ssd_scan_step(S, xt, dt + t * H, A.data(), B, B + G * N, D.data(), y + t * I, H, dims.head_dim(), G, N);
+        p.cache.on_position_done(layer, seq, p.batch.positions[size_t(t)]);
+    }
+    for (int64_t t = 0; t < n; ++t) gated_group_rms_norm(y + t * I, zxbcdt + t * W, norm_w.data(), I, G, norm_eps);
+    out.apply(y, n, result, p);
 }
 
 }  // namespace pensieve

@@ -29,6 +29,7 @@ std::unique_ptr<Model> make_phi3(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_gemma2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_gemma3(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_mamba(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_mamba2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_deepseek2(std::unique_ptr<GgufFile> file);
 
 // The LLaMA layer stack (llama.cpp in this folder) with what its descendants change.
@@ -68,5 +69,11 @@ struct Gpt2Variant {
     Activation act = Activation::GELUTanh;
 };
 std::unique_ptr<Model> make_gpt2_variant(std::unique_ptr<GgufFile> file, const Gpt2Variant& variant);
+
+// The Mamba layer stack (mamba.cpp) over either state-space mixer (model/ssm.h).
+struct MambaVariant {
+    int version = 1;  // 1: selective scan (MambaMixer); 2: SSD (Mamba2Mixer), `mamba2.*` keys
+};
+std::unique_ptr<Model> make_mamba_variant(std::unique_ptr<GgufFile> file, const MambaVariant& variant);
 
 }  // namespace pensieve

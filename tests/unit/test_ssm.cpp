@@ -1,0 +1,107 @@
+// The Mamba-2 steps of model/ssm.h on cases the reference file (one group) does not reach:
+// heads sharing B and C by group, and the gated RMS norm over several groups. Under 1 ms.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "model/ssm.h"
+
+namespace pensieve {
+namespace {
+
+std::vector<float> random_values(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+// 4 heads of 2 channels in 2 groups of d_state 3: heads 0-1 read group 0, heads 2-3 group 1.
+constexpr int64_t kHeads = 4, kHeadDim = 2, kGroups = 2, kState = 3, kInner = kHeads * kHeadDim;
+
+TEST(Ssm, Mamba2ScanTwoStepsFromZeroMatchTheRecurrence) {
+    std::mt19937 rng(7);
+    const auto x1 = random_values(kInner, rng), x2 = random_values(kInner, rng);
+    const auto dt1 = random_values(kHeads, rng, 0.01f, 0.5f), dt2 = random_values(kHeads, rng, 0.01f, 0.5f);
+    const auto A = random_values(kHeads, rng, -4.0f, -0.5f), D = random_values(kHeads, rng);
+    const auto B1 = random_values(kGroups * kState, rng), B2 = random_values(kGroups * kState, rng);
+    const auto C1 = random_values(kGroups * kState, rng), C2 = random_values(kGroups * kState, rng);
+    std::vector<float> S(size_t(kInner * kState), 0.0f), y1(kInner), y2(kInner);
+    ssd_scan_step(S.data(), x1.data(), dt1.data(), A.data(), B1.data(), C1.data(), D.data(), y1.data(), kHeads,
+                  kHeadDim, kGroups, kState);
+    ssd_scan_step(S.data(), x2.data(), dt2.data(), A.data(), B2.data(), C2.data(), D.data(), y2.data(), kHeads,
+                  kHeadDim, kGroups, kState);
+    for (int64_t h = 0; h < kHeads; ++h) {
+        const int64_t g = h / (kHeads / kGroups);
+        for (int64_t i = 0; i < kHeadDim; ++i) {
+            const int64_t c = h * kHeadDim + i;
+            double want1 = D[h] * x1[c], want2 = D[h] * x2[c];
+            for (int64_t s = 0; s < kState; ++s) {
+                const int64_t gs = g * kState + s;
+                const double s1 = double(dt1[h]) * x1[c] * B1[gs];  // from a zero state
+                const double s2 = std::exp(double(dt2[h]) * A[h]) * s1 + double(dt2[h]) * x2[c] * B2[gs];
+                want1 += s1 * C1[gs];
+                want2 += s2 * C2[gs];
+                EXPECT_NEAR(S[c * kState + s], s2, 1e-5) << "head " << h << " channel " << i << " state " << s;
+            }
+            EXPECT_NEAR(y1[c], want1, 1e-5) << "head " << h << " channel " << i;
+            EXPECT_NEAR(y2[c], want2, 1e-5) << "head " << h << " channel " << i;
+        }
+    }
+}
+
+TEST(Ssm, Mamba2HeadsReadOnlyTheirGroupsBAndC) {
+    std::mt19937 rng(11);
+    const auto x = random_values(kInner, rng), dt = random_values(kHeads, rng, 0.01f, 0.5f);
+    const auto A = random_values(kHeads, rng, -4.0f, -0.5f), D = random_values(kHeads, rng);
+    auto B = random_values(kGroups * kState, rng), C = random_values(kGroups * kState, rng);
+    const auto S0 = random_values(size_t(kInner * kState), rng);
+    auto run = [&] {
+        std::vector<float> S = S0, y(kInner);
+        ssd_scan_step(S.data(), x.data(), dt.data(), A.data(), B.data(), C.data(), D.data(), y.data(), kHeads,
+                      kHeadDim, kGroups, kState);
+        return y;
+    };
+    const auto before = run();
+    for (int64_t s = 0; s < kState; ++s) {  // group 1 only
+        B[kState + s] += 1.0f;
+        C[kState + s] -= 1.0f;
+    }
+    const auto after = run();
+    const int64_t group0 = kInner / kGroups;  // the channels of heads 0 and 1
+    for (int64_t c = 0; c < kInner; ++c) {
+        if (c < group0) EXPECT_EQ(after[c], before[c]) << "channel " << c << " of group 0 changed";
+        else EXPECT_GT(std::fabs(after[c] - before[c]), 1e-4f) << "channel " << c << " of group 1 unchanged";
+    }
+}
+
+TEST(Ssm, GatedGroupRmsNormNormalisesEachGroupAlone) {
+    std::mt19937 rng(3);
+    const int64_t n = 8, groups = 2, size = n / groups;
+    const auto y0 = random_values(n, rng), z = random_values(n, rng, 0.5f, 2.0f);
+    const auto w = random_values(n, rng, 0.5f, 1.5f);
+    std::vector<float> y = y0;
+    gated_group_rms_norm(y.data(), z.data(), w.data(), n, groups, 1e-6f);
+    for (int64_t g = 0; g < groups; ++g) {
+        double sum_sq = 0.0;
+        for (int64_t i = g * size; i < (g + 1) * size; ++i) {
+            const double gated = y0[i] * (z[i] / (1.0 + std::exp(-z[i])));
+            sum_sq += gated * gated;
+        }
+        const double rms = std::sqrt(sum_sq / double(size) + 1e-6);
+        for (int64_t i = g * size; i < (g + 1) * size; ++i) {
+            const double gated = y0[i] * (z[i] / (1.0 + std::exp(-z[i])));
+            EXPECT_NEAR(y[i], gated / rms * w[i], 1e-5) << "group " << g << " value " << i;
+        }
+    }
+    // Scaling group 1's input leaves group 0 as it was (one norm per group, not per row).
+    std::vector<float> y_scaled = y0;
+    for (int64_t i = size; i < n; ++i) y_scaled[i] *= 10.0f;
+    gated_group_rms_norm(y_scaled.data(), z.data(), w.data(), n, groups, 1e-6f);
+    for (int64_t i = 0; i < size; ++i) EXPECT_EQ(y_scaled[i], y[i]);
+}
+
+}  // namespace
+}  // namespace pensieve
