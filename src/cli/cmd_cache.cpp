@@ -1,14 +1,17 @@
 // `pensieve cache ls|clear --cache-dir DIR`: inspect or empty the persistent prefix cache.
 // Layout (engine/prefix_cache.cpp): DIR/<model id>/<prefix hash>.kv (f16 KV) or
 // <prefix hash>.<cache type>.kv (e.g. .q8_0.kv), one KV block a file.
+#include <climits>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "cli/commands.h"
 #include "engine/prefix_cache.h"
 #include "gguf/gguf.h"
+#include "model/model.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -25,18 +28,22 @@ struct CacheOptions {
 
 int cache(const CacheOptions& o) {
     if (!fs::is_directory(o.dir)) fail(o.dir, ": no such cache directory");
-    std::string only;
+    // --model: the folders of every id the model's entries can have (a LongRoPE model
+    // has one per factor choice: at small and at large contexts).
+    std::set<std::string> only;
     if (!o.model.empty()) {
-        char buf[17];
-        std::snprintf(buf, sizeof buf, "%016llx",
-                      static_cast<unsigned long long>(model_identity(*GgufFile::open(o.model))));
-        only = buf;
+        const std::unique_ptr<Model> m = load_model(o.model);
+        for (int n_ctx : {1, INT_MAX}) {
+            char buf[17];
+            std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(cache_identity(*m, n_ctx)));
+            only.insert(buf);
+        }
     }
     std::map<std::string, std::pair<size_t, uintmax_t>> per_model;  // id -> (files, bytes)
     for (const auto& d : fs::directory_iterator(o.dir)) {
         if (!d.is_directory()) continue;
         const std::string id = d.path().filename().string();
-        if (!only.empty() && id != only) continue;
+        if (!o.model.empty() && !only.count(id)) continue;
         auto& entry = per_model[id];
         for (const auto& f : fs::directory_iterator(d.path())) {
             if (f.path().extension() != ".kv" && f.path().extension() != ".tmp") continue;

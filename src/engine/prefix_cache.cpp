@@ -10,6 +10,7 @@
 #include "engine/cache_writer.h"
 #include "gguf/gguf.h"
 #include "model/kv_cache.h"
+#include "model/model.h"
 
 namespace pensieve {
 
@@ -98,6 +99,12 @@ uint64_t model_identity(const GgufFile& file) {
         add(t.data + t.nbytes - n, n);
     }
     return h;
+}
+
+uint64_t cache_identity(const Model& model, int n_ctx) {
+    const uint64_t id = model_identity(model.file());
+    const uint64_t variant = model.cache_variant(n_ctx);
+    return variant == 0 ? id : hash_bytes(&variant, sizeof variant, id);
 }
 
 PrefixCache::PrefixCache(KvCache& kv, uint64_t model_id, std::string disk_dir)

@@ -30,6 +30,7 @@ namespace pensieve {
 
 class KvCache;
 class GgufFile;
+class Model;
 class CacheWriter;
 
 struct PrefixCacheStats {
@@ -104,6 +105,9 @@ private:
 // A 64-bit identity of a model file from its metadata, tensor layout and samples of the
 // tensor data: two files give the same id only if they hold the same model.
 uint64_t model_identity(const GgufFile& file);
+// The key of a model's cache entries: model_identity(), plus Model::cache_variant(n_ctx)
+// when it is not 0 (so a LongRoPE model keeps one set of entries per factor choice).
+uint64_t cache_identity(const Model& model, int n_ctx);
 
 // Fast non-cryptographic 64-bit hash (checksums, content addresses).
 uint64_t hash_bytes(const void* data, size_t n, uint64_t seed = 0);

@@ -68,7 +68,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
         config_.draft_model = nullptr;
     }
     if (config_.reuse_prefix)
-        prefix_ = std::make_unique<PrefixCache>(cache_, model_identity(model.file()), config_.cache_dir);
+        prefix_ = std::make_unique<PrefixCache>(cache_, cache_identity(model, config_.n_ctx), config_.cache_dir);
     // The draft model's own rollback is a truncation too.
     if (config_.draft_model && config_.draft_model->memory_layout().has(LayerMemory::Kind::Recurrent))
         config_.draft_model = nullptr;

@@ -83,6 +83,14 @@ public:
     KvCache make_cache(int n_ctx, int n_seq = 1, int n_blocks = 0, KvType type = KvType::F16) const {
         return KvCache(memory_, n_ctx, n_seq, n_blocks, type);
     }
+    // What the keys and values forward() writes depend on besides the file: 0 for most
+    // models; LongRoPE models pick their RoPE factors by the context per sequence. The
+    // disk prefix cache keys entries by it, so a restart with another context size never
+    // reuses keys rotated with the other factors.
+    virtual uint64_t cache_variant(int n_ctx) const {
+        (void)n_ctx;
+        return 0;
+    }
     // Bytes of memory one position takes with this cache type (for sizing and reports).
     size_t position_bytes(KvType type) const;
     // forward() computes in buffers the model keeps (its scratch), so one forward runs at

@@ -143,6 +143,22 @@ TEST(Cli, RunReusesThePersistentCacheAcrossProcesses) {
     std::filesystem::remove_all(dir);
 }
 
+TEST(Cli, CacheClearOfOneModelFindsEveryFolderOfItsEntries) {
+    // A LongRoPE model keys its entries by the factors its context chose (64 here: short).
+    const std::string dir = ::testing::TempDir() + "pensieve-cli-cache-longrope";
+    std::filesystem::remove_all(dir);
+    const std::string model = shared_dir() + "/models/arch/phi3-longrope.gguf";
+    ASSERT_EQ(run("run -m " + model + " -p 'Once upon a time, there was a little girl named Lily. She' -n 4 --temp 0 -c 64 "
+                  "--cache-dir " + dir).status, 0);
+    Result other = run("cache clear --cache-dir " + dir + " --model " + shared_dir() + "/models/arch/phi3.gguf");
+    EXPECT_NE(other.out.find("removed 0 blocks"), std::string::npos) << other.out;
+    Result clear = run("cache clear --cache-dir " + dir + " --model " + model);
+    EXPECT_EQ(clear.status, 0);
+    EXPECT_EQ(clear.out.find("removed 0 blocks"), std::string::npos) << clear.out;
+    EXPECT_NE(run("cache ls --cache-dir " + dir).out.find("total 0 blocks"), std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
 TEST(Cli, RunWithPromptLookupGivesTheSameText) {
     Result plain = run("run -m " + kStories + " -p 'Once upon a time' -n 64 --temp 0");
     Result spec = run("run -m " + kStories + " -p 'Once upon a time' -n 64 --temp 0 --lookup 8");

@@ -443,6 +443,32 @@ TEST_F(DiskCacheTest, ADifferentModelNeverReusesIt) {
     EXPECT_NE(model_identity(f16->file()), model_identity(q8->file()));
 }
 
+TEST_F(DiskCacheTest, LongRopeKeepsOneSetOfEntriesPerFactorChoice) {
+    // phi3-longrope.gguf: original context 64. Up to 64 positions per sequence it rotates
+    // with the short factors, past that with the long ones: keys cached at --ctx 64 are
+    // wrong at --ctx 256, so a restart with the other context size must not reuse them.
+    auto m = load_model(shared_dir() + "/models/arch/phi3-longrope.gguf");
+    auto tok = Tokenizer::from_gguf(m->file());
+    ASSERT_NE(m->cache_variant(64), m->cache_variant(256));
+    EXPECT_EQ(load_model(shared_dir() + "/models/arch/phi3.gguf")->cache_variant(256), 0u);
+    RequestParams p;
+    p.prompt = tok->encode("Once upon a time, there was a little girl named Lily. She", true);
+    ASSERT_GE(p.prompt.size(), size_t(KvCache::kBlockSize) + 1);
+    ASSERT_LE(p.prompt.size() + 4, 64u);
+    p.options.n_predict = 4;
+    p.options.sampling.temperature = 0.0f;
+    auto run = [&](int ctx, const std::string& dir) {
+        Scheduler sched(*m, *tok, *pool_, config(1, ctx, 64, 8, true, dir));
+        return drain(*sched.submit(p));
+    };
+    run(64, dir_);  // short factors, written to the disk cache
+    const Collected long_fresh = run(256, "");
+    const Collected long_after = run(256, dir_);
+    EXPECT_EQ(long_after.finish.n_cached, 0) << "keys rotated with the short factors were reused";
+    EXPECT_EQ(long_after.tokens, long_fresh.tokens);
+    EXPECT_GT(run(64, dir_).finish.n_cached, 0);  // each context size still reuses its own
+}
+
 // Blocks reach the disk while the scheduler runs, not only at shutdown: a process killed
 // after a request (no destructor, no save_all) keeps that request's prefix. Here a second
 // scheduler on the same directory stands in for the next start (or a second server).
