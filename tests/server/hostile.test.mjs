@@ -51,9 +51,11 @@ async function stopCleanly(s) {
   assert.equal(code, 0, `server exit code ${code}; stderr:\n${s.stderr()}`);
 }
 
-async function timedFetch(url, init = {}) {
+// timeoutMs: how long counts as a hang (row 15's 30 MB bodies get longer: on a loaded
+// 2-core host tokenizing 3 MB took over 10 s once).
+async function timedFetch(url, init = {}, timeoutMs = 10000) {
   const t0 = Date.now();
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(10000) });
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   const body = await r.text();
   return { status: r.status, headers: r.headers, body, ms: Date.now() - t0 };
 }
@@ -263,19 +265,19 @@ describe('row 15: memory', () => {
     const huge = 'Once upon a time there was a little dog. '.repeat(30 * MB / 41);
     const rss0 = s.rss();
     const t = await timedFetch(`${s.url}/tokenize`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ content: huge }) });
+      body: JSON.stringify({ content: huge }) }, 60000);
     assert.equal(t.status, 413);
     assert.match(JSON.parse(t.body).error.message, /limit/);
     const c = await timedFetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'stories260K', prompt: huge, max_tokens: 1 }) });
+      body: JSON.stringify({ model: 'stories260K', prompt: huge, max_tokens: 1 }) }, 60000);
     assert.equal(c.status, 400);
     const ok = await timedFetch(`${s.url}/tokenize`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ content: huge.slice(0, 3 * MB) }) });
+      body: JSON.stringify({ content: huge.slice(0, 3 * MB) }) }, 60000);
     assert.equal(ok.status, 200);
     const rss1 = s.rss();
     assert.ok(rss1 < rss0 + 30 * MB, `RSS ${(rss0 / MB).toFixed(0)} -> ${(rss1 / MB).toFixed(0)} MiB after huge requests`);
     const d = await timedFetch(`${s.url}/detokenize`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: `{"tokens": [${'1,'.repeat(1 << 20)}1]}` });
+      body: `{"tokens": [${'1,'.repeat(1 << 20)}1]}` }, 60000);
     assert.equal(d.status, 413);
   });
 });
