@@ -17,6 +17,7 @@ struct Command {
 Command add_run_command(CLI::App& root);
 Command add_info_command(CLI::App& root);
 Command add_tokenize_command(CLI::App& root);
+Command add_embed_command(CLI::App& root);
 Command add_perplexity_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_template_command(CLI::App& root);

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "pensieve 0.1.0");
     std::vector<Command> commands = {
         add_run_command(app),      add_info_command(app),  add_tokenize_command(app),
+        add_embed_command(app),
         add_perplexity_command(app), add_bench_command(app),
         add_template_command(app),
         add_serve_command(app),

@@ -98,6 +98,9 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
 Scheduler::~Scheduler() { shutdown(); }
 
 std::shared_ptr<RequestStream> Scheduler::submit(RequestParams params) {
+    if (model_.config().embedding_only)
+        fail("this model (", model_.config().arch, ") produces embeddings only and cannot generate text",
+             " (use /v1/embeddings or `pensieve embed`)");
     const int n_prompt = int(params.prompt.size());
     if (n_prompt == 0) fail("the prompt is empty");
     if (n_prompt >= config_.n_ctx)

@@ -306,11 +306,15 @@ void Embedding::apply(const Batch& batch, float* x) const {
         dequantize_row(tokens, batch.tokens[size_t(t)], xt);
         if (scale != 1.0f)
             for (int64_t i = 0; i < E; ++i) xt[i] *= scale;
+        row.resize(size_t(E));
+        if (types.data) {
+            dequantize_row(types, 0, row.data());
+            add_inplace(xt, row.data(), E);
+        }
         if (!positions.data) continue;
         const int32_t pos = batch.positions[size_t(t)];
         if (pos >= positions.rows)
             fail("position ", pos, " is past the model's ", positions.rows, " learned positions");
-        row.resize(size_t(E));
         dequantize_row(positions, pos, row.data());
         add_inplace(xt, row.data(), E);
     }
@@ -338,30 +342,7 @@ void OutputHead::apply(float* x, Pass& p, const ForwardOutputs& out, Pooling poo
             if (soft_cap > 0.0f) l = soft_cap * std::tanh(l / soft_cap);
         }
     }
-    if (!out.pooled) return;
-    // Pooled: one vector per sequence, in order of first appearance.
-    std::vector<int> seqs;
-    for (int32_t s : batch.seq_ids)
-        if (std::find(seqs.begin(), seqs.end(), s) == seqs.end()) seqs.push_back(s);
-    for (size_t i = 0; i < seqs.size(); ++i) {
-        float* dst = out.pooled + int64_t(i) * E;
-        std::fill(dst, dst + E, 0.0f);
-        int count = 0;
-        const float* first = nullptr;
-        const float* last = nullptr;
-        for (int64_t t = 0; t < n; ++t) {
-            if (batch.seq_ids[size_t(t)] != seqs[i]) continue;
-            const float* xt = x + t * E;
-            if (!first) first = xt;
-            last = xt;
-            add_inplace(dst, xt, E);
-            ++count;
-        }
-        if (pooling == Pooling::Mean)
-            for (int64_t d = 0; d < E; ++d) dst[d] /= float(count);
-        else
-            std::copy_n(pooling == Pooling::Cls ? first : last, E, dst);
-    }
+    if (out.pooled) pool_sequences(x, E, batch, pooling, out.pooled);
 }
 
 OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_embd, int64_t n_embd, NormKind kind,
@@ -371,6 +352,39 @@ OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_emb
     // Tied embeddings: models without output.weight reuse the token embedding matrix.
     h.w = ld.has("output.weight") ? ld.matrix("output.weight", n_embd, token_embd.rows) : token_embd;
     return h;
+}
+
+void pool_sequences(const float* x, int64_t dim, const Batch& batch, Pooling pooling, float* pooled) {
+    std::vector<int> seqs;
+    for (int32_t s : batch.seq_ids)
+        if (std::find(seqs.begin(), seqs.end(), s) == seqs.end()) seqs.push_back(s);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+        float* dst = pooled + int64_t(i) * dim;
+        std::fill(dst, dst + dim, 0.0f);
+        int count = 0;
+        const float* first = nullptr;
+        const float* last = nullptr;
+        for (int64_t t = 0; t < batch.size(); ++t) {
+            if (batch.seq_ids[size_t(t)] != seqs[i]) continue;
+            const float* xt = x + t * dim;
+            if (!first) first = xt;
+            last = xt;
+            add_inplace(dst, xt, dim);
+            ++count;
+        }
+        if (pooling == Pooling::Mean)
+            for (int64_t d = 0; d < dim; ++d) dst[d] /= float(count);
+        else
+            std::copy_n(pooling == Pooling::Cls ? first : last, dim, dst);
+    }
+}
+
+void write_hidden_outputs(const float* x, int64_t dim, const Batch& batch, const ForwardOutputs& out,
+                          Pooling pooling) {
+    int64_t n_out = 0;
+    for (int64_t t = 0; t < batch.size() && out.embeddings; ++t)
+        if (batch.want_logits[size_t(t)]) std::copy_n(x + t * dim, dim, out.embeddings + dim * n_out++);
+    if (out.pooled) pool_sequences(x, dim, batch, pooling, out.pooled);
 }
 
 // ---- RoPE frequency factors ----

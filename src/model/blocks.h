@@ -230,10 +230,12 @@ LatentAttention load_latent_attention(const ModelLoader& ld, const std::string& 
                                       float norm_eps);
 
 // ---- embeddings and output ----
-// x[t] = tokens[token t] (* scale) (+ positions[pos t]: learned absolute positions).
+// x[t] = tokens[token t] (* scale) (+ positions[pos t]: learned absolute positions)
+// (+ types[0]: BERT's token-type rows; every token here is of type 0, a single segment).
 struct Embedding {
     WeightMatrix tokens;
     WeightMatrix positions;  // data == nullptr: none
+    WeightMatrix types;      // data == nullptr: none
     float scale = 1.0f;
     void apply(const Batch& batch, float* x) const;
 };
@@ -254,6 +256,12 @@ struct OutputHead {
 // `output_norm` and `output` (tied to token_embd when absent).
 OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_embd, int64_t n_embd,
                             NormKind kind, float eps);
+
+// The outputs of a model without an output head (encoders: BERT): out.embeddings gets the
+// rows of x (the last layer's hidden states) of the tokens with want_logits set,
+// out.pooled their pooling per sequence (out.logits is not written: there are none).
+void write_hidden_outputs(const float* x, int64_t dim, const Batch& batch, const ForwardOutputs& out,
+                          Pooling pooling);
 
 // ---- RoPE frequency factors ----
 // LongRoPE (Phi-3 128k, Phi-3.5): per-pair frequency divisors for a long context

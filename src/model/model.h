@@ -22,6 +22,10 @@ class ThreadPool;
 // How a sequence's token embeddings become one vector (GGUF `<arch>.pooling_type`).
 enum class Pooling { None = 0, Mean = 1, Cls = 2, Last = 3 };
 const char* pooling_name(Pooling p);
+// One vector per sequence of the batch (in order of first appearance) from the rows of x
+// (one per batch token, dim values each): their mean, the first (Cls) or the last (Last,
+// None) row of the sequence. pooled receives n_sequences x dim floats.
+void pool_sequences(const float* x, int64_t dim, const Batch& batch, Pooling pooling, float* pooled);
 
 // Hyper-parameters every architecture has (read from `<arch>.*` keys by model_loader.h).
 // Per-layer details (window, head sizes) are in the model's memory_layout() and blocks.
@@ -41,6 +45,7 @@ struct ModelConfig {
     int n_expert_used = 0;   // experts each token is routed to
     float norm_eps = 1e-5f;
     bool causal = true;      // false: encoders (every token sees its whole sequence)
+    bool embedding_only = false;  // no output head (BERT): forward gives embeddings, never logits
     Pooling pooling = Pooling::None;
     RopeParams rope;
 };

@@ -69,7 +69,7 @@ ModelConfig read_transformer_config(const HParams& hp, RopeStyle rope_style) {
     c.norm_eps = hp.real("attention.layer_norm_rms_epsilon", hp.real("attention.layer_norm_epsilon", 1e-5f));
     c.n_expert = hp.integer("expert_count", 0);
     c.n_expert_used = hp.integer("expert_used_count", 0);
-    c.causal = hp.integer("attention.causal", 1) != 0;
+    c.causal = hp.file().get_bool(hp.arch() + ".attention.causal", true);  // a bool in GGUF
     const int pooling = hp.integer("pooling_type", 0);
     if (pooling < 0 || pooling > 3) fail(path, ": ", hp.arch(), ".pooling_type = ", pooling, " is not supported");
     c.pooling = Pooling(pooling);

@@ -14,6 +14,7 @@ using Factory = std::function<std::unique_ptr<Model>(std::unique_ptr<GgufFile>)>
 
 const std::map<std::string, Factory>& registry() {
     static const std::map<std::string, Factory> r = {
+        {"bert", make_bert},
         {"bitnet", make_bitnet},
         {"bloom", make_bloom},
         {"command-r", make_command_r},

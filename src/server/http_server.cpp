@@ -247,6 +247,7 @@ void HttpServer::install_handlers() {
 
     register_misc_routes(*router_, ctx);
     register_openai_routes(*router_, ctx);
+    register_embeddings_routes(*router_, ctx);
     register_anthropic_routes(*router_, ctx);
     register_web_routes(*router_);
 }

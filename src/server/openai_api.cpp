@@ -1,5 +1,5 @@
-// OpenAI routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings,
-// GET /v1/models, GET /v1/models/{id}.
+// OpenAI routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+// GET /v1/models/{id} (POST /v1/embeddings: embeddings_api.cpp).
 #include <memory>
 
 #include "chat/reply.h"
@@ -360,9 +360,6 @@ void register_openai_routes(Router& router, ServerContext& ctx) {
     router.post("/chat/completions", bind(chat_completions));
     router.post("/v1/completions", bind(completions));
     router.post("/completions", bind(completions));
-    router.post("/v1/embeddings", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response&, Engine&) {
-        throw ApiError(400, "this model does not produce embeddings", "model");
-    }));
     router.get("/v1/models", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response& res, Engine& e) {
         write_json(res, {{"object", "list"}, {"data", json::array({model_json(e)})}});
     }));

@@ -68,6 +68,7 @@ void log_prompt(const ServerContext& ctx, const char* endpoint, const std::strin
 
 void register_openai_routes(Router& router, ServerContext& ctx);
 void register_anthropic_routes(Router& router, ServerContext& ctx);
+void register_embeddings_routes(Router& router, ServerContext& ctx);
 void register_misc_routes(Router& router, ServerContext& ctx);
 void register_web_routes(Router& router);
 // Paths of the embedded chat page and its icon (served without the API key, like /health).

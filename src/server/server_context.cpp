@@ -56,6 +56,7 @@ std::vector<int32_t> control_tokens_of(const Tokenizer& tok, const std::vector<s
 Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOptions& o, std::string id)
     : model(m),
       tokenizer(tok),
+      pool(pool),
       model_id(std::move(id)),
       created(std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch()).count()),

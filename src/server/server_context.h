@@ -68,6 +68,7 @@ struct Engine {
 
     Model& model;
     const Tokenizer& tokenizer;
+    ThreadPool& pool;         // the scheduler's, also for embedding passes (under forward_mutex)
     std::string model_id;     // the file name, reported by /v1/models and in responses
     int64_t created;          // unix time the model was loaded
     int n_ctx;                // per slot

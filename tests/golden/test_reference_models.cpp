@@ -47,25 +47,28 @@ const ReferenceModel kModels[] = {
     {"synth-moe-tiny-Q8_0", 0.01f, Greedy::NearTies},
 };
 
-// Every reference in reference/arch/ (README "Architectures": F16 files, logits within
-// 0.01, greedy ids equal up to the first near-tie).
-std::vector<ReferenceModel> arch_models() {
-    std::vector<ReferenceModel> out;
-    const std::filesystem::path dir = shared_dir() + "/reference/arch";
-    if (!std::filesystem::is_directory(dir)) return out;
-    for (const auto& e : std::filesystem::directory_iterator(dir))
-        if (e.path().extension() == ".json") out.push_back({"arch/" + e.path().stem().string(), 0.01f, Greedy::UntilGap});
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-    return out;
-}
-
-void PrintTo(const ReferenceModel& m, std::ostream* os) { *os << m.name; }
-
 nlohmann::json read_json(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open " + path);
     return nlohmann::json::parse(in);
 }
+
+// Every reference in reference/arch/ (README "Architectures": F16 files, logits within
+// 0.01, greedy ids equal up to the first near-tie) of one kind: embedding models (`kind`
+// "embedding": bert) have vectors instead of logits and their own tests.
+std::vector<ReferenceModel> arch_models(bool embedding) {
+    std::vector<ReferenceModel> out;
+    const std::filesystem::path dir = shared_dir() + "/reference/arch";
+    if (!std::filesystem::is_directory(dir)) return out;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.path().extension() == ".json" &&
+            (read_json(e.path().string()).value("kind", "decoder") == "embedding") == embedding)
+            out.push_back({"arch/" + e.path().stem().string(), 0.01f, Greedy::UntilGap});
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    return out;
+}
+
+void PrintTo(const ReferenceModel& m, std::ostream* os) { *os << m.name; }
 
 class ReferenceTest : public ::testing::TestWithParam<ReferenceModel> {
 protected:
@@ -186,6 +189,62 @@ TEST_P(ReferenceTest, GreedyMatches) {
     }
 }
 
+// Cosine similarity and largest absolute difference of two vectors.
+struct VectorDiff {
+    double cosine;
+    double max_abs;
+};
+VectorDiff compare(const float* ours, const std::vector<float>& want) {
+    double dot = 0, n1 = 0, n2 = 0, worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        dot += double(ours[i]) * want[i];
+        n1 += double(ours[i]) * ours[i];
+        n2 += double(want[i]) * want[i];
+        worst = std::max(worst, std::fabs(double(ours[i]) - want[i]));
+    }
+    return {dot / std::sqrt(n1 * n2), worst};
+}
+
+// Embedding models (README "Architectures", bert): the pooled vector of each prompt and
+// the last-layer vectors of its first tokens, within cosine similarity 0.9999 and max
+// absolute difference 1e-3 (and the prompt's tokens equal).
+class EmbeddingReferenceTest : public ReferenceTest {};
+
+TEST_P(EmbeddingReferenceTest, EmbeddingsMatch) {
+    const int E = model_->config().n_embd;
+    double worst_cos = 1.0, worst_abs = 0.0;
+    for (const auto& c : ref_["cases"]) {
+        ASSERT_EQ(c["pooling"].get<std::string>(), pooling_name(model_->config().pooling));
+        ASSERT_FALSE(c["normalized"].get<bool>());
+        const auto tokens = c["prompt_tokens"].get<std::vector<int32_t>>();
+        EXPECT_EQ(tokenizer_->encode(c["prompt"].get<std::string>(), true), tokens) << c["prompt"];
+        KvCache cache = model_->make_cache(int(tokens.size()), 1);
+        Batch batch;
+        for (size_t i = 0; i < tokens.size(); ++i) batch.add(tokens[i], int(i), 0, true);
+        std::vector<float> per_token(tokens.size() * size_t(E)), pooled(static_cast<size_t>(E));
+        ForwardOutputs out;
+        out.embeddings = per_token.data();
+        out.pooled = pooled.data();
+        model_->forward(batch, cache, *pool_, out);
+
+        std::vector<std::pair<std::string, VectorDiff>> diffs;
+        diffs.emplace_back("pooled", compare(pooled.data(), c["embedding"].get<std::vector<float>>()));
+        const auto& rows = c["token_embeddings"];
+        ASSERT_GT(rows.size(), 0u);
+        for (size_t t = 0; t < rows.size(); ++t)
+            diffs.emplace_back("token " + std::to_string(t),
+                               compare(&per_token[t * size_t(E)], rows[t].get<std::vector<float>>()));
+        for (const auto& [what, d] : diffs) {
+            EXPECT_GE(d.cosine, 0.9999) << c["prompt"] << " " << what;
+            EXPECT_LE(d.max_abs, 1e-3) << c["prompt"] << " " << what;
+            worst_cos = std::min(worst_cos, d.cosine);
+            worst_abs = std::max(worst_abs, d.max_abs);
+        }
+    }
+    std::printf("[ %s ] worst cosine similarity %.8f, worst max abs difference %.6f (pooled and per token)\n",
+                GetParam().name.c_str(), worst_cos, worst_abs);
+}
+
 TEST_P(ReferenceTest, PerplexityWithinHalfPercent) {
     if (ref_["perplexity"]["value"].is_null()) GTEST_SKIP() << "no reference perplexity for this model";
     const auto& p = ref_["perplexity"];
@@ -208,7 +267,8 @@ std::string test_name(const ::testing::TestParamInfo<ReferenceModel>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceTest, ::testing::ValuesIn(kModels), test_name);
-INSTANTIATE_TEST_SUITE_P(Architectures, ReferenceTest, ::testing::ValuesIn(arch_models()), test_name);
+INSTANTIATE_TEST_SUITE_P(Architectures, ReferenceTest, ::testing::ValuesIn(arch_models(false)), test_name);
+INSTANTIATE_TEST_SUITE_P(Architectures, EmbeddingReferenceTest, ::testing::ValuesIn(arch_models(true)), test_name);
 
 }  // namespace
 }  // namespace pensieve

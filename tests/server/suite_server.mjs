@@ -1,5 +1,5 @@
 // The `pensieve serve` process a test file of this folder talks to: started before the
-// file's tests with stories260K and `args`, stopped after them, and it must then exit
+// file's tests with stories260K (or `model`) and `args`, stopped after them, and it must then exit
 // cleanly (status 0, no signal). Also the SDK clients pointed at it.
 import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,8 +16,9 @@ const BIN = process.env.PENSIEVE_BIN || path.join(root, 'build/pensieve');
 export const SHARED = process.env.PENSIEVE_SHARED || path.resolve(root, '../shared');
 export const MODEL_ID = 'stories260K.gguf';
 
-// Returns { url, openai(), anthropic() }; url is set once the server is ready.
-export function serveDuringTests({ apiKey = '', args = [] } = {}) {
+// Returns { url, openai(), anthropic() }; url is set once the server is ready. `model`:
+// a path under ../shared/models; `ctx`: the context (-c) per slot.
+export function serveDuringTests({ apiKey = '', args = [], model = MODEL_ID, ctx = 1024 } = {}) {
   const suite = {
     url: '',
     openai: () => new OpenAI({ apiKey: apiKey || 'none', baseURL: `${suite.url}/v1`, maxRetries: 0 }),
@@ -28,7 +29,7 @@ export function serveDuringTests({ apiKey = '', args = [] } = {}) {
     const keyArgs = apiKey ? ['--api-key', apiKey] : [];
     server = await startServer({
       bin: BIN, apiKey,
-      args: ['-m', path.join(SHARED, 'models', MODEL_ID), ...keyArgs, '-t', '1', '-c', '1024', '-q', ...args],
+      args: ['-m', path.join(SHARED, 'models', model), ...keyArgs, '-t', '1', '-c', String(ctx), '-q', ...args],
     });
     suite.url = server.url;
   });

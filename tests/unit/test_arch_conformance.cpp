@@ -179,6 +179,56 @@ void check_conformance(Model& m, ThreadPool& pool, KvType type = KvType::F16) {
     check_disk_prefix(m, pool, type);
 }
 
+// Per-token vectors of every token, then the pooled vector of each sequence, after one
+// forward of `batch`.
+std::vector<float> encode(Model& m, ThreadPool& pool, const Batch& batch, int n_seq) {
+    const size_t E = size_t(m.config().n_embd);
+    KvCache cache = m.make_cache(64, n_seq);
+    std::vector<float> rows(size_t(batch.size()) * E), pooled(size_t(n_seq) * E);
+    ForwardOutputs out;
+    out.embeddings = rows.data();
+    out.pooled = pooled.data();
+    m.forward(batch, cache, pool, out);
+    rows.insert(rows.end(), pooled.begin(), pooled.end());
+    return rows;
+}
+
+// An encoder (every token sees its whole sequence: BERT) cannot run token by token nor
+// resume from a prefix. What must hold: sequences interleaved in one batch each equal
+// that sequence alone (per-token and pooled vectors), and logits are refused.
+void check_encoder(Model& m, ThreadPool& pool) {
+    const size_t E = size_t(m.config().n_embd);
+    const std::vector<int32_t> a = tokens_for(m, 21, 4), b = tokens_for(m, 9, 5);
+    std::vector<float> want[2];
+    for (int s = 0; s < 2; ++s) {
+        const std::vector<int32_t>& t = s == 0 ? a : b;
+        Batch batch;
+        for (size_t i = 0; i < t.size(); ++i) batch.add(t[i], int(i), 0, true);
+        want[s] = encode(m, pool, batch, 1);
+    }
+    Batch both;
+    std::vector<float> got[2];
+    for (size_t i = 0; i < a.size(); ++i) {
+        both.add(a[i], int(i), 0, true);
+        if (i < b.size()) both.add(b[i], int(i), 1, true);
+    }
+    const std::vector<float> rows = encode(m, pool, both, 2);
+    for (int64_t t = 0; t < both.size(); ++t) {
+        std::vector<float>& g = got[both.seq_ids[size_t(t)]];
+        g.insert(g.end(), rows.begin() + t * E, rows.begin() + (t + 1) * E);
+    }
+    for (int s = 0; s < 2; ++s) {
+        const auto pooled = rows.end() - int64_t((2 - s) * E);
+        got[s].insert(got[s].end(), pooled, pooled + int64_t(E));
+        expect_close(got[s], want[s], "sequence " + std::to_string(s) + " of an interleaved batch vs alone");
+    }
+    KvCache cache = m.make_cache(64, 1);
+    Batch one;
+    one.add(a[0], 0, 0, true);
+    std::vector<float> logits(size_t(m.config().n_vocab));
+    EXPECT_THROW(m.forward(one, cache, pool, logits.data()), Error);
+}
+
 // One file per registered architecture: the first in models/ then models/arch/.
 std::vector<std::string> one_file_per_architecture() {
     std::map<std::string, std::string> by_arch;
@@ -207,6 +257,7 @@ TEST_P(Conformance, BatchedPrefixAndSpeculation) {
     ASSERT_EQ(GetParam().rfind("(no file", 0), std::string::npos) << GetParam() << " in ../shared/models";
     auto m = load_model(GetParam());
     ThreadPool pool(2);
+    if (m->config().embedding_only) return check_encoder(*m, pool);
     check_conformance(*m, pool, KvType::F16);
     // The q8_0 cache, where the KV width allows it (stories260K's 128 does; heads of 8
     // take the dequantizing path).

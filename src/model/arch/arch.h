@@ -13,6 +13,7 @@
 namespace pensieve {
 
 std::unique_ptr<Model> make_llama(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_bert(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_qwen3(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_bitnet(std::unique_ptr<GgufFile> file);
