@@ -207,6 +207,9 @@ describe('chat page', () => {
   test('Stop ends a long generation', async () => {
     // Prompt + max tokens must fit the 8192-token context (else the server refuses).
     await setSetting(page, 'max-tokens', '7000');
+    // A slow page (a loaded CI host) must still paint and take the click while tokens
+    // arrive faster than it renders them: once it froze until the reply ended.
+    await page.emulateCPUThrottling(8);
     const cancelledBefore = await server.metric('pensieve_requests_cancelled_total');
     const i = await sendMessage(page, 'Tell me a very long story about a dragon');
     await page.waitForFunction((i) => {
@@ -219,6 +222,7 @@ describe('chat page', () => {
     await page.click('#stop');
     await page.waitForFunction(() => !document.getElementById('send').disabled &&
       document.getElementById('stop').disabled);
+    await page.emulateCPUThrottling(null);
     const stopped = await assistantAt(page, i);
     await new Promise((r) => setTimeout(r, 1500));
     const later = await assistantAt(page, i);
