@@ -28,7 +28,8 @@ struct RunOptions {
     int lookup = 0;
     std::string draft_model;
     int draft_max = 8;
-    float draft_p_min = 0.8f;
+    float draft_p_min = 0.0f;
+    bool draft_fixed = false;
     std::string cache_dir;
     CacheTypeOptions cache_type;
     GenerateOptions gen;
@@ -60,6 +61,7 @@ int run(const RunOptions& o) {
     sc.n_batch = o.gen.n_batch;
     sc.max_queue = 1;
     sc.lookup_draft = o.lookup;
+    sc.draft_adaptive = !o.draft_fixed;
     sc.reuse_prefix = !o.cache_dir.empty();  // one request: only a disk cache can help
     sc.cache_blocks = 0;
     sc.cache_dir = o.cache_dir;
@@ -129,9 +131,11 @@ Command add_run_command(CLI::App& root) {
         ->check(CLI::Range(0, 64));
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
-    app->add_option("--draft-max", o->draft_max, "Draft tokens per step with --draft-model")->check(CLI::Range(1, 64));
+    app->add_option("--draft-max", o->draft_max, "Most draft tokens per step (the length adapts to the measured acceptance and costs)")->check(CLI::Range(1, 64));
+    app->add_flag("--draft-fixed", o->draft_fixed,
+                  "Always draft --draft-max (or --lookup) tokens instead of adapting the length");
     app->add_option("--draft-p-min", o->draft_p_min,
-                    "Draft model proposes a token only while its probability is at least this")
+                    "Draft model also stops below this probability of its token (0: the adaptive rule alone)")
         ->check(CLI::Range(0.0, 1.0))->capture_default_str();
     app->add_option("--cache-dir", o->cache_dir, "Persistent prefix cache directory (reuse prompt KV across runs)");
     add_cache_type_options(*app, o->cache_type);

@@ -165,9 +165,11 @@ Command add_serve_command(CLI::App& root) {
         ->check(CLI::Range(0, 64));
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
-    app->add_option("--draft-max", s.draft_max, "Draft tokens per step with --draft-model")->check(CLI::Range(1, 64));
+    app->add_option("--draft-max", s.draft_max, "Most draft tokens per step (the length adapts to the measured acceptance and costs)")->check(CLI::Range(1, 64));
+    app->add_flag("--draft-fixed", s.draft_fixed,
+                  "Always draft --draft-max (or --lookup) tokens instead of adapting the length");
     app->add_option("--draft-p-min", s.draft_p_min,
-                    "Draft model proposes a token only while its probability is at least this")
+                    "Draft model also stops below this probability of its token (0: the adaptive rule alone)")
         ->check(CLI::Range(0.0, 1.0))->capture_default_str();
     app->add_option("--cache-dir", s.cache_dir,
                     "Persistent prefix cache: KV of earlier prompts is kept here and reused across restarts");

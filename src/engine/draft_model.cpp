@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/draft_policy.h"
 #include "engine/drafter.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -69,7 +70,7 @@ public:
     }
 
 private:
-    // After a step where it ran and proposed nothing (every first guess below p_min), the
+    // After a step where it ran and proposed nothing (every first guess too unsure), the
     // draft model sits out 2, 4, ... up to 16 steps, since its forward pass costs time
     // whether or not it proposes; a proposal resets it.
     struct Backoff {
@@ -99,6 +100,7 @@ private:
     bool run_greedy(Batch& batch, std::vector<DraftRequest*>& rows) {
         const int n_vocab = model_.config().n_vocab;
         std::vector<float> logits;
+        std::vector<double> chance(rows.size(), 1.0);  // of each row's draft so far being accepted
         while (!rows.empty()) {
             logits.resize(rows.size() * size_t(n_vocab));
             try {
@@ -109,6 +111,7 @@ private:
             }
             batch.clear();
             std::vector<DraftRequest*> next_rows;
+            std::vector<double> next_chance;
             for (size_t i = 0; i < rows.size(); ++i) {
                 DraftRequest& r = *rows[i];
                 const float* row = &logits[i * size_t(n_vocab)];
@@ -118,13 +121,17 @@ private:
                 // probability of its choice falls below p_min.
                 const float p = probability(row, n_vocab, token);
                 if (p < options_.p_min) continue;
+                const double all = chance[i] * (r.acceptance ? r.acceptance->chance(p) : 1.0);
+                if (all < r.min_chance) continue;
                 r.draft.tokens.push_back(token);
                 r.draft.probs.push_back(p);
                 if (int(r.draft.tokens.size()) >= r.max_tokens || tokenizer_.is_end_of_generation(token)) continue;
                 batch.add(token, cache_.length(r.seq), r.seq, true);
                 next_rows.push_back(&r);
+                next_chance.push_back(all);
             }
             rows.swap(next_rows);
+            chance.swap(next_chance);
         }
         return true;
     }

@@ -6,8 +6,8 @@
 //
 // The scheduler only asks for proposals and reports what was kept; how a drafter guesses
 // (prompt lookup, a small draft model; later a tree of drafts, the target's own first
-// layers, a recurrent draft model) and how many tokens it risks (a fixed cap, an adaptive
-// length from a cost model) stays behind this interface.
+// layers, a recurrent draft model) stays behind this interface; how many tokens it may
+// risk per sequence is the scheduler's DraftPolicy (draft_policy.h).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@
 
 namespace pensieve {
 
+class AcceptanceModel;
 class KvCache;
 class Model;
 class ThreadPool;
@@ -33,7 +34,12 @@ struct DraftRequest {
     int seq = 0;                                // the slot: sequence id in the target's KV cache
     const std::vector<int32_t>* context = nullptr;  // tokens whose KV the target holds, in order
     int32_t next_token = -1;                    // sampled, fed this step at position context->size()
-    int max_tokens = 0;                         // room left (context, batch, max tokens); > 0
+    int max_tokens = 0;                         // most tokens to draft (draft_policy.h); > 0
+    // A drafter that knows its own probability q of each token stops once the chance that
+    // its whole draft so far is accepted (the product of acceptance->chance(q)) falls
+    // below min_chance: a token that is probably rejected costs more than it saves.
+    const AcceptanceModel* acceptance = nullptr;
+    double min_chance = 0;
     Draft draft;                                // filled by propose(); may stay empty
 };
 
@@ -60,7 +66,7 @@ std::unique_ptr<Drafter> make_lookup_drafter(int max_tokens);
 struct DraftModelOptions {
     int n_vocab = 0;       // the target's vocabulary size; the draft model's must equal it
     int max_tokens = 8;    // drafts per step
-    float p_min = 0.8f;    // stop drafting once the draft model's own probability falls below
+    float p_min = 0.0f;    // also stop drafting once the draft model's own probability falls below
     int n_ctx = 4096;      // per sequence, as the target's
     int n_seq = 1;         // the target's slots
 };

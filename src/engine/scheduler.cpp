@@ -33,6 +33,7 @@ struct Scheduler::Slot {
     std::unique_ptr<SequenceDecoder> decoder;  // logits -> token -> text, for this request
     int32_t next_token = -1;  // sampled, to be fed at the next step
     Draft draft;              // speculative tokens fed after next_token this step
+    DraftPolicy draft_policy;  // how many tokens to draft, learned from this request's drafts
     int first_row = -1;          // this step's first logits row, -1: none
     int n_cached = 0;
     double submitted_at = 0, started_at = 0, first_token_at = 0;
@@ -243,6 +244,7 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     // its logits start the generation.
     cache_.clear(slot.id);
     if (drafter_) drafter_->reset(slot.id);
+    slot.draft_policy = DraftPolicy{};
     const std::vector<int32_t>& prompt = slot.params.prompt;
     int reused = 0;
     if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
@@ -299,9 +301,13 @@ void Scheduler::drop_cancelled() {
 // Asks the drafter (if any) for speculative tokens for every decoding slot, within the
 // room each has left: batch budget (one row is the pending token itself), context, and
 // max tokens.
+// Each slot's DraftPolicy sizes its draft from the costs measured so far.
 void Scheduler::propose_drafts() {
     for (auto& s : slots_) s->draft = Draft{};
     if (!drafter_) return;
+    int n_decoding = 0;
+    for (auto& s : slots_) n_decoding += s->decoding();
+    const SpeculationCosts costs = spec_costs_.costs(n_decoding);
     std::vector<DraftRequest> requests;
     int budget = config_.n_batch;
     for (auto& s : slots_) {
@@ -310,17 +316,27 @@ void Scheduler::propose_drafts() {
         const int n_predict = s->params.options.n_predict;
         int room = std::min({drafter_->max_tokens(), budget - 1, config_.n_ctx - pos - 1});
         if (n_predict >= 0) room = std::min(room, n_predict - s->n_generated() - 1);
-        budget -= 1 + std::max(room, 0);
-        if (room <= 0) continue;
+        const int n = room <= 0 ? 0 : config_.draft_adaptive ? s->draft_policy.max_tokens(costs, room) : room;
+        budget -= 1 + n;
+        if (n == 0) continue;
         DraftRequest r;
         r.seq = s->id;
         r.context = &s->tokens;
         r.next_token = s->next_token;
-        r.max_tokens = room;
+        r.max_tokens = n;
+        if (config_.draft_adaptive) {
+            r.acceptance = &s->draft_policy.acceptance();
+            r.min_chance = s->draft_policy.min_chance();
+        }
         requests.push_back(std::move(r));
     }
     if (requests.empty()) return;
-    if (drafter_->propose(requests)) {
+    Timer timer;
+    const bool ran = drafter_->propose(requests);
+    if (ran) {
+        size_t longest = 0;
+        for (const DraftRequest& r : requests) longest = std::max(longest, r.draft.tokens.size());
+        spec_costs_.record_draft(int(longest), timer.seconds());
         std::lock_guard<std::mutex> lock(mutex_);
         ++stats_.draft_model_runs;
     }
@@ -395,6 +411,7 @@ bool Scheduler::forward(const StepBatch& b, float* logits) {
         return false;
     }
     const double seconds = timer.seconds();
+    if (drafter_ && b.n_prompt_tokens == 0) spec_costs_.record_target_pass(b.n_rows, seconds);
     std::lock_guard<std::mutex> lock(mutex_);
     ++stats_.steps;
     (b.n_prompt_tokens > 0 ? stats_.prompt_seconds : stats_.decode_seconds) += seconds;
@@ -436,6 +453,7 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
         break;
     }
     if (n_draft > 0) {
+        if (!finished) slot.draft_policy.record(n_draft, accepted, draft.probs.empty() ? nullptr : draft.probs.data());
         keep_verified(slot, base + accepted);
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.draft_tokens += uint64_t(n_draft);

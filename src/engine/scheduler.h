@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/decoder.h"
+#include "engine/draft_policy.h"
 #include "engine/drafter.h"
 #include "engine/prefix_cache.h"
 #include "engine/request.h"
@@ -50,11 +51,16 @@ struct SchedulerConfig {
     int lookup_draft = 0;
     // Speculative decoding with a draft model (same vocabulary, much smaller): it proposes
     // up to draft_max tokens greedily each step; the main model verifies them in one pass.
+    // How many, per sequence and step, adapts to the acceptance and costs measured so far
+    // (draft_policy.h).
     Model* draft_model = nullptr;
     int draft_max = 8;
-    // The draft model proposes a token only while its own probability for it is at least
-    // this (0: always draft_max tokens).
-    float draft_p_min = 0.8f;
+    // The draft model also stops once its own probability of a token is below this (0:
+    // only the adaptive rule decides).
+    float draft_p_min = 0.0f;
+    // false: every step drafts as many tokens as allowed (lookup_draft or draft_max),
+    // whatever they cost (--draft-fixed; for measuring a fixed length).
+    bool draft_adaptive = true;
 };
 
 struct SchedulerStats {
@@ -145,6 +151,7 @@ private:
     KvCache cache_;
     std::unique_ptr<PrefixCache> prefix_;  // null when prefix reuse is off
     std::unique_ptr<Drafter> drafter_;     // speculative decoding (prompt lookup, draft model), or null
+    SpeculationCostModel spec_costs_;      // timings that size each slot's drafts
     std::vector<std::unique_ptr<Slot>> slots_;
 
     mutable std::mutex mutex_;

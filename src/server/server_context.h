@@ -46,7 +46,8 @@ struct ServerOptions {
     int lookup_draft = 0;                  // prompt-lookup speculation: draft tokens per step
     Model* draft_model = nullptr;          // draft-model speculation (same vocabulary)
     int draft_max = 8;
-    float draft_p_min = 0.8f;              // draft model: stop proposing below this probability
+    float draft_p_min = 0.0f;              // draft model: also stop proposing below this probability
+    bool draft_fixed = false;              // always the most draft tokens (no adaptive length)
     std::string cache_dir;                 // persistent prefix cache
     int cache_ram_mib = -1;                // RAM for cached prefixes beyond the slots (-1: one context)
     KvType cache_type = KvType::F16;       // KV cache element type (--cache-type)

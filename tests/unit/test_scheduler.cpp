@@ -269,7 +269,7 @@ TEST_F(SchedulerTest, DraftModelSpeculationKeepsGreedyOutput) {
     SchedulerConfig c = config(2, 256, 64, 8, true);
     c.draft_model = draft.get();
     c.draft_max = 5;
-    c.draft_p_min = 0.0f;  // every step proposes draft_max tokens
+    c.draft_adaptive = false;  // every step proposes draft_max tokens
     Scheduler sched(*model_, *tok_, *pool_, c);
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const auto& cs : ref_["cases"]) streams.push_back(sched.submit(greedy(cs["prompt"], 64)));
@@ -293,6 +293,7 @@ TEST(SchedulerDraft, QuantizedDraftForItsOwnModel) {
         SchedulerConfig c = config(1, 256, 64, 8, false);
         c.draft_model = d;
         c.draft_p_min = p_min;
+        c.draft_adaptive = false;  // the p_min rule alone
         Scheduler sched(*main_model, *tok, pool, c);
         RequestParams p;
         p.prompt = tok->encode("The quick brown fox jumps over the lazy dog.", true);
