@@ -28,6 +28,7 @@ struct RunOptions {
     int lookup = 0;
     std::string draft_model;
     int draft_max = 8;
+    int draft_layers = 0;
     float draft_p_min = 0.0f;
     bool draft_fixed = false;
     std::string cache_dir;
@@ -70,9 +71,10 @@ int run(const RunOptions& o) {
     if (!o.draft_model.empty()) {
         draft = load_model(o.draft_model);
         sc.draft_model = draft.get();
-        sc.draft_max = o.draft_max;
-        sc.draft_p_min = o.draft_p_min;
     }
+    sc.draft_layers = o.draft_layers;
+    sc.draft_max = o.draft_max;
+    sc.draft_p_min = o.draft_p_min;
     Scheduler sched(*m.model, *m.tokenizer, *m.pool, sc);
     auto stream = sched.submit(std::move(req));
 
@@ -106,7 +108,7 @@ int run(const RunOptions& o) {
                  count_of(done.n_generated, "token").c_str(), done.generate_seconds, gen_tps, finish_reason_word(done.reason));
     const SchedulerStats st = sched.stats();
     std::fprintf(stderr, "%s\n", describe_kv_cache(st.kv_type, st.kv_bytes, st.kv_tokens_capacity).c_str());
-    if (o.lookup > 0 || draft)
+    if (o.lookup > 0 || draft || o.draft_layers > 0)
         std::fprintf(stderr, "speculation: %llu drafted, %llu accepted (%.1f%%), %llu forward passes\n",
                      static_cast<unsigned long long>(st.draft_tokens),
                      static_cast<unsigned long long>(st.draft_accepted),
@@ -131,6 +133,9 @@ Command add_run_command(CLI::App& root) {
         ->check(CLI::Range(0, 64));
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
+    app->add_option("--draft-layers", o->draft_layers,
+                    "Speculative decoding with the model's own first N layers as the draft (no second file)")
+        ->check(CLI::Range(1, 1024));
     app->add_option("--draft-max", o->draft_max, "Most draft tokens per step (the length adapts to the measured acceptance and costs)")->check(CLI::Range(1, 64));
     app->add_flag("--draft-fixed", o->draft_fixed,
                   "Always draft --draft-max (or --lookup) tokens instead of adapting the length");

@@ -165,6 +165,9 @@ Command add_serve_command(CLI::App& root) {
         ->check(CLI::Range(0, 64));
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
+    app->add_option("--draft-layers", s.draft_layers,
+                    "Speculative decoding with the model's own first N layers as the draft (no second file)")
+        ->check(CLI::Range(1, 1024));
     app->add_option("--draft-max", s.draft_max, "Most draft tokens per step (the length adapts to the measured acceptance and costs)")->check(CLI::Range(1, 64));
     app->add_flag("--draft-fixed", s.draft_fixed,
                   "Always draft --draft-max (or --lookup) tokens instead of adapting the length");

@@ -28,7 +28,8 @@ public:
           tokenizer_(tokenizer),
           pool_(pool),
           options_(o),
-          cache_(draft.make_cache(o.n_ctx, o.n_seq)),
+          cache_(o.n_layers > 0 ? draft.make_cache_for_layers(o.n_layers, o.n_ctx, o.n_seq)
+                                : draft.make_cache(o.n_ctx, o.n_seq)),
           backoff_(size_t(o.n_seq)) {}
 
     int max_tokens() const override { return options_.max_tokens; }
@@ -105,7 +106,10 @@ private:
             logits.resize(rows.size() * size_t(n_vocab));
             try {
                 std::lock_guard<std::mutex> turn(model_.forward_mutex());
-                model_.forward(batch, cache_, pool_, logits.data());
+                ForwardOutputs out;
+                out.logits = logits.data();
+                out.n_layers = options_.n_layers;
+                model_.forward(batch, cache_, pool_, out);
             } catch (const std::exception&) {
                 return false;
             }
@@ -151,6 +155,13 @@ std::unique_ptr<Drafter> make_draft_model_drafter(Model& draft, const Tokenizer&
     if (draft.config().n_vocab != options.n_vocab)
         fail("the draft model's vocabulary (", draft.config().n_vocab, " tokens) differs from the model's (",
              options.n_vocab, ")");
+    if (options.n_layers > 0) {
+        if (!draft.early_exit())
+            fail("drafting from the model's own first layers is not supported for architecture ",
+                 draft.config().arch);
+        if (options.n_layers >= draft.config().n_layer)
+            fail("--draft-layers ", options.n_layers, " must be below the model's ", draft.config().n_layer, " layers");
+    }
     return std::make_unique<DraftModelDrafter>(draft, tokenizer, pool, options);
 }
 

@@ -69,12 +69,17 @@ struct DraftModelOptions {
     float p_min = 0.0f;    // also stop drafting once the draft model's own probability falls below
     int n_ctx = 4096;      // per sequence, as the target's
     int n_seq = 1;         // the target's slots
+    // > 0: the draft is the model's own first n_layers layers and output head (an early
+    // exit, Model::early_exit()): no second file and no extra weights in memory, only
+    // those layers' KV.
+    int n_layers = 0;
 };
 
 // A small model with the target's vocabulary proposes greedily. It keeps its own KV cache
 // (f16, one sequence per slot), catches up on tokens it has not seen in one batched pass,
 // and backs off (2-16 steps) after a step in which it proposed nothing. Throws Error if
-// its vocabulary differs from the target's.
+// its vocabulary differs from the target's, or if an early exit is asked of a model
+// without one.
 std::unique_ptr<Drafter> make_draft_model_drafter(Model& draft, const Tokenizer& tokenizer, ThreadPool& pool,
                                                   const DraftModelOptions& options);
 

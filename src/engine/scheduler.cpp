@@ -67,20 +67,22 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
     if (!cache_.can_truncate()) {
         config_.lookup_draft = 0;
         config_.draft_model = nullptr;
+        config_.draft_layers = 0;
     }
     if (config_.reuse_prefix)
         prefix_ = std::make_unique<PrefixCache>(cache_, cache_identity(model, config_.n_ctx), config_.cache_dir);
     // The draft model's own rollback is a truncation too.
     if (config_.draft_model && config_.draft_model->memory_layout().has(LayerMemory::Kind::Recurrent))
         config_.draft_model = nullptr;
-    if (config_.draft_model) {
+    if (config_.draft_model || config_.draft_layers > 0) {
         DraftModelOptions o;
         o.n_vocab = model.config().n_vocab;
         o.max_tokens = config_.draft_max;
         o.p_min = config_.draft_p_min;
         o.n_ctx = config_.n_ctx;
         o.n_seq = config_.n_slots;
-        drafter_ = make_draft_model_drafter(*config_.draft_model, tokenizer_, pool_, o);
+        o.n_layers = config_.draft_model ? 0 : config_.draft_layers;
+        drafter_ = make_draft_model_drafter(config_.draft_model ? *config_.draft_model : model_, tokenizer_, pool_, o);
     } else if (config_.lookup_draft > 0) {
         drafter_ = make_lookup_drafter(config_.lookup_draft);
     }

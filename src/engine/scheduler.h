@@ -54,6 +54,9 @@ struct SchedulerConfig {
     // How many, per sequence and step, adapts to the acceptance and costs measured so far
     // (draft_policy.h).
     Model* draft_model = nullptr;
+    // Without a draft model: > 0 drafts with the model's own first draft_layers layers
+    // and output head (self-speculation; LLaMA-family models).
+    int draft_layers = 0;
     int draft_max = 8;
     // The draft model also stops once its own probability of a token is below this (0:
     // only the adaptive rule decides).

@@ -61,6 +61,11 @@ struct ForwardOutputs {
     // that sequence's batch tokens as config().pooling says (None: as Last). An embedding
     // request sends a whole sequence in one batch.
     float* pooled = nullptr;
+    // > 0: exit early, after the first n_layers layers, into the final norm and output
+    // head: the model's own first layers as a draft model (self-speculation). Only for
+    // models whose early_exit() is true; the cache then holds those layers only
+    // (make_cache_for_layers).
+    int n_layers = 0;
 };
 
 class Model {
@@ -88,6 +93,10 @@ public:
     KvCache make_cache(int n_ctx, int n_seq = 1, int n_blocks = 0, KvType type = KvType::F16) const {
         return KvCache(memory_, n_ctx, n_seq, n_blocks, type);
     }
+    // Memory for the first n_layers layers only: the cache of an early-exit forward.
+    KvCache make_cache_for_layers(int n_layers, int n_ctx, int n_seq = 1) const;
+    // forward() honours ForwardOutputs::n_layers.
+    virtual bool early_exit() const { return false; }
     // What the keys and values forward() writes depend on besides the file: 0 for most
     // models; LongRoPE models pick their RoPE factors by the context per sequence. The
     // disk prefix cache keys entries by it, so a restart with another context size never

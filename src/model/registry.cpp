@@ -68,6 +68,14 @@ const char* pooling_name(Pooling p) {
     return "?";
 }
 
+KvCache Model::make_cache_for_layers(int n_layers, int n_ctx, int n_seq) const {
+    if (n_layers < 1 || n_layers > int(memory_.layers.size()))
+        fail("a cache for ", n_layers, " layers of a model with ", memory_.layers.size());
+    MemoryLayout first = memory_;
+    first.layers.resize(size_t(n_layers));
+    return KvCache(first, n_ctx, n_seq);
+}
+
 size_t Model::position_bytes(KvType type) const {
     return KvCache(memory_, KvCache::kBlockSize, 1, 1, type).position_bytes();
 }

@@ -23,6 +23,7 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
     c.max_queue = std::max(0, o.max_queue);
     c.lookup_draft = o.lookup_draft;
     c.draft_model = o.draft_model;
+    c.draft_layers = o.draft_layers;
     c.draft_max = o.draft_max;
     c.draft_p_min = o.draft_p_min;
     c.draft_adaptive = !o.draft_fixed;

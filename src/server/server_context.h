@@ -45,6 +45,7 @@ struct ServerOptions {
     bool context_shift = false;            // drop old turns instead of refusing a long chat
     int lookup_draft = 0;                  // prompt-lookup speculation: draft tokens per step
     Model* draft_model = nullptr;          // draft-model speculation (same vocabulary)
+    int draft_layers = 0;                  // self-speculation from the model's first layers
     int draft_max = 8;
     float draft_p_min = 0.0f;              // draft model: also stop proposing below this probability
     bool draft_fixed = false;              // always the most draft tokens (no adaptive length)

@@ -8,6 +8,7 @@
 #include <thread>
 #include <filesystem>
 #include <unistd.h>
+#include <cstdlib>
 
 #include "engine/grammar.h"
 #include "engine/scheduler.h"
@@ -557,6 +558,102 @@ TEST_F(DiskCacheTest, StaleTemporaryFilesAreRemoved) {
     Scheduler second(*model_, *tok_, *pool_, config(1, 256, 64, 8, true, dir_));
     EXPECT_FALSE(std::filesystem::exists(old_tmp));
     EXPECT_TRUE(std::filesystem::exists(new_tmp));
+}
+
+}  // namespace
+}  // namespace pensieve
+
+namespace pensieve {
+namespace {
+
+// A layer-skip model (../shared/tools/synth_gguf.py --deep-from 1): its layers after the
+// first write back into the residual stream scaled by 0.02, so the first layer decides
+// most of the output, as in a trained model whose early exit is good. 3.2M parameters,
+// ~0.5 s to write.
+std::string write_layer_skip_model() {
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("pensieve-skip-" + std::to_string(getpid()) + ".gguf")).string();
+    const std::string python = std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+    const std::string cmd = python + " " + shared_dir() + "/tools/synth_gguf.py --vocab " + shared_dir() +
+                            "/models/stories260K.gguf --preset tiny --deep-from 1 --deep-scale 0.02 -o " + path +
+                            " > /dev/null";
+    if (std::system(cmd.c_str()) != 0) throw Error("could not run: " + cmd);
+    return path;
+}
+
+// Self-speculation: the model's own first layer drafts, the whole model verifies. The
+// greedy output is the plain one, and the draft (same embeddings, first layer and head)
+// proposes tokens the target keeps.
+TEST(SchedulerSelfDraft, FirstLayersDraftForTheirOwnModel) {
+    const std::string path = write_layer_skip_model();
+    auto model = load_model(path);
+    std::filesystem::remove(path);  // mapped: the data stays until the model goes
+    auto tok = Tokenizer::from_gguf(model->file());
+    ThreadPool pool(2);
+    auto run = [&](int draft_layers, SchedulerStats* stats) {
+        SchedulerConfig c = config(2, 256, 64, 8, false);
+        c.draft_layers = draft_layers;
+        c.draft_max = 4;
+        c.draft_adaptive = false;  // every step drafts: the test does not depend on timings
+        Scheduler sched(*model, *tok, pool, c);
+        RequestParams p;
+        p.prompt = tok->encode("The quick brown fox jumps over the lazy dog.", true);
+        p.options.n_predict = 48;
+        p.options.sampling.temperature = 0.0f;
+        p.options.ignore_eos = true;
+        auto a = sched.submit(p);
+        p.prompt = tok->encode("Once upon a time", true);
+        auto b = sched.submit(p);
+        std::vector<std::vector<int32_t>> out = {drain(*a).tokens, drain(*b).tokens};
+        if (stats) *stats = sched.stats();
+        return out;
+    };
+    SchedulerStats st;
+    const auto plain = run(0, nullptr);
+    EXPECT_EQ(plain, run(1, &st));
+    std::printf("[ self-draft ] 1 of %d layers: %llu drafted, %llu accepted, %llu steps for 96 tokens\n",
+                model->config().n_layer, (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted,
+                (unsigned long long)st.steps);
+    EXPECT_GT(st.draft_tokens, 50u);
+    EXPECT_GT(st.draft_accepted, st.draft_tokens / 2);
+    EXPECT_LT(st.steps, 48u);  // 96 tokens in two slots: 48 steps without drafts
+}
+
+TEST(SchedulerSelfDraft, AllLayersOfAnEarlyExitAreTheWholeModel) {
+    auto model = load_model(shared_dir() + "/models/synth-tiny-F16.gguf");
+    ThreadPool pool(2);
+    const int V = model->config().n_vocab;
+    Batch batch;
+    for (int i = 0; i < 6; ++i) batch.add(100 + i, i, 0, true);
+    std::vector<float> full(size_t(6 * V)), all(size_t(6 * V)), first(size_t(6 * V));
+    KvCache c1 = model->make_cache(64);
+    model->forward(batch, c1, pool, full.data());
+    ForwardOutputs out;
+    out.logits = all.data();
+    out.n_layers = model->config().n_layer;
+    KvCache c2 = model->make_cache(64);
+    model->forward(batch, c2, pool, out);
+    EXPECT_EQ(full, all);
+    out.logits = first.data();
+    out.n_layers = 1;
+    KvCache c3 = model->make_cache_for_layers(1, 64);
+    model->forward(batch, c3, pool, out);
+    EXPECT_NE(full, first);
+    EXPECT_EQ(c3.length(0), 6);
+}
+
+TEST(SchedulerSelfDraft, ArchitecturesWithoutEarlyExitAreRefusedByName) {
+    auto model = load_model(shared_dir() + "/models/arch/gpt2.gguf");
+    auto tok = Tokenizer::from_gguf(model->file());
+    ThreadPool pool(1);
+    SchedulerConfig c = config(1, 64, 16, 4, false);
+    c.draft_layers = 1;
+    try {
+        Scheduler sched(*model, *tok, pool, c);
+        FAIL() << "accepted --draft-layers on gpt2";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("gpt2"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

@@ -7,7 +7,8 @@
 //             x += W_down · (silu(W_gate·norm(x)) * W_up·norm(x))        (dense FFN)
 //          or x += Σ_top-k  p_e · expert_e(norm(x))                       (MoE FFN)
 //                  (+ σ(g·norm(x)) · shared_expert(norm(x)), Qwen2-MoE)
-// then logits = W_out · norm(x), for the tokens that asked for them.
+// then logits = W_out · norm(x), for the tokens that asked for them (or after the first
+// layers only: an early exit, the model's own draft for self-speculation).
 #include <algorithm>
 
 #include "model/arch/arch.h"
@@ -41,6 +42,7 @@ class Llama final : public Model {
 public:
     Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant);
     void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) override;
+    bool early_exit() const override { return true; }
     uint64_t cache_variant(int n_ctx) const override {
         if (long_rope_.empty()) return 0;
         return &long_rope_.for_context(n_ctx) == &long_rope_.long_factors ? 2 : 1;
@@ -108,7 +110,9 @@ void Llama::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const 
     }
 
     embd_.apply(batch, x);
-    for (const LlamaLayer& L : layers_) {
+    const size_t n_layers = out.n_layers > 0 ? std::min(layers_.size(), size_t(out.n_layers)) : layers_.size();
+    for (size_t i = 0; i < n_layers; ++i) {
+        const LlamaLayer& L = layers_[i];
         L.attn_norm.apply(x, h, n);
         L.attn.apply(h, y, p);
         add_inplace(x, y, n * E);
