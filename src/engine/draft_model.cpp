@@ -125,8 +125,11 @@ private:
                 // probability of its choice falls below p_min.
                 const float p = probability(row, n_vocab, token);
                 if (p < options_.p_min) continue;
+                // The first token is the policy's call (it asked for at least one); only
+                // later ones stop on their chance, else a sequence whose first guesses
+                // start below the bar never drafts and never learns they are accepted.
                 const double all = chance[i] * (r.acceptance ? r.acceptance->chance(p) : 1.0);
-                if (all < r.min_chance) continue;
+                if (all < r.min_chance && !r.draft.tokens.empty()) continue;
                 r.draft.tokens.push_back(token);
                 r.draft.probs.push_back(p);
                 if (int(r.draft.tokens.size()) >= r.max_tokens || tokenizer_.is_end_of_generation(token)) continue;

@@ -45,6 +45,7 @@ private:
     // Weighted sums for least squares of seconds = a + b * rows.
     double w_ = 0, sx_ = 0, sy_ = 0, sxx_ = 0, sxy_ = 0;
     double draft_seconds_ = 0, draft_steps_ = 0;
+    int64_t draft_runs_ = 0;
 };
 
 // Acceptance of draft tokens for one sequence, by the drafter's own probability q.

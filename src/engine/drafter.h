@@ -37,7 +37,8 @@ struct DraftRequest {
     int max_tokens = 0;                         // most tokens to draft (draft_policy.h); > 0
     // A drafter that knows its own probability q of each token stops once the chance that
     // its whole draft so far is accepted (the product of acceptance->chance(q)) falls
-    // below min_chance: a token that is probably rejected costs more than it saves.
+    // below min_chance (from the second token on: the first is the policy's call): a
+    // token that is probably rejected costs more than it saves.
     const AcceptanceModel* acceptance = nullptr;
     double min_chance = 0;
     Draft draft;                                // filled by propose(); may stay empty
