@@ -28,6 +28,7 @@ struct Scratch {
     std::vector<float> x, h, y;  // a decoder's residual stream, normalised input, block output
     std::vector<float> xz, conv, dbc, dt_in, dt, conv_states;  // state-space mixers (model/ssm.h)
     std::vector<float> lora, heads;  // latent attention: the q LoRA rank, the per-head projections
+    std::vector<float> shift, mix, decay;  // RWKV (model/rwkv.h): x_prev - x, the lerped inputs, the decay
 };
 
 // One forward pass: the batch, its memory and where blocks compute.

@@ -33,6 +33,7 @@ const std::map<std::string, Factory>& registry() {
         {"qwen2moe", make_qwen2moe},
         {"qwen3", make_qwen3},
         {"qwen3moe", make_qwen3moe},
+        {"rwkv6", make_rwkv6},
         {"starcoder2", make_starcoder2},
     };
     return r;
