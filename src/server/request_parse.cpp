@@ -34,6 +34,8 @@ uint64_t parse_seed(const json& body) {
 
 // The sampling fields OpenAI's two generation endpoints share (plus llama.cpp-style
 // extensions top_k, min_p, repeat_penalty, repeat_last_n, ignore_eos).
+}  // namespace
+
 void parse_openai_sampling(const json& body, RequestParams& p) {
     SamplingParams& s = p.options.sampling;
     if (auto v = get_number(body, "temperature", 0.0, 2.0)) s.temperature = float(*v);
@@ -59,6 +61,8 @@ void parse_openai_sampling(const json& body, RequestParams& p) {
     }
 }
 
+namespace {
+
 int parse_n(const json& body) {
     return int(get_int(body, "n", 1, kMaxChoices).value_or(1));
 }
@@ -69,6 +73,22 @@ bool parse_include_usage(const json& body) {
     if (!so->is_object()) bad_request("stream_options must be an object", "stream_options");
     return get_bool(*so, "include_usage", false);
 }
+
+}  // namespace
+
+json tool_call_arguments(const json& a, const std::string& where, const std::string& param) {
+    if (a.is_object()) return a;
+    if (!a.is_string()) bad_request(where + " must be a JSON string", param);
+    try {
+        return parse_json_text(a.get_ref<const std::string&>());
+    } catch (const JsonTextError& e) {
+        // Not JSON: the model's own text, kept. Too deep to pass on: refused.
+        if (e.too_deep()) bad_request(where + ": " + e.what(), param);
+        return a;
+    }
+}
+
+namespace {
 
 // Assistant tool calls as clients send them back: arguments is a JSON *string*. Chat
 // templates expect an object (they `tojson` it), so parse it; keep the string if it is
@@ -86,21 +106,7 @@ json normalize_tool_calls(const json& calls, const std::string& where) {
         if (!fn || !fn->is_object()) bad_request(w + ".function must be an object", w);
         const std::string name = require_string(*fn, "name");
         json args = json::object();
-        if (const json* a = field(*fn, "arguments")) {
-            if (a->is_string()) {
-                try {
-                    args = parse_json_text(a->get_ref<const std::string&>());
-                } catch (const JsonTextError& e) {
-                    // Not JSON: the model's own text, kept. Too deep to pass on: refused.
-                    if (e.too_deep()) bad_request(w + ".function.arguments: " + e.what(), w);
-                    args = *a;
-                }
-            } else if (a->is_object()) {
-                args = *a;
-            } else {
-                bad_request(w + ".function.arguments must be a JSON string", w);
-            }
-        }
+        if (const json* a = field(*fn, "arguments")) args = tool_call_arguments(*a, w + ".function.arguments", w);
         out.push_back({{"id", get_string(c, "id", "call_" + std::to_string(i))},
                        {"type", "function"},
                        {"function", {{"name", name}, {"arguments", args}}}});
@@ -149,7 +155,9 @@ json parse_messages(const json& body) {
     return out;
 }
 
-void parse_tool_choice(const json& body, ChatRequest& r) {
+}  // namespace
+
+void parse_openai_tool_choice(const json& body, ChatRequest& r) {
     const json* tc = field(body, "tool_choice");
     if (!tc) return;
     if (tc->is_string()) {
@@ -210,8 +218,6 @@ void parse_response_format(const json& body, RequestParams& p) {
     bad_request("response_format.type must be text, json_object or json_schema", "response_format");
 }
 
-}  // namespace
-
 std::string openai_content_text(const json& content, const std::string& where) {
     if (content.is_string()) return content.get<std::string>();
     if (!content.is_array())
@@ -262,7 +268,7 @@ ChatRequest parse_openai_chat(const json& body) {
     ChatRequest r;
     r.messages = parse_messages(body);
     if (const json* tools = field(body, "tools")) r.tools = normalize_openai_tools(*tools);
-    parse_tool_choice(body, r);
+    parse_openai_tool_choice(body, r);
     parse_openai_sampling(body, r.params);
     parse_response_format(body, r.params);
     r.n = parse_n(body);

@@ -53,8 +53,32 @@ CompletionRequest parse_openai_completion(const json& body);
 // POST /v1/messages and /v1/messages/count_tokens (the latter ignores generation fields).
 ChatRequest parse_anthropic_messages(const json& body, bool for_count_tokens);
 
-// Shared pieces, exposed for tests.
+// POST /v1/responses (responses_parse.cpp). The request's own input becomes
+// `input_messages` (OpenAI-shaped, as above); the handler puts the stored conversation of
+// previous_response_id before it and the instructions (a system message) before all.
+struct ResponsesRequest {
+    ChatRequest chat;               // messages empty until the handler assembles them
+    json input_messages = json::array();
+    std::string instructions;       // empty: none
+    std::string previous_response_id;
+    bool store = true;              // keep this response for previous_response_id / GET
+    json echo = json::object();     // request settings the response object repeats
+};
+ResponsesRequest parse_responses_request(const json& body);
+
+// Shared pieces, exposed for tests and the other dialects' parsers.
 json normalize_openai_tools(const json& tools);
 std::string openai_content_text(const json& content, const std::string& where);
+// temperature, top_p, top_k, ..., seed, stop and max_tokens / max_completion_tokens.
+void parse_openai_sampling(const json& body, RequestParams& p);
+// tool_choice: "auto" / "none" / "required" / {type: "function", function: {name}} (a
+// name that must be in r.tools, which are parsed first).
+void parse_openai_tool_choice(const json& body, ChatRequest& r);
+// response_format / grammar -> p.options.grammar.
+void parse_response_format(const json& body, RequestParams& p);
+// A tool call's arguments as a client sends them back (a JSON string, or an object) ->
+// the object chat templates expect; text that is not JSON is kept as the string. Errors
+// say `where` and name `param`.
+json tool_call_arguments(const json& arguments, const std::string& where, const std::string& param);
 
 }  // namespace pensieve::server

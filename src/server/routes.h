@@ -1,4 +1,4 @@
-// What the route files (openai_api.cpp, anthropic_api.cpp, misc_api.cpp) share: the
+// What the route files (openai_api.cpp, anthropic_api.cpp, responses_api.cpp, misc_api.cpp) share: the
 // wrapper that turns exceptions into error responses in the right dialect, response
 // writers, and the loops that drain a request's events (whole, or streamed as SSE).
 #pragma once
@@ -68,6 +68,7 @@ void log_prompt(const ServerContext& ctx, const char* endpoint, const std::strin
 
 void register_openai_routes(Router& router, ServerContext& ctx);
 void register_anthropic_routes(Router& router, ServerContext& ctx);
+void register_responses_routes(Router& router, ServerContext& ctx);
 void register_embeddings_routes(Router& router, ServerContext& ctx);
 void register_misc_routes(Router& router, ServerContext& ctx);
 void register_web_routes(Router& router);
