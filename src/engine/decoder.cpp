@@ -48,7 +48,9 @@ const float* SequenceDecoder::apply_grammar(const float* logits) {
 
 SequenceDecoder::Step SequenceDecoder::next(const float* logits, const DraftToken* proposed) {
     Step step;
-    step.token = sampler_.sample(apply_grammar(logits));
+    const float* allowed = apply_grammar(logits);
+    step.token = proposed && !proposed->q.empty() ? sampler_.sample_speculative(allowed, proposed->token, proposed->q)
+                                                  : sampler_.sample(allowed);
     step.draft_accepted = proposed && proposed->token == step.token;
 
     // A complete grammar allows nothing but end-of-generation: it ends even with ignore_eos.

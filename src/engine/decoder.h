@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,10 +23,12 @@ namespace pensieve {
 class Tokenizer;
 
 // A speculative token proposed for the position being sampled (drafter.h), with the
-// drafter's own probability of it (0 when unknown).
+// drafter's own probability of it (0 when unknown) and, when the drafter sampled it, the
+// distribution q it was drawn from.
 struct DraftToken {
     int32_t token = -1;
     float prob = 0.0f;
+    std::span<const TokenProb> q;  // empty: a deterministic guess
 };
 
 class SequenceDecoder {
@@ -47,11 +50,15 @@ public:
 
     // Samples the next token from one row of logits (n_vocab floats, not modified).
     // With a proposal (speculative decoding) the step also says whether the draft token
-    // is kept. The rule: sample exactly as without drafts and keep the draft only when it
-    // equals the sample, which leaves the output distribution unchanged (greedy:
-    // identical tokens). Speculative sampling (keep with min(1, p/q), else resample from
-    // the residual) would replace this rule here, using proposed->prob as q.
+    // is kept. Either way the output distribution is the one without drafts (greedy:
+    // identical tokens):
+    // - a deterministic guess (prompt lookup, a greedy draft): sample exactly as without
+    //   drafts and keep the draft only when it equals the sample (so a seeded request
+    //   gives the same tokens with or without drafts);
+    // - a sampled draft (proposed->q): speculative sampling, Sampler::sample_speculative,
+    //   which keeps more drafts when q is close to the model's distribution.
     Step next(const float* logits, const DraftToken* proposed = nullptr);
+    uint64_t seed() const { return sampler_.seed(); }
 
     // At the end: text held back (a partial character or stop string) that is output
     // after all; empty if a stop string matched.

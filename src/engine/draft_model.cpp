@@ -4,6 +4,7 @@
 
 #include "engine/draft_policy.h"
 #include "engine/drafter.h"
+#include "engine/sampler.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -30,20 +31,22 @@ public:
           options_(o),
           cache_(o.n_layers > 0 ? draft.make_cache_for_layers(o.n_layers, o.n_ctx, o.n_seq)
                                 : draft.make_cache(o.n_ctx, o.n_seq)),
-          backoff_(size_t(o.n_seq)) {}
+          backoff_(size_t(o.n_seq)),
+          samplers_(size_t(o.n_seq)) {}
 
     int max_tokens() const override { return options_.max_tokens; }
 
     void reset(int seq) override {
         cache_.clear(seq);
         backoff_[size_t(seq)] = Backoff{};
+        samplers_[size_t(seq)].reset();
     }
 
     void keep(int seq, int n_tokens) override { cache_.truncate(seq, n_tokens); }
 
     // First the draft model catches up on the tokens it has not seen (the prompt, accepted
-    // tokens, the pending token) in one batch, then it proposes tokens greedily, one
-    // batched pass per draft position.
+    // tokens, the pending token) in one batch, then it proposes tokens (greedy, or drawn
+    // with the request's sampling), one batched pass per draft position.
     bool propose(std::vector<DraftRequest>& requests) override {
         std::vector<DraftRequest*> rows;  // request of each logits row
         Batch batch;
@@ -55,10 +58,11 @@ public:
             for (int p = have; p < pos; ++p) batch.add((*r.context)[size_t(p)], p, r.seq, false);
             batch.add(r.next_token, pos, r.seq, true);
             rows.push_back(&r);
+            prepare_sampler(r);
         }
         if (rows.empty()) return false;
         const std::vector<DraftRequest*> ran = rows;
-        if (!run_greedy(batch, rows)) {
+        if (!run_drafts(batch, rows)) {
             // A draft failure only costs the speculation: forget the draft state.
             for (DraftRequest& r : requests) {
                 cache_.clear(r.seq);
@@ -96,9 +100,46 @@ private:
         b.rest = 1 << b.idle_runs;  // 2, 4, 8, 16 steps
     }
 
-    // Runs `batch` (one logits row per entry of rows) and the greedy passes after it;
+    // A request that samples gets drafts drawn from the draft model's distribution with the
+    // same top-k / top-p / min-p / temperature (not its penalties: the draft keeps no
+    // history), which the target then verifies by speculative sampling; at temperature
+    // 0.8-1 that keeps more drafts than a greedy guess, whose chance is only p(guess).
+    void prepare_sampler(const DraftRequest& r) {
+        std::unique_ptr<Sampler>& s = samplers_[size_t(r.seq)];
+        const bool samples = r.sampling && r.sampling->temperature > 0.0f && r.sampling->top_k != 1;
+        if (!samples) {
+            s.reset();
+            return;
+        }
+        if (s) return;
+        SamplingParams p = *r.sampling;
+        p.repeat_penalty = 1.0f;
+        p.frequency_penalty = p.presence_penalty = 0.0f;
+        p.seed = r.seed ^ 0x9e3779b97f4a7c15ull;  // its own stream, fixed by the request's seed
+        s = std::make_unique<Sampler>(p, options_.n_vocab);
+    }
+
+    // The draft token of one logits row, with its probability q (and q's whole
+    // distribution when sampled).
+    int32_t pick(int seq, const float* row, int n_vocab, float& q, std::vector<TokenProb>* dist) {
+        Sampler* s = samplers_[size_t(seq)].get();
+        if (!s) {
+            const int32_t token = int32_t(std::max_element(row, row + n_vocab) - row);
+            q = probability(row, n_vocab, token);
+            return token;
+        }
+        const int32_t token = s->sample(row);
+        const std::span<const TokenProb> c = s->last_candidates();
+        dist->assign(c.begin(), c.end());
+        q = 0.0f;
+        for (const TokenProb& t : c)
+            if (t.id == token) q = t.prob;
+        return token;
+    }
+
+    // Runs `batch` (one logits row per entry of rows) and the drafting passes after it;
     // false if a forward pass failed.
-    bool run_greedy(Batch& batch, std::vector<DraftRequest*>& rows) {
+    bool run_drafts(Batch& batch, std::vector<DraftRequest*>& rows) {
         const int n_vocab = model_.config().n_vocab;
         std::vector<float> logits;
         std::vector<double> chance(rows.size(), 1.0);  // of each row's draft so far being accepted
@@ -119,11 +160,12 @@ private:
             for (size_t i = 0; i < rows.size(); ++i) {
                 DraftRequest& r = *rows[i];
                 const float* row = &logits[i * size_t(n_vocab)];
-                const int32_t token = int32_t(std::max_element(row, row + n_vocab) - row);
+                float p = 0.0f;
+                std::vector<TokenProb> dist;
+                const int32_t token = pick(r.seq, row, n_vocab, p, &dist);
                 // An unsure draft is usually rejected, and every rejected token costs the
                 // target a row of its batch: stop proposing once the draft's own
                 // probability of its choice falls below p_min.
-                const float p = probability(row, n_vocab, token);
                 if (p < options_.p_min) continue;
                 // The first token is the policy's call (it asked for at least one); only
                 // later ones stop on their chance, else a sequence whose first guesses
@@ -132,6 +174,7 @@ private:
                 if (all < r.min_chance && !r.draft.tokens.empty()) continue;
                 r.draft.tokens.push_back(token);
                 r.draft.probs.push_back(p);
+                if (!dist.empty()) r.draft.dists.push_back(std::move(dist));
                 if (int(r.draft.tokens.size()) >= r.max_tokens || tokenizer_.is_end_of_generation(token)) continue;
                 batch.add(token, cache_.length(r.seq), r.seq, true);
                 next_rows.push_back(&r);
@@ -149,6 +192,7 @@ private:
     DraftModelOptions options_;
     KvCache cache_;                 // the draft model's KV, one sequence per slot
     std::vector<Backoff> backoff_;  // per sequence
+    std::vector<std::unique_ptr<Sampler>> samplers_;  // per sequence, for requests that sample
 };
 
 }  // namespace

@@ -14,6 +14,8 @@
 #include <memory>
 #include <vector>
 
+#include "engine/sampler.h"
+
 namespace pensieve {
 
 class AcceptanceModel;
@@ -23,10 +25,13 @@ class ThreadPool;
 class Tokenizer;
 
 // Speculative tokens for one sequence. probs[i] is the drafter's own probability of
-// tokens[i] (q, for speculative sampling); empty when the drafter does not know it.
+// tokens[i]; empty when the drafter does not know it. When the drafter sampled its tokens
+// (a request that samples), dists[i] is the whole distribution q tokens[i] was drawn
+// from, for speculative sampling (Sampler::sample_speculative); empty for guesses.
 struct Draft {
     std::vector<int32_t> tokens;
     std::vector<float> probs;
+    std::vector<std::vector<TokenProb>> dists;
 };
 
 // One sequence asking for a draft this step.
@@ -41,6 +46,10 @@ struct DraftRequest {
     // token that is probably rejected costs more than it saves.
     const AcceptanceModel* acceptance = nullptr;
     double min_chance = 0;
+    // The request's sampling: a drafter may draw its draft with it (seeded from `seed`)
+    // and fill Draft::dists. Null or greedy: guess greedily.
+    const SamplingParams* sampling = nullptr;
+    uint64_t seed = 0;
     Draft draft;                                // filled by propose(); may stay empty
 };
 

@@ -101,6 +101,9 @@ struct FinishEvent {
     int n_cached = 0;          // prompt tokens whose KV was reused from an earlier request
     int n_generated = 0;
     int dropped_messages = 0;  // RequestParams::dropped_messages, echoed for the usage report
+    int n_passes = 0;          // forward passes that sampled for it (n_generated / n_passes: speculation's gain)
+    int n_drafted = 0;         // speculative tokens proposed for it
+    int n_draft_accepted = 0;  // ... and kept
     double queue_seconds = 0;
     double prompt_seconds = 0;
     double generate_seconds = 0;

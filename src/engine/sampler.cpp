@@ -124,7 +124,11 @@ float Sampler::effective_logit(const float* logits, int32_t id) const {
 
 int32_t Sampler::sample(const float* logits) {
     if (params_.temperature <= 0.0f || params_.top_k == 1) return pick_argmax(logits);
+    keep_candidates(logits);
+    return draw_with_temperature();
+}
 
+void Sampler::keep_candidates(const float* logits) {
     const bool small_top_k = params_.top_k > 0 && params_.top_k <= kHeapTopKLimit && params_.top_k < n_vocab_;
     if (small_top_k) {
         gather_top_k(logits);
@@ -134,7 +138,53 @@ int32_t Sampler::sample(const float* logits) {
     }
     keep_top_p();
     keep_min_p();
-    return draw_with_temperature();
+}
+
+int32_t Sampler::sample_speculative(const float* logits, int32_t draft, std::span<const TokenProb> q) {
+    if (params_.temperature <= 0.0f || params_.top_k == 1) return pick_argmax(logits);
+    keep_candidates(logits);
+    normalize_with_temperature();
+    double p_draft = 0.0, q_draft = 0.0;
+    for (size_t i = 0; i < n_candidates_; ++i)
+        if (candidates_[i].id == draft) p_draft = candidates_[i].prob;
+    for (const TokenProb& t : q)
+        if (t.id == draft) q_draft = t.prob;
+    // Keep with probability min(1, p/q): u * q < p for u uniform in [0, 1).
+    if (next_unit_double() * q_draft < p_draft) return draft;
+    return draw_from_residual(q);
+}
+
+// Where q put more mass than p, the draft was kept less often than p asks; the residual
+// max(0, p - q) hands that mass back, so keep-or-resample together draw exactly from p.
+int32_t Sampler::draw_from_residual(std::span<const TokenProb> q) {
+    if (draft_prob_.empty()) draft_prob_.assign(size_t(n_vocab_), 0.0f);
+    for (const TokenProb& t : q)
+        if (t.id >= 0 && t.id < n_vocab_) draft_prob_[size_t(t.id)] = t.prob;
+    auto residual = [&](size_t i) {
+        return std::max(0.0, double(candidates_[i].prob) - double(draft_prob_[size_t(candidates_[i].id)]));
+    };
+    double total = 0.0;
+    for (size_t i = 0; i < n_candidates_; ++i) total += residual(i);
+    // total == 0: p == q up to rounding (the rejection was itself a rounding event): draw from p.
+    const bool from_p = !(total > 0.0);
+    if (from_p) total = 1.0;
+    const double point = next_unit_double() * total;
+    double cumulative = 0.0;
+    size_t chosen = n_candidates_, last = 0;
+    for (size_t i = 0; i < n_candidates_; ++i) {
+        const double w = from_p ? double(candidates_[i].prob) : residual(i);
+        if (w <= 0.0) continue;
+        last = i;  // rounding can leave the point at the very top: then the last possible token
+        cumulative += w;
+        if (point < cumulative) {
+            chosen = i;
+            break;
+        }
+    }
+    if (chosen == n_candidates_) chosen = last;
+    for (const TokenProb& t : q)
+        if (t.id >= 0 && t.id < n_vocab_) draft_prob_[size_t(t.id)] = 0.0f;
+    return candidates_[chosen].id;
 }
 
 int32_t Sampler::pick_argmax(const float* logits) {
@@ -249,6 +299,23 @@ void Sampler::keep_min_p() {
         if (candidates_[i].logit >= threshold) candidates_[kept++] = candidates_[i];
     }
     n_candidates_ = kept;  // >= 1: the max itself always passes
+}
+
+// The candidates' final distribution, as draw_with_temperature() draws from it.
+void Sampler::normalize_with_temperature() {
+    const float max_logit = max_candidate_logit();
+    if (max_logit == kNegInf) {
+        candidates_[0].prob = 1.0f;
+        n_candidates_ = 1;
+        return;
+    }
+    const double inv_temperature = 1.0 / double(params_.temperature);
+    double total = 0.0;
+    for (size_t i = 0; i < n_candidates_; ++i) {
+        candidates_[i].prob = relative_weight(candidates_[i].logit, max_logit, inv_temperature);
+        total += candidates_[i].prob;
+    }
+    for (size_t i = 0; i < n_candidates_; ++i) candidates_[i].prob = float(candidates_[i].prob / total);
 }
 
 int32_t Sampler::draw_with_temperature() {

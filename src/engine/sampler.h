@@ -61,6 +61,14 @@ public:
     // count as -inf. Does not accept() the token: the caller does, once it keeps it.
     int32_t sample(const float* logits);
 
+    // Speculative sampling (Leviathan et al. 2023; Chen et al. 2023): `draft` was drawn from
+    // the drafter's distribution q (its live candidates, probabilities summing to 1). Keeps
+    // it with probability min(1, p(draft) / q(draft)), where p is the distribution sample()
+    // would draw from; otherwise draws from the residual max(0, p - q), renormalised. The
+    // token returned is distributed exactly as sample()'s, and equals `draft` only when the
+    // draft is kept. Greedy: the argmax, as sample(). Does not accept() the token.
+    int32_t sample_speculative(const float* logits, int32_t draft, std::span<const TokenProb> q);
+
     // Appends a token to the history the penalties look at (prompt tokens too).
     // Throws Error if the id is outside [0, n_vocab).
     void accept(int32_t token);
@@ -94,7 +102,10 @@ private:
     void keep_top_k();
     void keep_top_p();
     void keep_min_p();
+    void keep_candidates(const float* logits);  // penalties, top-k, top-p, min-p: the live candidates
     int32_t draw_with_temperature();
+    void normalize_with_temperature();         // candidates' prob = their final distribution
+    int32_t draw_from_residual(std::span<const TokenProb> q);
     float max_candidate_logit() const;
 
     SamplingParams params_;
@@ -109,6 +120,7 @@ private:
     std::vector<int32_t> token_counts_;
 
     std::vector<TokenProb> candidates_;  // n_vocab entries; the first n_candidates_ are live
+    std::vector<float> draft_prob_;      // n_vocab entries, 0 but during sample_speculative: q by id
     size_t n_candidates_ = 0;
     bool candidates_sorted_ = false;  // live candidates are in descending-logit order
 };

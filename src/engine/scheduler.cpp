@@ -36,6 +36,8 @@ struct Scheduler::Slot {
     DraftPolicy draft_policy;  // how many tokens to draft, learned from this request's drafts
     int first_row = -1;          // this step's first logits row, -1: none
     int n_cached = 0;
+    int n_passes = 0;             // forward passes that sampled for this request (1 + accepted drafts each)
+    int n_drafted = 0, n_draft_accepted = 0;
     double submitted_at = 0, started_at = 0, first_token_at = 0;
 
     bool prefilling() const { return tokens.size() < params.prompt.size(); }
@@ -247,6 +249,7 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     cache_.clear(slot.id);
     if (drafter_) drafter_->reset(slot.id);
     slot.draft_policy = DraftPolicy{};
+    slot.n_passes = slot.n_drafted = slot.n_draft_accepted = 0;
     const std::vector<int32_t>& prompt = slot.params.prompt;
     int reused = 0;
     if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
@@ -326,6 +329,8 @@ void Scheduler::propose_drafts() {
         r.context = &s->tokens;
         r.next_token = s->next_token;
         r.max_tokens = n;
+        r.sampling = &s->params.options.sampling;
+        r.seed = s->decoder->seed();
         if (config_.draft_adaptive) {
             r.acceptance = &s->draft_policy.acceptance();
             r.min_chance = s->draft_policy.min_chance();
@@ -430,10 +435,19 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
     const int n_draft = int(draft.tokens.size());
     const int base = int(slot.tokens.size()) - n_draft;  // KV length without drafts
     int accepted = 0;
+    ++slot.n_passes;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.sampling_passes;
+    }
     std::optional<FinishReason> finished;
     for (int i = 0; i <= n_draft; ++i) {
         DraftToken proposal;
-        if (i < n_draft) proposal = {draft.tokens[size_t(i)], draft.probs.empty() ? 0.0f : draft.probs[size_t(i)]};
+        if (i < n_draft) {
+            proposal.token = draft.tokens[size_t(i)];
+            if (!draft.probs.empty()) proposal.prob = draft.probs[size_t(i)];
+            if (!draft.dists.empty()) proposal.q = draft.dists[size_t(i)];
+        }
         SequenceDecoder::Step d;
         try {
             d = decode_and_emit(slot, rows + size_t(i) * n_vocab, i < n_draft ? &proposal : nullptr);
@@ -457,6 +471,8 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
     if (n_draft > 0) {
         if (!finished) slot.draft_policy.record(n_draft, accepted, draft.probs.empty() ? nullptr : draft.probs.data());
         keep_verified(slot, base + accepted);
+        slot.n_drafted += n_draft;
+        slot.n_draft_accepted += accepted;
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.draft_tokens += uint64_t(n_draft);
         stats_.draft_accepted += uint64_t(accepted);
@@ -516,6 +532,9 @@ void Scheduler::finish(Slot& slot, FinishReason reason, const std::string& error
     f.n_cached = slot.n_cached;
     f.n_generated = slot.n_generated();
     f.dropped_messages = slot.params.dropped_messages;
+    f.n_passes = slot.n_passes;
+    f.n_drafted = slot.n_drafted;
+    f.n_draft_accepted = slot.n_draft_accepted;
     f.queue_seconds = slot.started_at - slot.submitted_at;
     f.prompt_seconds = (slot.first_token_at > 0 ? slot.first_token_at : now) - slot.started_at;
     f.generate_seconds = slot.first_token_at > 0 ? now - slot.first_token_at : 0.0;

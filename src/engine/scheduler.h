@@ -82,7 +82,8 @@ struct SchedulerStats {
     uint64_t steps = 0;
     uint64_t draft_tokens = 0;        // speculative tokens proposed
     uint64_t draft_accepted = 0;      // ... and kept
-    uint64_t draft_model_runs = 0;    // steps in which the draft model ran (it backs off when unsure)
+    uint64_t draft_model_runs = 0;
+    uint64_t sampling_passes = 0;     // per request and pass that sampled it: generated / this = tokens per pass    // steps in which the draft model ran (it backs off when unsure)
     size_t kv_bytes = 0;
     KvType kv_type = KvType::F16;
     int64_t kv_tokens_used = 0;       // positions held by active sequences

@@ -74,6 +74,9 @@ std::string Metrics::render(const SchedulerStats* s, size_t open_connections) co
            double(s->draft_accepted));
     metric(out, "pensieve_draft_acceptance_ratio", "gauge", "Accepted / proposed speculative tokens.",
            s->draft_tokens > 0 ? double(s->draft_accepted) / double(s->draft_tokens) : 0.0);
+    metric(out, "pensieve_tokens_per_pass", "gauge",
+           "Tokens generated per sequence and forward pass (1 without speculation; more when drafts are kept).",
+           s->sampling_passes > 0 ? double(s->generated_tokens) / double(s->sampling_passes) : 0.0);
     const PrefixCacheStats& p = s->prefix;
     metric(out, "pensieve_prefix_cache_lookups_total", "counter", "Prompts looked up in the prefix cache.", double(p.lookups));
     metric(out, "pensieve_prefix_cache_hit_blocks_total", "counter", "KV blocks reused from RAM.", double(p.hit_blocks));

@@ -25,6 +25,23 @@ json usage_json(const FinishEvent& f) {
             {"dropped_messages", f.dropped_messages}};  // --context-shift: old turns left out
 }
 
+// llama.cpp's "timings" object (same field names, so tools that read it work), plus what
+// speculation did: drafted and kept tokens, and tokens per forward pass.
+json timings_json(const FinishEvent& f) {
+    const double prompt_ms = f.prompt_seconds * 1e3, predicted_ms = f.generate_seconds * 1e3;
+    const int computed = f.n_prompt - f.n_cached;
+    return {{"cache_n", f.n_cached},
+            {"prompt_n", computed},
+            {"prompt_ms", prompt_ms},
+            {"prompt_per_second", prompt_ms > 0 ? computed * 1e3 / prompt_ms : 0.0},
+            {"predicted_n", f.n_generated},
+            {"predicted_ms", predicted_ms},
+            {"predicted_per_second", predicted_ms > 0 ? f.n_generated * 1e3 / predicted_ms : 0.0},
+            {"draft_n", f.n_drafted},
+            {"draft_n_accepted", f.n_draft_accepted},
+            {"tokens_per_pass", f.n_passes > 0 ? double(f.n_generated) / f.n_passes : 0.0}};
+}
+
 // n > 1: the prompt counts once (as OpenAI reports it), completions add up.
 json usage_sum(const std::vector<FinishEvent>& ends) {
     FinishEvent sum = ends.front();
@@ -52,7 +69,7 @@ json whole_reply(const char* id_prefix, const char* object, const Engine& e, jso
     return {{"id", make_id(id_prefix)},          {"object", object},
             {"created", unix_time()},            {"model", e.model_id},
             {"system_fingerprint", "pensieve"},  {"choices", std::move(choices)},
-            {"usage", usage_sum(outs)}};
+            {"usage", usage_sum(outs)},          {"timings", timings_json(outs.front().finish)}};
 }
 
 json chat_logprob(const Tokenizer& tok, const TokenEvent& t) {
@@ -264,7 +281,9 @@ void chat_completions(ServerContext& ctx, const httplib::Request& req, httplib::
                 if (!emit(chat_chunk(ids, i, {{"tool_calls", tool_calls_json(found, true)}}, nullptr, nullptr, usage)))
                     return false;
             }
-            return emit(chat_chunk(ids, i, json::object(), reason, nullptr, usage));
+            json last = chat_chunk(ids, i, json::object(), reason, nullptr, usage);
+            last["timings"] = timings_json(f);
+            return emit(last);
         };
         auto on_done = [&](const std::vector<FinishEvent>& ends) {
             if (!usage) return true;
@@ -325,7 +344,9 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
             return emit(completion_chunk(ids, i, tk.text, nullptr, lp));
         };
         auto on_finish = [&](size_t i, const FinishEvent& f) {
-            return emit(completion_chunk(ids, i, f.tail_text, finish_reason(f), nullptr));
+            json last = completion_chunk(ids, i, f.tail_text, finish_reason(f), nullptr);
+            last["timings"] = timings_json(f);
+            return emit(last);
         };
         auto on_done = [&](const std::vector<FinishEvent>& ends) {
             if (!usage) return true;

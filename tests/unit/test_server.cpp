@@ -825,12 +825,29 @@ TEST(ServerTest, MetricsReportSpeculationAcceptance) {
     o.lookup_draft = 4;
     TestServer s(o);
     json body = chat_body("Once upon a time there was a cat. Once upon a time there was a cat. Once upon a time", 48);
-    ASSERT_EQ(post(s, "/v1/chat/completions", body).status, 200);
+    Reply r = post(s, "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200);
     const SchedulerStats st = s.stats();
     EXPECT_GT(st.draft_tokens, 0u);
+    ASSERT_GT(st.draft_accepted, 0u);
     Reply m = get(s, "/metrics");
     EXPECT_NE(m.raw.find("pensieve_draft_tokens_total " + std::to_string(st.draft_tokens)), std::string::npos) << m.raw;
     EXPECT_NE(m.raw.find("pensieve_draft_tokens_accepted_total " + std::to_string(st.draft_accepted)), std::string::npos);
+    const size_t at = m.raw.find("\npensieve_tokens_per_pass ");
+    ASSERT_NE(at, std::string::npos) << m.raw;
+    EXPECT_GT(std::stod(m.raw.substr(at + 26)), 1.0);  // drafts were kept
+
+    // The reply's llama.cpp-style timings say the same for this one request: every pass
+    // gave one sampled token plus the drafts it kept.
+    const json& t = r.body["timings"];
+    EXPECT_EQ(t["draft_n"].get<uint64_t>(), st.draft_tokens);
+    EXPECT_EQ(t["draft_n_accepted"].get<uint64_t>(), st.draft_accepted);
+    const int generated = r.body["usage"]["completion_tokens"].get<int>();
+    EXPECT_EQ(t["predicted_n"].get<int>(), generated);
+    const double passes = generated / t["tokens_per_pass"].get<double>();
+    EXPECT_NEAR(passes, double(generated - int(st.draft_accepted)), 1.0 + 1e-9);
+    EXPECT_GT(t["tokens_per_pass"].get<double>(), 1.0);
+    EXPECT_GE(t["prompt_n"].get<int>(), 1);
 }
 
 // --no-prefix-cache: the same prompt twice is computed twice.
