@@ -23,7 +23,7 @@ constexpr double kPriorWeight = 4.0;
 
 double SpeculationCosts::token_cost() const {
     if (target_pass <= 0) return kPriorTokenCost;
-    return (per_row + per_draft) / target_pass;
+    return (rows * per_row + per_draft) / target_pass;
 }
 
 void SpeculationCostModel::record_target_pass(int rows, double seconds) {
@@ -49,6 +49,7 @@ void SpeculationCostModel::record_draft(int draft_steps, double seconds) {
 
 SpeculationCosts SpeculationCostModel::costs(int rows) const {
     SpeculationCosts c;
+    c.rows = std::max(rows, 1);
     if (draft_steps_ > 0) c.per_draft = draft_seconds_ / draft_steps_;
     if (w_ <= 0) return c;
     const double mx = sx_ / w_, my = sy_ / w_;

@@ -26,8 +26,14 @@ struct SpeculationCosts {
     double target_pass = 0;  // a target pass for this step's decoding rows without drafts
     double per_row = 0;      // extra target time per extra verified row
     double per_draft = 0;    // drafter time per draft token (0: prompt lookup)
+    int rows = 1;            // sequences decoding together this step
 
-    // A draft token's cost in units of target passes; 1 when nothing is measured yet.
+    // A draft token's cost in units of one sequence's share of a pass; a quarter when
+    // nothing is measured yet. With R sequences each drafting k tokens, a step takes
+    // T + k (R per_row + per_draft) and yields R (1 + a + ... + a^k) tokens against R in
+    // T: so a token costs (R per_row + per_draft) / T. One sequence alone pays only its
+    // own row (reading the weights is shared); in a large batch, where a pass already
+    // costs ~R rows, every drafted row delays every sequence and drafting stops paying.
     double token_cost() const;
 };
 

@@ -26,6 +26,25 @@ TEST(SpeculationCostModel, FitsPassTimeAgainstRows) {
     EXPECT_NEAR(m.costs(3).target_pass, 0.013, 0.0005);
 }
 
+// In a batch every drafted row delays every sequence: with 10 ms + 1 ms a row, one
+// sequence pays 1/11 of a pass per draft token, each of 16 sequences 16/26. A drafter
+// accepted 60% of the time then pays alone and not in the batch (switched off by the
+// rule itself, no threshold).
+TEST(SpeculationCostModel, LargeBatchesMakeDraftsDear) {
+    SpeculationCostModel m;
+    for (int i = 0; i < 200; ++i) m.record_target_pass(1 + i % 16, 0.010 + 0.001 * (1 + i % 16));
+    EXPECT_NEAR(m.costs(1).token_cost(), 1.0 / 11, 0.01);
+    EXPECT_NEAR(m.costs(16).token_cost(), 16.0 / 26, 0.03);
+    DraftPolicy alone, batched;
+    for (int i = 0; i < 100; ++i) {
+        const bool accepted = i % 5 < 3;
+        alone.record(1, accepted ? 1 : 0, nullptr);
+        batched.record(1, accepted ? 1 : 0, nullptr);
+    }
+    EXPECT_GE(alone.max_tokens(m.costs(1), 8), 2);
+    EXPECT_EQ(batched.max_tokens(m.costs(16), 8), 0);
+}
+
 TEST(SpeculationCostModel, OneRowCountOnlyAssumesAFivePercentRow) {
     SpeculationCostModel m;
     for (int i = 0; i < 10; ++i) m.record_target_pass(1, 0.020);
