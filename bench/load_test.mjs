@@ -16,6 +16,7 @@
 //   node bench/load_test.mjs                       # stories260K, 1/4/16 clients, 15 s each
 //   node bench/load_test.mjs --model /work/models/synth-1b-Q4_0.gguf --duration 20 --max-tokens 32
 //   node bench/load_test.mjs --url http://127.0.0.1:8080 --levels 1,4
+//   node bench/load_test.mjs --model target.gguf --levels 1,4 --server-args "--draft-layers 2"
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +41,7 @@ const { values: opt } = parseArgs({
     threads: { type: 'string', default: '2' },
     parallel: { type: 'string' },                  // default: the highest level
     ctx: { type: 'string', default: '1024' },      // per slot
+    'server-args': { type: 'string', default: '' }, // more flags for pensieve serve, e.g. "--draft-layers 2"
     'min-scaling': { type: 'string', default: '1.5' },
     'request-timeout': { type: 'string', default: '300' },
     help: { type: 'boolean', short: 'h' },
@@ -85,7 +87,8 @@ async function startServer() {
   const s = await startPensieve({
     bin: opt.bin, readyMs: 300000, killAfterMs: 30000, log: (m) => console.error(`starting ${m}`),
     args: ['-m', opt.model, '--parallel', String(parallel), '-t', opt.threads, '-c', opt.ctx,
-      '--max-queue', String(Math.max(64, 2 * Math.max(...levels))), '-q'],
+      '--max-queue', String(Math.max(64, 2 * Math.max(...levels))), '-q',
+      ...opt['server-args'].split(' ').filter(Boolean)],
   });
   const stop = async () => {
     const r = await s.stop();
