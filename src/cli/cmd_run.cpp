@@ -50,7 +50,10 @@ int run(const RunOptions& o) {
     if (prompt.empty()) fail(o.prompt_file, ": the prompt file is empty");
     LoadedModel m = load(o.model);
 
-    const bool add_bos = m.tokenizer->add_bos() && !o.no_bos;
+    // The metadata's special tokens: BOS, or for an encoder-decoder (T5) the EOS that ends
+    // the encoder's input.
+    const bool add_bos =
+        (m.tokenizer->add_bos() || (m.model->config().encoder_decoder && m.tokenizer->add_eos())) && !o.no_bos;
     RequestParams req;
     req.prompt = m.tokenizer->encode(prompt, add_bos);
     req.options = o.gen;

@@ -12,8 +12,10 @@ std::vector<float> prefill(Model& model, KvCache& cache, ThreadPool& pool,
     std::vector<float> logits(static_cast<size_t>(n_vocab));
     Batch batch;
     const size_t n = tokens.size();
-    for (size_t start = 0; start < n; start += size_t(n_batch)) {
-        const size_t end = std::min(n, start + size_t(n_batch));
+    // An encoder reads its prompt in one pass (model.h: encoder_decoder).
+    const size_t step = model.config().encoder_decoder && cache.length(seq) == 0 ? std::max<size_t>(n, 1) : size_t(n_batch);
+    for (size_t start = 0; start < n; start += step) {
+        const size_t end = std::min(n, start + step);
         batch.clear();
         const int base = cache.length(seq);
         for (size_t i = start; i < end; ++i)

@@ -71,6 +71,8 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
         config_.draft_model = nullptr;
         config_.draft_layers = 0;
     }
+    // A memory whose prompt is read as a whole (an encoder's) shares no prefixes.
+    if (!cache_.can_share_prefix()) config_.reuse_prefix = false;
     if (config_.reuse_prefix)
         prefix_ = std::make_unique<PrefixCache>(cache_, cache_identity(model, config_.n_ctx), config_.cache_dir);
     // The draft model's own rollback is a truncation too.
@@ -114,6 +116,9 @@ std::shared_ptr<RequestStream> Scheduler::submit(RequestParams params) {
     if (params.options.n_predict > 0 && int64_t(n_prompt) + params.options.n_predict > config_.n_ctx)
         fail("the prompt (", n_prompt, " tokens) plus max tokens (", params.options.n_predict,
              ") exceed the context of ", config_.n_ctx, " tokens");
+    if (model_.config().encoder_decoder && n_prompt > config_.n_batch)
+        fail("the prompt is ", n_prompt, " tokens but this encoder-decoder reads it in one pass of at most ",
+             config_.n_batch, " (the batch size)");
     params.options.sampling.validate();
     for (int32_t t : params.prompt)
         if (t < 0 || t >= model_.config().n_vocab) fail("token id ", t, " is outside the vocabulary");
@@ -384,6 +389,8 @@ void Scheduler::add_prefill_chunks(StepBatch& b) {
     for (auto& s : slots_) {
         if (!s->busy || !s->prefilling() || b.budget == 0 || s->first_row >= 0) continue;
         const size_t n_prompt = s->params.prompt.size();
+        // An encoder reads the whole prompt in one pass: it waits for a batch with room.
+        if (model_.config().encoder_decoder && n_prompt - s->tokens.size() > size_t(b.budget)) continue;
         const int chunk_end = int(std::min(n_prompt, s->tokens.size() + size_t(b.budget)));
         if (!reserve(*s, chunk_end)) {
             finish(*s, FinishReason::Error, "the KV cache is full");

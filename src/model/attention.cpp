@@ -26,7 +26,7 @@ float score_scale(const AttentionOptions& o) { return o.scale > 0.0f ? o.scale :
 
 bool plain(const AttentionOptions& o, const std::vector<float>& sinks) {
     return o.causal && o.window == 0 && o.soft_cap == 0.0f && o.alibi_max_bias == 0.0f && sinks.empty() &&
-           head_dim_v(o) == o.head_dim;
+           !o.relative_bias && head_dim_v(o) == o.head_dim;
 }
 
 // ALiBi slope of head h (of n): a geometric sequence from 2^(-max_bias/n') over the
@@ -37,6 +37,8 @@ float alibi_slope(int h, int n_head, float max_bias) {
     const float m1 = std::pow(2.0f, -max_bias / 2.0f / float(n_pow2));
     return h < n_pow2 ? std::pow(m0, float(h + 1)) : std::pow(m1, float(2 * (h - n_pow2) + 1));
 }
+
+}  // namespace
 
 // The keys and values of the batch (s.k, s.v) into their cache rows, converted to the
 // cache type.
@@ -65,6 +67,8 @@ void store_kv(int layer, const Pass& p) {
         for (int64_t i = 0; i < VD; ++i) vr[i] = fp32_to_fp16(v[i]);
     }
 }
+
+namespace {
 
 // fp16 cache. Work item = (sequence, KV head, tile of up to kTile of its batch tokens):
 // the group's query heads and the tile's tokens share the item's K/V rows, so a row is
@@ -243,17 +247,18 @@ void row_slice(const KvCache& cache, int layer, const uint8_t* row, int first, i
     for (int i = 0; i < n; ++i) out[i] = fp16_to_fp32(r[i]);
 }
 
-// Any options, any cache type: per (token, query head), scores over the visible
-// positions in fp32 (scale, soft-cap, ALiBi), softmax with the optional sink logit, then
-// the weighted sum of values.
-void attend_general(int layer, const AttentionOptions& o, const std::vector<float>& sinks, Pass& p) {
+// Any options, any cache type: per (token, query head), scores over the token's span of
+// positions in fp32 (scale, soft-cap, ALiBi, relative bias), softmax with the optional
+// sink logit, then the weighted sum of values.
+void attend_general(int layer, const AttentionOptions& o, const std::vector<float>& sinks,
+                    const std::vector<KeySpan>& spans, Pass& p) {
     const Batch& batch = p.batch;
     const KvCache& cache = p.cache;
     const int hd = o.head_dim, hv = head_dim_v(o);
     const int group = o.n_head / o.n_head_kv;
     const float scale = score_scale(o);
     const float* q_all = p.s.q.data();
-    float* att = p.s.att.data();
+    float* att = grow(p.s.att, p.n * int64_t(o.n_head) * hv);
     p.pool.parallel_for(p.n * o.n_head, 1, [&](int64_t w0, int64_t w1) {
         thread_local std::vector<float> scores, row;
         row.resize(size_t(std::max(hd, hv)));
@@ -261,8 +266,7 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
             const int64_t t = w / o.n_head;
             const int h = int(w % o.n_head), kvh = h / group;
             const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
-            const int end = o.causal ? pos + 1 : p.seq_end[size_t(seq)];
-            const int begin = o.window > 0 ? std::max(0, pos - o.window + 1) : 0;
+            const int begin = spans[size_t(t)].begin, end = spans[size_t(t)].end;
             const float* q = q_all + (t * o.n_head + h) * hd;
             const float slope = o.alibi_max_bias > 0.0f ? alibi_slope(h, o.n_head, o.alibi_max_bias) : 0.0f;
             scores.resize(size_t(std::max(end - begin, 0)));
@@ -274,6 +278,7 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
                 s *= scale;
                 if (o.soft_cap > 0.0f) s = o.soft_cap * std::tanh(s / o.soft_cap);
                 s -= slope * float(std::abs(pos - j));
+                if (o.relative_bias) s += (*o.relative_bias)(h, j - pos);
                 scores[size_t(j - begin)] = s;
                 max_score = std::max(max_score, s);
             }
@@ -288,6 +293,18 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
             }
         }
     });
+}
+
+// Each token's span from the options: causal (up to itself) or its whole sequence, from
+// the start of its sliding window.
+std::vector<KeySpan> default_spans(const AttentionOptions& o, const Pass& p) {
+    std::vector<KeySpan> spans(size_t(p.n));
+    for (int64_t t = 0; t < p.n; ++t) {
+        const int seq = p.batch.seq_ids[size_t(t)], pos = p.batch.positions[size_t(t)];
+        spans[size_t(t)].end = o.causal ? pos + 1 : p.seq_end[size_t(seq)];
+        spans[size_t(t)].begin = o.window > 0 ? std::max(0, pos - o.window + 1) : 0;
+    }
+    return spans;
 }
 
 // An RMS q or k norm if the file has one: per head (head_dim weights) or over the whole
@@ -325,7 +342,7 @@ void Attention::project(const float* x, Pass& p) const {
 void Attention::attend(Pass& p) const {
     grow(p.s.att, p.n * int64_t(opt.n_head) * head_dim_v(opt));
     store_kv(layer, p);
-    if (!plain(opt, sinks) || p.cache.layer(layer).f32) attend_general(layer, opt, sinks, p);
+    if (!plain(opt, sinks) || p.cache.layer(layer).f32) attend_general(layer, opt, sinks, default_spans(opt, p), p);
     else if (p.cache.type() == KvType::Q8_0) attend_q8_0(layer, opt, p);
     else attend_f16(layer, opt, p);
 }
@@ -335,6 +352,39 @@ void Attention::apply(const float* x, float* out, Pass& p) const {
     attend(p);
     if (!out_norm.empty()) out_norm.apply(p.s.att.data(), p.s.att.data(), p.n);
     o.apply(p.s.att.data(), p.n, out, p);
+}
+
+void attend_spans(int layer, const AttentionOptions& o, const std::vector<KeySpan>& spans, Pass& p) {
+    attend_general(layer, o, {}, spans, p);
+}
+
+int RelativePositionBias::bucket(int relative) const {
+    // Buckets per direction; the first half of them are exact distances.
+    int n = n_buckets, bucket = 0;
+    if (bidirectional) {
+        n /= 2;
+        if (relative > 0) bucket = n;
+        relative = std::abs(relative);
+    } else {
+        relative = std::max(-relative, 0);  // keys before the query; later ones share bucket 0
+    }
+    const int exact = n / 2;
+    if (relative < exact) return bucket + relative;
+    // The reference's arithmetic (float log, floored) decides which distance lands where.
+    const int log_bucket = int(std::floor(float(exact) + std::log(float(relative) / float(exact)) * float(n - exact) /
+                                                             std::log(float(max_distance) / float(exact))));
+    return bucket + std::min(log_bucket, n - 1);
+}
+
+RelativePositionBias load_relative_position_bias(const ModelLoader& ld, const std::string& name, int n_head,
+                                                 int n_buckets, bool bidirectional) {
+    RelativePositionBias b;
+    b.table = ld.values(name, {n_head, n_buckets});
+    b.n_buckets = n_buckets;
+    b.n_head = n_head;
+    b.bidirectional = bidirectional;
+    if (n_buckets < 4) fail(ld.file().path(), ": ", n_buckets, " relative position buckets (at least 4)");
+    return b;
 }
 
 LayerMemory Attention::memory() const {

@@ -128,6 +128,7 @@ float activation(float x, Activation act) {
         case Activation::SiLU: return silu(x);
         case Activation::GELU: return gelu(x);
         case Activation::GELUTanh: return gelu_tanh(x);
+        case Activation::ReLU: return std::max(x, 0.0f);
         case Activation::ReLU2: {
             const float r = std::max(x, 0.0f);
             return r * r;

@@ -99,7 +99,7 @@ void add_bias(float* rows, const std::vector<float>& bias, int64_t n);
 // ---- activations ----
 // SwiGLUClamped (gpt-oss) exists only gated: g = min(gate, 7), u = clamp(up, -7, 7),
 // out = g · sigmoid(1.702 g) · (u + 1).
-enum class Activation { SiLU, GELU, GELUTanh, ReLU2, SwiGLUClamped };
+enum class Activation { SiLU, GELU, GELUTanh, ReLU, ReLU2, SwiGLUClamped };
 void activate(float* x, int64_t n, Activation act);
 // gate[i] = act(gate[i]) * up[i]: SwiGLU (SiLU), GeGLU (GELU / GELUTanh).
 void gated_activate(float* gate, const float* up, int64_t n, Activation act);
@@ -164,6 +164,32 @@ struct AttentionOptions {
     int window = 0;            // > 0: sliding window, a token sees its last `window` positions
     bool causal = true;        // false: every token sees its whole sequence (encoders)
     float alibi_max_bias = 0;  // > 0: ALiBi, score -= slope(head) * |query pos - key pos|
+    // Not null: T5's learned bias, score += bias(head, key pos - query pos). The table
+    // belongs to the model and outlives these options.
+    const struct RelativePositionBias* relative_bias = nullptr;
+};
+
+// T5's relative position bias: the distance key pos - query pos falls into one of
+// n_buckets buckets (exact for short distances, logarithmic up to max_distance, one bucket
+// beyond), each with a learned value per head. Bidirectional (encoders): half the buckets
+// for keys after the query; causal (decoders): all for keys before it.
+struct RelativePositionBias {
+    std::vector<float> table;  // [bucket][head]
+    int n_buckets = 0, n_head = 0;
+    int max_distance = 128;
+    bool bidirectional = true;
+    int bucket(int relative) const;
+    float operator()(int head, int relative) const { return table[size_t(bucket(relative) * n_head + head)]; }
+};
+// `<name>` {n_head, n_buckets}.
+RelativePositionBias load_relative_position_bias(const ModelLoader& ld, const std::string& name, int n_head,
+                                                 int n_buckets, bool bidirectional);
+
+// The cached positions [begin, end) of its sequence one batch token attends to, when the
+// caller decides (T5's decoder: its own positions after the encoder's; cross-attention:
+// the encoder's).
+struct KeySpan {
+    int begin = 0, end = 0;
 };
 
 // Heads, head sizes and RoPE from the model's hyper-parameters (options left at none).
@@ -187,6 +213,11 @@ struct Attention {
     void project(const float* x, Pass& p) const;  // s.q, s.k, s.v (with norms and RoPE)
     void attend(Pass& p) const;                   // cache write, then s.att
 };
+// The batch's keys and values (s.k, s.v) into their rows of `layer`, in the memory's type.
+void store_kv(int layer, const Pass& p);
+// s.att = attention of the batch's queries (s.q) over the rows spans[t] of each token's
+// sequence in `layer` (any options; causal and window are the spans' business).
+void attend_spans(int layer, const AttentionOptions& o, const std::vector<KeySpan>& spans, Pass& p);
 // `<prefix>attn_{q,k,v,output}` (+ biases if present; q, k, v split from the fused
 // `<prefix>attn_qkv` when the file has that instead), `<prefix>attn_{q,k}_norm` if
 // present (RMS with eps, per head or over the whole projection as the tensor's size

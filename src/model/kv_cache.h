@@ -17,7 +17,8 @@
 // The caller asks what the memory supports before it truncates or shares:
 //   can_truncate()      any position (speculative rollback): attention-only memories;
 //                       a recurrent state cannot be rolled back except to a block end.
-//   can_share_prefix()  full blocks of a prompt (the prefix cache): both kinds.
+//   can_share_prefix()  full blocks of a prompt (the prefix cache): both kinds, unless
+//                       the layout says a prompt is read as a whole (an encoder's).
 //
 // Element type of attention rows (KvType, --cache-type): F16 (2 bytes a value, the
 // default) or Q8_0 (GGUF Q8_0 blocks: 34 bytes per 32 values, 53% of F16; a head whose
@@ -70,6 +71,9 @@ struct MemoryLayout {
     // embeddings, GPT-2): a cache of a longer context is refused when it is made, not
     // mid-generation.
     int max_positions = 0;
+    // false: a position's memory depends on the prompt positions after it (an encoder's
+    // bidirectional attention: T5), so no prompt prefix can be shared or resumed.
+    bool prefix_shareable = true;
 
     static MemoryLayout uniform_attention(int n_layer, int kv_dim);
     bool has(LayerMemory::Kind kind) const;
@@ -103,7 +107,7 @@ public:
     // --- what this memory supports (ask before truncating or sharing) ---
     bool can_truncate() const { return !layout_.has(LayerMemory::Kind::Recurrent); }
     bool can_truncate_to(int seq, int pos) const;
-    bool can_share_prefix() const { return true; }
+    bool can_share_prefix() const { return layout_.prefix_shareable; }
 
     // --- attention rows (model/blocks only) ---
     size_t k_row_bytes(int l) const { return layers_[size_t(l)].k_row; }

@@ -46,6 +46,12 @@ struct ModelConfig {
     float norm_eps = 1e-5f;
     bool causal = true;      // false: encoders (every token sees its whole sequence)
     bool embedding_only = false;  // no output head (BERT): forward gives embeddings, never logits
+    // An encoder-decoder (T5): the batch that starts a sequence (position 0) is the whole
+    // prompt, read by the encoder; its last token's logits are the decoder's first step
+    // (after decoder_start_token); later positions are decoder tokens. Only that last
+    // prompt token has logits, and a prompt cannot be split across batches.
+    bool encoder_decoder = false;
+    int decoder_start_token = -1;
     Pooling pooling = Pooling::None;
     RopeParams rope;
 };

@@ -35,6 +35,7 @@ const std::map<std::string, Factory>& registry() {
         {"qwen3moe", make_qwen3moe},
         {"rwkv6", make_rwkv6},
         {"starcoder2", make_starcoder2},
+        {"t5", make_t5},
     };
     return r;
 }

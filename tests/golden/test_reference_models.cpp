@@ -125,14 +125,21 @@ TEST_P(ReferenceTest, PromptLogitsMatch) {
     float worst = 0.0f;
     for (const auto& c : ref_["cases"]) {
         const auto tokens = c["prompt_tokens"].get<std::vector<int32_t>>();
+        // An encoder-decoder (t5) has logits for the decoder's positions only: one row,
+        // after its start token, which is the prompt's last token's row.
+        const bool enc_dec = model_->config().encoder_decoder;
+        if (enc_dec) {
+            ASSERT_EQ(c["decoder_start_token"].get<int>(), model_->config().decoder_start_token);
+        }
         KvCache cache = model_->make_cache(256, 1);
         Batch batch;
-        for (size_t i = 0; i < tokens.size(); ++i) batch.add(tokens[i], int(i), 0, true);
-        std::vector<float> logits(tokens.size() * size_t(n_vocab));
+        for (size_t i = 0; i < tokens.size(); ++i) batch.add(tokens[i], int(i), 0, !enc_dec || i + 1 == tokens.size());
+        const size_t n_rows = size_t(batch.n_logits());
+        std::vector<float> logits(n_rows * size_t(n_vocab));
         model_->forward(batch, cache, *pool_, logits.data());
         const auto& topk = c["prompt_topk"];
-        ASSERT_EQ(topk.size(), tokens.size());
-        for (size_t pos = 0; pos < tokens.size(); ++pos) {
+        ASSERT_EQ(topk.size(), n_rows);
+        for (size_t pos = 0; pos < n_rows; ++pos) {
             const float* row = &logits[pos * size_t(n_vocab)];
             for (const auto& pair : topk[pos]) {
                 const int id = pair[0].get<int>();

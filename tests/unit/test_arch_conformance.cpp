@@ -229,6 +229,53 @@ void check_encoder(Model& m, ThreadPool& pool) {
     EXPECT_THROW(m.forward(one, cache, pool, logits.data()), Error);
 }
 
+// An encoder-decoder (T5) reads a prompt in one pass and has logits only after it (the
+// decoder's first step), so it cannot run a prompt token by token nor share a prefix.
+// What must hold: its decoder tokens batched == one by one; a rollback of decoder tokens
+// == plain decoding; two sequences in one batch (one encoding its prompt, one decoding)
+// each == alone; logits of an inner prompt token are refused.
+void check_encoder_decoder(Model& m, ThreadPool& pool) {
+    const int V = m.config().n_vocab;
+    const std::vector<int32_t> prompt = tokens_for(m, 13, 1), cont = tokens_for(m, 6, 3);
+    auto encode = [&](KvCache& cache, int seq, const std::vector<int32_t>& p) {
+        Batch b;
+        for (size_t i = 0; i < p.size(); ++i) b.add(p[i], int(i), seq, i + 1 == p.size());
+        std::vector<float> logits(static_cast<size_t>(V));
+        m.forward(b, cache, pool, logits.data());
+        return logits;
+    };
+    KvCache one = m.make_cache(128, 1), batched = m.make_cache(128, 1);
+    EXPECT_FALSE(one.can_share_prefix());
+    const std::vector<float> first = encode(one, 0, prompt);
+    expect_close(encode(batched, 0, prompt), first, "the same prompt twice");
+    const std::vector<float> want = run(m, one, pool, 0, cont, true);
+    expect_close(run(m, batched, pool, 0, cont, false), want, "decoder tokens batched vs one by one");
+    // Rollback: keep 3 of the 6 decoder tokens, then decode the rest again.
+    batched.truncate(0, int(prompt.size()) + 3);
+    const std::vector<float> redo = run(m, batched, pool, 0, std::vector<int32_t>(cont.begin() + 3, cont.end()), false);
+    expect_close(redo, std::vector<float>(want.begin() + 3 * V, want.end()), "decoder rollback vs plain");
+    // Sequence 1 encodes while sequence 0 decodes, in one batch.
+    const std::vector<int32_t> other = tokens_for(m, 7, 5);
+    KvCache alone = m.make_cache(128, 1);
+    const std::vector<float> want_other = encode(alone, 0, other);
+    KvCache both = m.make_cache(128, 2);
+    encode(both, 0, prompt);
+    Batch b;
+    b.add(cont[0], int(prompt.size()), 0, true);
+    for (size_t i = 0; i < other.size(); ++i) b.add(other[i], int(i), 1, i + 1 == other.size());
+    std::vector<float> logits(2 * size_t(V));
+    m.forward(b, both, pool, logits.data());
+    expect_close(std::vector<float>(logits.begin(), logits.begin() + V), std::vector<float>(want.begin(), want.begin() + V),
+                 "decoding sequence of a mixed batch vs alone");
+    expect_close(std::vector<float>(logits.begin() + V, logits.end()), want_other, "encoding sequence of a mixed batch vs alone");
+    KvCache cache = m.make_cache(64, 1);
+    Batch inner;
+    inner.add(prompt[0], 0, 0, true);
+    inner.add(prompt[1], 1, 0, true);
+    std::vector<float> two(2 * size_t(V));
+    EXPECT_THROW(m.forward(inner, cache, pool, two.data()), Error);
+}
+
 // One file per registered architecture: the first in models/ then models/arch/.
 std::vector<std::string> one_file_per_architecture() {
     std::map<std::string, std::string> by_arch;
@@ -258,6 +305,7 @@ TEST_P(Conformance, BatchedPrefixAndSpeculation) {
     auto m = load_model(GetParam());
     ThreadPool pool(2);
     if (m->config().embedding_only) return check_encoder(*m, pool);
+    if (m->config().encoder_decoder) return check_encoder_decoder(*m, pool);
     check_conformance(*m, pool, KvType::F16);
     // The q8_0 cache, where the KV width allows it (stories260K's 128 does; heads of 8
     // take the dequantizing path).
