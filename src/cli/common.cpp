@@ -64,14 +64,6 @@ KvType CacheTypeOptions::resolve() const {
     return type.empty() ? KvType::F16 : parse_kv_type(type);
 }
 
-std::string describe_kv_cache(KvType type, size_t bytes, int64_t positions) {
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "KV cache %s: %.2f MiB for %lld positions (%.2f KiB each)", kv_type_name(type),
-                  double(bytes) / (1 << 20), static_cast<long long>(positions),
-                  positions > 0 ? double(bytes) / double(positions) / 1024 : 0.0);
-    return buf;
-}
-
 LoadedModel load(const ModelOptions& o) {
     Timer timer;
     LoadedModel m;

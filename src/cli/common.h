@@ -43,9 +43,6 @@ void add_model_options(CLI::App& app, ModelOptions& o);
 void add_sampling_options(CLI::App& app, GenerateOptions& o);
 
 void add_cache_type_options(CLI::App& app, CacheTypeOptions& o);
-// "KV cache q8_0: 68.00 MiB for 4096 positions (17.00 KiB each)", for summaries.
-std::string describe_kv_cache(KvType type, size_t bytes, int64_t positions);
-
 // Loads model + tokenizer, starts the thread pool; prints a one-line summary on stderr.
 LoadedModel load(const ModelOptions& o);
 // The context to use: the user's, else the model's training context capped at 4096.

@@ -99,6 +99,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
     stats_.kv_type = cache_.type();
     stats_.kv_tokens_capacity = int64_t(cache_.n_blocks()) * KvCache::kBlockSize;
     stats_.kv_blocks_free = cache_.free_blocks();
+    stats_.kv_bytes_committed = cache_.committed_bytes();
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -508,6 +509,7 @@ void Scheduler::update_cache_stats() {
     stats_.kv_blocks_active = int64_t(distinct.size());
     stats_.kv_block_refs_active = refs;
     stats_.kv_blocks_free = cache_.free_blocks();
+    stats_.kv_bytes_committed = cache_.committed_bytes();
     if (prefix_) stats_.prefix = prefix_->stats();
 }
 

@@ -84,7 +84,8 @@ struct SchedulerStats {
     uint64_t draft_accepted = 0;      // ... and kept
     uint64_t draft_model_runs = 0;
     uint64_t sampling_passes = 0;     // per request and pass that sampled it: generated / this = tokens per pass    // steps in which the draft model ran (it backs off when unsure)
-    size_t kv_bytes = 0;
+    size_t kv_bytes = 0;              // reserved for the whole block pool
+    size_t kv_bytes_committed = 0;    // occupied by the blocks used so far (the pool fills lazily)
     KvType kv_type = KvType::F16;
     int64_t kv_tokens_used = 0;       // positions held by active sequences
     int64_t kv_tokens_capacity = 0;   // positions the whole block pool can hold

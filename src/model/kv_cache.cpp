@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 
@@ -95,7 +96,7 @@ KvCache::KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks,
         layers_.push_back(s);
     }
     try {
-        data_.assign(offset, 0);
+        data_ = LazyBuffer(offset);  // zero pages, committed as blocks are first written
         states_.assign(state_floats_ * size_t(n_seq), 0.0f);
     } catch (const std::bad_alloc&) {
         fail("out of memory allocating the ", kv_type_name(type), " KV cache (", offset / (1 << 20),
@@ -139,6 +140,7 @@ int KvCache::allocate_block() {
     const int b = free_.back();
     free_.pop_back();
     refs_[size_t(b)] = 1;
+    blocks_touched_ = std::max(blocks_touched_, b + 1);
     return b;
 }
 
@@ -217,6 +219,16 @@ void KvCache::copy_block_in(int block, const uint8_t* in) {
         std::memcpy(&data_[s.offset + size_t(block) * s.block], in, s.block);
         in += s.block;
     }
+}
+
+std::string describe_kv_cache(KvType type, size_t bytes, int64_t positions) {
+    char buf[192];
+    const bool gib = bytes >= (size_t(1) << 30);
+    std::snprintf(buf, sizeof buf, "KV cache %s: %.2f %s reserved for %lld positions (%.2f KiB each); memory is "
+                  "committed as sequences fill it", kv_type_name(type),
+                  double(bytes) / double(gib ? (1 << 30) : (1 << 20)), gib ? "GiB" : "MiB",
+                  static_cast<long long>(positions), positions > 0 ? double(bytes) / double(positions) / 1024 : 0.0);
+    return buf;
 }
 
 uint64_t KvCache::layout_fingerprint() const {

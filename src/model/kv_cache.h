@@ -36,6 +36,8 @@
 #include <string>
 #include <vector>
 
+#include "util/lazy_buffer.h"
+
 namespace pensieve {
 
 enum class KvType : uint32_t { F16 = 0, Q8_0 = 1 };  // values are stored in cache files
@@ -99,7 +101,12 @@ public:
     int n_layer() const { return int(layout_.layers.size()); }
     int n_blocks() const { return n_blocks_; }
     KvType type() const { return type_; }
+    // Bytes reserved for the whole block pool and the live states. The pool is committed
+    // lazily (util/lazy_buffer.h): committed_bytes() is what blocks used so far occupy.
     size_t bytes() const { return data_.size() + states_.size() * sizeof(float); }
+    size_t committed_bytes() const { return size_t(blocks_touched_) * block_bytes_ + states_.size() * sizeof(float); }
+    // Memory the kernel backs right now (mincore); for tests and diagnostics.
+    size_t resident_bytes() const { return data_.resident_bytes() + states_.size() * sizeof(float); }
     // Bytes one block holds in every layer (K, V rows and state snapshots), and per position.
     size_t block_bytes() const { return block_bytes_; }
     size_t position_bytes() const { return block_bytes_ / kBlockSize; }
@@ -181,12 +188,17 @@ private:
     KvType type_;
     std::vector<LayerStore> layers_;
     size_t block_bytes_ = 0, state_floats_ = 0;
-    std::vector<uint8_t> data_;            // per layer: [block][K rows | V rows | snapshot]
+    LazyBuffer data_;                      // per layer: [block][K rows | V rows | snapshot]
     std::vector<float> states_;            // [seq][layer state]
     std::vector<int> refs_;                // per block
-    std::vector<int> free_;                // free block ids (stack)
+    std::vector<int> free_;                // free block ids (stack: reused blocks before untouched ones)
+    int blocks_touched_ = 0;               // blocks ever handed out = the pool's low ids [0, this)
     std::vector<std::vector<int>> tables_; // per sequence
     std::vector<int> lengths_;             // per sequence
 };
+
+// One line for logs, e.g. "KV cache f16: 8.00 GiB reserved for 65536 positions (128.00 KiB
+// each); memory is committed as sequences fill it".
+std::string describe_kv_cache(KvType type, size_t bytes, int64_t positions);
 
 }  // namespace pensieve

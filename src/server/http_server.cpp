@@ -10,6 +10,7 @@
 
 #include <httplib.h>
 
+#include "model/kv_cache.h"
 #include "server/connection.h"
 #include "server/listener.h"
 #include "server/request_guard.h"
@@ -278,6 +279,8 @@ void HttpServer::set_model(Model& model, const Tokenizer& tokenizer, ThreadPool&
     std::fprintf(stderr, "pensieve: chat format: %s\n", engine_->chat.describe().c_str());
     std::fprintf(stderr, "pensieve: %s x %s of context, queue up to %d\n", count_of(std::max(1, o.n_parallel), "slot").c_str(),
                  count_of(engine_->n_ctx, "token").c_str(), o.max_queue);
+    const SchedulerStats st = engine_->scheduler.stats();
+    std::fprintf(stderr, "pensieve: %s\n", describe_kv_cache(st.kv_type, st.kv_bytes, st.kv_tokens_capacity).c_str());
     ctx_->set_engine(engine_.get());
 }
 

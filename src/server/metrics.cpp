@@ -63,7 +63,10 @@ std::string Metrics::render(const SchedulerStats* s, size_t open_connections) co
     metric(out, "pensieve_kv_cache_usage_ratio", "gauge", "Fraction of KV cache positions holding tokens.",
            s->kv_tokens_capacity > 0 ? double(s->kv_tokens_used) / double(s->kv_tokens_capacity) : 0.0);
     metric(out, "pensieve_kv_cache_tokens", "gauge", "KV cache positions holding tokens.", double(s->kv_tokens_used));
-    out += std::string("# HELP pensieve_kv_cache_bytes Memory of the KV cache, by element type (--cache-type).\n"
+    metric(out, "pensieve_kv_cache_committed_bytes", "gauge",
+           "KV cache memory in use: blocks written so far (the reserved pool fills as sequences need it).",
+           double(s->kv_bytes_committed));
+    out += std::string("# HELP pensieve_kv_cache_bytes KV cache memory reserved, by element type (--cache-type).\n"
                        "# TYPE pensieve_kv_cache_bytes gauge\n"
                        "pensieve_kv_cache_bytes{type=\"") +
            kv_type_name(s->kv_type) + "\"} " + std::to_string(s->kv_bytes) + "\n";
