@@ -17,9 +17,11 @@
 #include "model/model.h"
 #include "server/http_server.h"
 #include "server/request_guard.h"
+#include "server/warm_up.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
+#include "util/timer.h"
 
 namespace pensieve {
 
@@ -33,6 +35,7 @@ struct ServeOptions {
     CacheTypeOptions cache_type;
     bool quiet = false;
     bool no_prefix_cache = false;
+    std::string warm_cache;  // --warm-cache FILE (server/warm_up.h)
 };
 
 std::string file_name(const std::string& path) {
@@ -82,6 +85,11 @@ int serve(ServeOptions o) {
     so.cache_type = o.cache_type.resolve();
     so.prefix_cache = !o.no_prefix_cache;
     if (!so.prefix_cache && !so.cache_dir.empty()) fail("--no-prefix-cache and --cache-dir exclude each other");
+    std::vector<server::WarmUpRequest> warm_up;  // read now: a bad file fails before the model loads
+    if (!o.warm_cache.empty()) {
+        if (!so.prefix_cache) fail("--warm-cache needs the prefix cache (drop --no-prefix-cache)");
+        warm_up = server::read_warm_up_file(o.warm_cache);
+    }
 
     // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask) and taken
     // by sigwait() below, so shutdown runs as ordinary code, not in a signal handler.
@@ -108,6 +116,12 @@ int serve(ServeOptions o) {
 
     m.emplace(load(o.model));
     http.set_model(*m->model, *m->tokenizer, *m->pool, file_name(o.model.path));
+    if (!warm_up.empty()) {
+        Timer timer;
+        const int ok = server::warm_prefix_cache(so.host, http.port(), so.api_key, warm_up);
+        std::fprintf(stderr, "pensieve: warm-up: %d of %zu prompts cached in %.1f s\n", ok, warm_up.size(),
+                     timer.seconds());
+    }
     std::fprintf(stderr, "pensieve: serving %s at %s%s\n", file_name(o.model.path).c_str(), http.url().c_str(),
                  so.api_key.empty() ? "" : " (API key required)");
 
@@ -181,6 +195,14 @@ Command add_serve_command(CLI::App& root) {
     // A plain flag (not CLI11's "!--no-..." negation, whose help shows "{false}").
     app->add_flag("--no-prefix-cache", o->no_prefix_cache,
                   "Never reuse the KV of earlier prompts: every prompt is computed in full (for measurements)");
+    app->add_option("--warm-cache", o->warm_cache,
+                    "Before serving, compute and cache the prompts of these requests (JSON lines: "
+                    "{\"path\": \"/v1/messages\", \"body\": {...}} or chat-completions bodies; "
+                    "e.g. a --record-requests file), so a client's first request is a cache hit")
+        ->check(CLI::ExistingFile);
+    app->add_option("--record-requests", s.record_requests,
+                    "Append every generation request (path and JSON body, with its prompt) to this file, "
+                    "for --warm-cache");
     add_cache_type_options(*app, o->cache_type);
     return {app, [o] { return serve(*o); }};
 }

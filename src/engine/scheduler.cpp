@@ -39,6 +39,8 @@ struct Scheduler::Slot {
     int n_passes = 0;             // forward passes that sampled for this request (1 + accepted drafts each)
     int n_drafted = 0, n_draft_accepted = 0;
     double submitted_at = 0, started_at = 0, first_token_at = 0;
+    double progress_at = 0;        // last prefill progress report
+    bool progress_done = false;    // the prompt's last report was made
 
     bool prefilling() const { return tokens.size() < params.prompt.size(); }
     bool decoding() const { return busy && !prefilling(); }
@@ -249,6 +251,8 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     slot.submitted_at = req.submitted_at;
     slot.started_at = now_seconds();
     slot.first_token_at = 0;
+    slot.progress_at = slot.started_at;
+    slot.progress_done = false;
 
     // Reuse the longest cached prefix; at least the last prompt token is computed, since
     // its logits start the generation.
@@ -300,7 +304,26 @@ void Scheduler::step() {
     if (!forward(b, logits.data())) return;
     for (auto& s : slots_)
         if (s->busy && s->first_row >= 0) verify_and_emit(*s, &logits[size_t(s->first_row) * n_vocab]);
+    if (b.n_prompt_tokens > 0) report_prefill_progress();
     update_cache_stats();
+}
+
+// Long prompts say how far they are (the server's log): a 11,000-token agent prompt is
+// tens of seconds of prefill before the first token, which should not look like a hang.
+void Scheduler::report_prefill_progress() {
+    if (!config_.on_prefill_progress) return;
+    const double now = now_seconds();
+    for (auto& s : slots_) {
+        if (!s->busy || s->progress_done) continue;
+        const int total = int(s->params.prompt.size());
+        if (total - s->n_cached < config_.progress_min_tokens) continue;
+        const bool finished = !s->prefilling();
+        if (!finished && now - s->progress_at < config_.progress_seconds) continue;
+        s->progress_at = now;
+        s->progress_done = finished;
+        config_.on_prefill_progress(
+            PrefillProgress{s->id, int(s->tokens.size()), total, s->n_cached, now - s->started_at, finished});
+    }
 }
 
 // Cancelled requests leave before we spend compute on them.
@@ -506,6 +529,10 @@ void Scheduler::update_cache_stats() {
         distinct.insert(cache_.block_table(i).begin(), cache_.block_table(i).end());
     }
     stats_.kv_tokens_used = used;
+    int64_t pending = 0;
+    for (auto& s : slots_)
+        if (s->busy) pending += int64_t(s->params.prompt.size()) - int64_t(s->tokens.size());
+    stats_.prompt_tokens_pending = std::max<int64_t>(pending, 0);
     stats_.kv_blocks_active = int64_t(distinct.size());
     stats_.kv_block_refs_active = refs;
     stats_.kv_blocks_free = cache_.free_blocks();

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -32,6 +33,17 @@ namespace pensieve {
 class Model;
 class Tokenizer;
 class ThreadPool;
+
+// Progress of a long prompt (at least SchedulerConfig::progress_min_tokens to compute):
+// reported every progress_seconds while it is read, and once when it is done.
+struct PrefillProgress {
+    int slot = 0;
+    int done = 0;       // prompt tokens in the cache now (cached ones included)
+    int total = 0;      // prompt tokens
+    int cached = 0;     // of those, reused from the prefix cache
+    double seconds = 0; // since the request got its slot
+    bool finished = false;
+};
 
 struct SchedulerConfig {
     int n_slots = 1;       // requests generating at once
@@ -64,6 +76,11 @@ struct SchedulerConfig {
     // false: every step drafts as many tokens as allowed (lookup_draft or draft_max),
     // whatever they cost (--draft-fixed; for measuring a fixed length).
     bool draft_adaptive = true;
+    // Called on the scheduler thread with a long prompt's progress (the server logs it);
+    // never with the prompt's text.
+    std::function<void(const PrefillProgress&)> on_prefill_progress;
+    int progress_min_tokens = 2048;
+    double progress_seconds = 5.0;
 };
 
 struct SchedulerStats {
@@ -92,6 +109,7 @@ struct SchedulerStats {
     int64_t kv_blocks_free = 0;
     int64_t kv_blocks_active = 0;     // distinct blocks the active sequences read
     int64_t kv_block_refs_active = 0; // sum of the active sequences' block-table sizes
+    int64_t prompt_tokens_pending = 0; // prompt tokens admitted but not yet read
     PrefixCacheStats prefix;
 };
 
@@ -134,6 +152,7 @@ private:
     void start(Slot& slot, Pending&& req);
     bool reserve(Slot& slot, int n_positions);
     void update_cache_stats();
+    void report_prefill_progress();
 
     // One step: drop cancelled, propose drafts, add decode tokens, add prefill chunks,
     // forward, verify and emit.

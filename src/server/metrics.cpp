@@ -62,6 +62,9 @@ std::string Metrics::render(const SchedulerStats* s, size_t open_connections) co
            s->decode_seconds > 0 ? double(s->generated_tokens) / (s->decode_seconds + s->prompt_seconds) : 0.0);
     metric(out, "pensieve_kv_cache_usage_ratio", "gauge", "Fraction of KV cache positions holding tokens.",
            s->kv_tokens_capacity > 0 ? double(s->kv_tokens_used) / double(s->kv_tokens_capacity) : 0.0);
+    metric(out, "pensieve_prompt_tokens_pending", "gauge",
+           "Prompt tokens of running requests not read yet (a long prefill's progress).",
+           double(s->prompt_tokens_pending));
     metric(out, "pensieve_kv_cache_tokens", "gauge", "KV cache positions holding tokens.", double(s->kv_tokens_used));
     metric(out, "pensieve_kv_cache_committed_bytes", "gauge",
            "KV cache memory in use: blocks written so far (the reserved pool fills as sequences need it).",

@@ -25,6 +25,8 @@ httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler han
             if (ctx.draining) throw ApiError(503, "the server is shutting down");
             Engine* e = ctx.engine();
             if (!e) throw ApiError(503, "the model is still loading; try again shortly");
+            if (ctx.recorder && req.method == "POST" && is_generation_path(req.path) && !req.has_header(kWarmUpHeader))
+                ctx.recorder->record(req.path, req.body);
             handler(req, res, *e);
         } catch (const ApiError& e) {
             write_error(res, d, e.status(), e.message(), e.param());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -13,6 +14,18 @@ namespace {
 int default_ctx(const ServerOptions& o, const Model& m) {
     if (o.n_ctx > 0) return o.n_ctx;
     return std::min(m.config().n_ctx_train > 0 ? m.config().n_ctx_train : 4096, 4096);
+}
+
+// One line per 5 s of a long prompt's prefill, and one at its end (counts only).
+void log_prefill_progress(const PrefillProgress& p) {
+    const int computed = p.done - p.cached;
+    const double rate = p.seconds > 0 ? computed / p.seconds : 0.0;
+    if (p.finished)
+        std::fprintf(stderr, "pensieve: slot %d read its prompt: %d tokens (%d from the cache) in %.1f s, %.0f tok/s\n",
+                     p.slot, p.total, p.cached, p.seconds, rate);
+    else
+        std::fprintf(stderr, "pensieve: slot %d reading its prompt: %d / %d tokens (%.0f%%), %.0f tok/s\n", p.slot,
+                     p.done, p.total, 100.0 * p.done / std::max(1, p.total), rate);
 }
 
 SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model& m) {
@@ -30,6 +43,7 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
     c.cache_dir = o.cache_dir;
     c.reuse_prefix = o.prefix_cache;
     c.cache_type = o.cache_type;
+    if (o.log_requests) c.on_prefill_progress = log_prefill_progress;
     if (o.cache_ram_mib >= 0) {
         // MiB -> KV blocks of this model (K and V rows of the cache type, every layer,
         // kBlockSize positions).

@@ -15,6 +15,7 @@
 #include "chat/chat_prompt.h"
 #include "engine/scheduler.h"
 #include "server/metrics.h"
+#include "server/warm_up.h"
 
 namespace pensieve {
 class Model;
@@ -53,6 +54,7 @@ struct ServerOptions {
     int cache_ram_mib = -1;                // RAM for cached prefixes beyond the slots (-1: one context)
     KvType cache_type = KvType::F16;       // KV cache element type (--cache-type)
     bool prefix_cache = true;              // reuse the KV of earlier prompts (--no-prefix-cache: off)
+    std::string record_requests;           // append generation requests here (server/warm_up.h)
 };
 
 // The model and what serves it. Built once the model has loaded.
@@ -101,7 +103,9 @@ private:
 
 class ServerContext {
 public:
-    explicit ServerContext(ServerOptions o) : options(std::move(o)) {}
+    explicit ServerContext(ServerOptions o)
+        : options(std::move(o)),
+          recorder(options.record_requests.empty() ? nullptr : std::make_unique<RequestRecorder>(options.record_requests)) {}
 
     Engine* engine() const { return engine_.load(); }
     void set_engine(Engine* e) { engine_.store(e); }
@@ -113,6 +117,7 @@ public:
     void cancel_all();
 
     const ServerOptions options;
+    const std::unique_ptr<RequestRecorder> recorder;  // --record-requests, else null
     Metrics metrics;
     std::function<size_t()> open_connections;  // HTTP connections open now (set by the server)
     std::atomic<bool> draining{false};  // shutting down: refuse new work
