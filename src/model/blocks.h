@@ -29,6 +29,7 @@ struct Scratch {
     std::vector<float> xz, conv, dbc, dt_in, dt, conv_states;  // state-space mixers (model/ssm.h)
     std::vector<float> lora, heads;  // latent attention: the q LoRA rank, the per-head projections
     std::vector<float> shift, mix, decay;  // RWKV (model/rwkv.h): x_prev - x, the lerped inputs, the decay
+    std::vector<float> iclr, kk, v_first;  // RWKV-7: a, the normalised keys, layer 0's values
 };
 
 // One forward pass: the batch, its memory and where blocks compute.

@@ -34,6 +34,7 @@ const std::map<std::string, Factory>& registry() {
         {"qwen3", make_qwen3},
         {"qwen3moe", make_qwen3moe},
         {"rwkv6", make_rwkv6},
+        {"rwkv7", make_rwkv7},
         {"starcoder2", make_starcoder2},
         {"t5", make_t5},
     };

@@ -33,6 +33,7 @@ std::unique_ptr<Model> make_mamba(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_mamba2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_deepseek2(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_rwkv6(std::unique_ptr<GgufFile> file);
+std::unique_ptr<Model> make_rwkv7(std::unique_ptr<GgufFile> file);
 std::unique_ptr<Model> make_t5(std::unique_ptr<GgufFile> file);
 
 // The LLaMA layer stack (llama.cpp in this folder) with what its descendants change.
