@@ -3,6 +3,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "kernels/ops.h"
 
@@ -24,7 +26,65 @@ __m256 load8_i8(const int8_t* q) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
 }
 
+// exp(x) for x <= 0 (scores minus their max), 8 lanes: x = n ln2 + r with |r| <= ln2/2,
+// exp(r) by Cephes' minimax polynomial, 2^n through the exponent bits. Below -87.3 the
+// result would be subnormal: 0 (a weight that small is 0 after fp16 rounding anyway).
+__m256 exp_nonpositive(__m256 x) {
+    const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 in two parts
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
 }  // namespace
+
+void softmax_scores(float* x, int n) {
+    if (n <= 0) return;
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+    float max_val = kNegInf;
+    for (int i = 0; i < n; ++i) max_val = std::max(max_val, x[i]);
+    if (max_val == kNegInf) {
+        std::fill(x, x + n, 1.0f / float(n));
+        return;
+    }
+    const __m256 vmax = _mm256_set1_ps(max_val);
+    __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 e0 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        const __m256 e1 = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vmax));
+        _mm256_storeu_ps(x + i, e0);
+        _mm256_storeu_ps(x + i + 8, e1);
+        sum0 = _mm256_add_ps(sum0, e0);
+        sum1 = _mm256_add_ps(sum1, e1);
+    }
+    if (i < n) {  // the tail through the same code: padded with -inf, which gives 0
+        float tail[16];
+        std::fill(tail, tail + 16, kNegInf);
+        std::copy(x + i, x + n, tail);
+        for (int j = 0; j < 16; j += 8) {
+            const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(tail + j), vmax));
+            _mm256_storeu_ps(tail + j, e);
+            (j == 0 ? sum0 : sum1) = _mm256_add_ps(j == 0 ? sum0 : sum1, e);
+        }
+        std::copy(tail, tail + (n - i), x + i);
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / horizontal_sum(_mm256_add_ps(sum0, sum1)));
+    i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; ++i) x[i] *= _mm256_cvtss_f32(inv);
+}
 
 float dot_f32_f16(const float* q, const fp16_t* k, int n) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -190,7 +250,7 @@ void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_to
         dot_f32_f16_rows(qh, group, k_rows, n, hd, scale, scores, size_t(n));
         for (int g = 0; g < group; ++g) {
             float* sg = scores + size_t(g) * size_t(n);
-            softmax(sg, n);
+            softmax_scores(sg, n);
             for (int j = 0; j < n; ++j) sg[j] = fp16_to_fp32(fp32_to_fp16(sg[j]));
         }
         float* acc = out + size_t(t) * out_stride;

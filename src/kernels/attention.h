@@ -14,6 +14,15 @@
 
 namespace pensieve {
 
+// Softmax of one head's attention scores, in place: exp(x - max) / sum, eight lanes at a
+// time (exp by range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial, within 2 ulp
+// of std::exp; the sum in fp32 lanes). Every attention path calls this one function, so
+// decode and prefill stay bit-identical. It replaced the scalar softmax (std::exp and a
+// double-precision sum, a serial chain): at depth 3072 that was 26% of a 1B model's
+// prefill time (perf: softmax 17.5%, expf 8.8%). -inf scores get weight 0; all -inf:
+// uniform weights.
+void softmax_scores(float* x, int n);
+
 // sum_i q[i] * k[i], with k in fp16.
 float dot_f32_f16(const float* q, const fp16_t* k, int n);
 

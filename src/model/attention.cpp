@@ -212,7 +212,7 @@ void attend_q8_0(int layer, const AttentionOptions& o, Pass& p) {
                                   std::min(B, n_pos - j), nb, &scores[size_t(j)]);
                 }
                 for (float& s : scores) s *= scale;
-                softmax(scores.data(), n_pos);
+                softmax_scores(scores.data(), n_pos);
                 for (int j = 0; j < n_pos; j += B) {
                     const int jn = j + ahead;
                     if (jn < n_pos)
@@ -228,7 +228,7 @@ void attend_q8_0(int layer, const AttentionOptions& o, Pass& p) {
                     for (int i = 0; i < hd; ++i) s += q[i] * tmp[size_t(i)];
                     scores[size_t(j)] = s * scale;
                 }
-                softmax(scores.data(), n_pos);
+                softmax_scores(scores.data(), n_pos);
                 for (int j = 0; j < n_pos; ++j) {
                     dequantize_q8_0_range(row(cache.v_row(layer, seq, j)), kvh * hd, hd, tmp.data());
                     for (int i = 0; i < hd; ++i) acc[size_t(i)] += scores[size_t(j)] * tmp[size_t(i)];

@@ -39,7 +39,7 @@ void reference_head(const float* q, int hd, const fp16_t* const* k_rows, const f
     std::vector<float> qh(static_cast<size_t>(hd)), scores(static_cast<size_t>(n_pos)), acc(static_cast<size_t>(hd), 0.0f);
     for (int i = 0; i < hd; ++i) qh[size_t(i)] = fp16_to_fp32(fp32_to_fp16(q[i]));
     for (int j = 0; j < n_pos; ++j) scores[size_t(j)] = dot_f32_f16(qh.data(), k_rows[j], hd) * scale;
-    softmax(scores.data(), n_pos);
+    softmax_scores(scores.data(), n_pos);  // the one attention softmax (tested against softmax() below)
     for (int j = 0; j < n_pos; ++j) {
         const float p = fp16_to_fp32(fp32_to_fp16(scores[size_t(j)]));
         axpy_f16(p, v_rows[j], acc.data(), hd);
@@ -128,6 +128,54 @@ TEST(AttentionKernels, TilesMatchPerHeadLoop) {
             }
         }
     }
+}
+
+}  // namespace
+}  // namespace pensieve
+
+namespace pensieve {
+namespace {
+
+// The vectorized softmax against the scalar one (std::exp, double sum): every weight
+// within 2e-6 relative, at every length (the tail goes through padded lanes), -inf
+// scores get exactly 0, all -inf gives uniform weights.
+TEST(SoftmaxScores, MatchesScalarSoftmax) {
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> dist(-40.0f, 12.0f);
+    std::vector<int> lengths;
+    for (int n = 1; n <= 40; ++n) lengths.push_back(n);
+    for (int n : {100, 777, 4096}) lengths.push_back(n);
+    for (int n : lengths) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = dist(rng);
+        if (n > 3) x[1] = -INFINITY;
+        std::vector<float> want = x, got = x;
+        softmax(want.data(), n);
+        softmax_scores(got.data(), n);
+        double sum = 0;
+        for (int i = 0; i < n; ++i) {
+            EXPECT_NEAR(got[size_t(i)], want[size_t(i)], 2e-6 * want[size_t(i)] + 1e-30) << "n " << n << " i " << i;
+            sum += got[size_t(i)];
+        }
+        EXPECT_NEAR(sum, 1.0, 1e-5) << n;
+        if (n > 3) EXPECT_EQ(got[1], 0.0f);
+    }
+    std::vector<float> masked(5, -INFINITY);
+    softmax_scores(masked.data(), 5);
+    for (float w : masked) EXPECT_EQ(w, 0.2f);
+}
+
+// The polynomial exp over its whole range: relative error against std::exp.
+TEST(SoftmaxScores, ExpIsWithinTwoUlps) {
+    const int n = 2;
+    float worst = 0;
+    for (float d = 0.0f; d > -87.0f; d -= 0.0137f) {
+        float x[n] = {0.0f, d};  // max 0: weights are 1/(1+e^d) and e^d/(1+e^d)
+        softmax_scores(x, n);
+        const double e = std::exp(double(d));
+        worst = std::max(worst, float(std::abs(double(x[1]) - e / (1 + e)) / (e / (1 + e))));
+    }
+    EXPECT_LT(worst, 5e-7f);
 }
 
 }  // namespace
