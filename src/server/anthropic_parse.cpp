@@ -32,10 +32,17 @@ std::string text_blocks(const json& v, const std::string& where) {
 void append_message(json& out, const json& m, const std::string& where) {
     if (!m.is_object()) bad_request(where + " must be an object, not " + json_type_name(m));
     const std::string role = require_string(m, "role");
-    if (role != "user" && role != "assistant")
-        bad_request(where + ".role \"" + role + "\" must be \"user\" or \"assistant\" (the system prompt goes in the top-level system field)");
+    if (role != "user" && role != "assistant" && role != "system")
+        bad_request(where + ".role \"" + role + "\" must be \"user\", \"assistant\" or \"system\"");
     const json* content = field(m, "content");
     if (!content) bad_request(where + ".content is required");
+    if (role == "system") {
+        // Instructions in the middle of the conversation (Claude Code 2.1.33x sends its
+        // environment this way, after the first user turn): text only, kept in place
+        // as a system message, as the OpenAI dialect keeps them.
+        out.push_back({{"role", "system"}, {"content", text_blocks(*content, where + ".content")}});
+        return;
+    }
     if (content->is_string()) {
         out.push_back({{"role", role}, {"content", content->get<std::string>()}});
         return;

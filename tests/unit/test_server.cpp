@@ -582,7 +582,7 @@ TEST(ServerTest, AnthropicErrors) {
     expect_anthropic_error(post(s, "/v1/messages", no_max), 400, "invalid_request_error");
     expect_anthropic_error(post(s, "/v1/messages", std::string("{nope")), 400, "invalid_request_error");
     json bad_role = messages_body("Hi", 1);
-    bad_role["messages"][0]["role"] = "system";
+    bad_role["messages"][0]["role"] = "tool";
     expect_anthropic_error(post(s, "/v1/messages", bad_role), 400, "invalid_request_error");
     json image = messages_body("Hi", 1);
     image["messages"][0]["content"] = json::array({{{"type", "image"}, {"source", json::object()}}});

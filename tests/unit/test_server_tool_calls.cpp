@@ -171,6 +171,23 @@ TEST(ToolCalls, AnthropicMessagesBecomeOpenAIShaped) {
     EXPECT_EQ(r.params.options.n_predict, 5);
 }
 
+// Claude Code 2.1.33x puts a system message after the first user turn (its environment):
+// it stays a system message in place; other roles are still refused.
+TEST(ToolCalls, AnthropicSystemMessageInsideMessages) {
+    using json = pensieve::server::json;
+    json body = json::parse(R"({"model":"m","max_tokens":5,"system":"sys","messages":[
+        {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+        {"role":"system","content":[{"type":"text","text":"# Environment"}]}]})");
+    ChatRequest r = parse_anthropic_messages(body, false);
+    ASSERT_EQ(r.messages.size(), 3u);
+    EXPECT_EQ(r.messages[2]["role"], "system");
+    EXPECT_EQ(r.messages[2]["content"], "# Environment");
+    body["messages"][1]["content"] = json::array({{{"type", "image"}}});
+    EXPECT_THROW(parse_anthropic_messages(body, false), ApiError);
+    body["messages"][1] = {{"role", "tool"}, {"content", "x"}};
+    EXPECT_THROW(parse_anthropic_messages(body, false), ApiError);
+}
+
 // ------------------------------------------------------------------------------------
 // tool_choice grammars
 
