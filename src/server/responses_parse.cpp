@@ -137,7 +137,19 @@ json parse_input(const json& body) {
     return c.messages;
 }
 
-// Flat function tools -> the chat shape normalize_openai_tools validates.
+// One flat function tool {type: "function", name, description, parameters} -> the chat shape.
+void add_function_tool(json& nested, const json& t, const std::string& w) {
+    if (!t.is_object()) bad_request(w + " must be an object", "tools");
+    const std::string type = require_string(t, "type");
+    if (type != "function")
+        bad_request(w + ": tool type \"" + type + "\" is not supported (function tools only)", "tools");
+    json fn = {{"name", require_string(t, "name")}};
+    for (const char* key : {"description", "parameters"})
+        if (const json* v = field(t, key)) fn[key] = *v;
+    nested.push_back({{"type", "function"}, {"function", fn}});
+}
+
+// Flat function tools, and namespaces of them -> the chat shape normalize_openai_tools validates.
 json parse_tools(const json& tools) {
     if (!tools.is_array()) bad_request("tools must be an array", "tools");
     json nested = json::array();
@@ -146,12 +158,15 @@ json parse_tools(const json& tools) {
         const std::string w = at("tools", i);
         if (!t.is_object()) bad_request(w + " must be an object", "tools");
         const std::string type = require_string(t, "type");
-        if (type != "function")
-            bad_request(w + ": tool type \"" + type + "\" is not supported (function tools only)", "tools");
-        json fn = {{"name", require_string(t, "name")}};
-        for (const char* key : {"description", "parameters"})
-            if (const json* v = field(t, key)) fn[key] = *v;
-        nested.push_back({{"type", "function"}, {"function", fn}});
+        if (type == "namespace") {
+            // A named group of function tools (Codex: multi_agent_v1): its functions
+            // are offered one by one, under their own names.
+            const json* group = field(t, "tools");
+            if (!group || !group->is_array()) bad_request(w + ".tools must be an array", "tools");
+            for (size_t j = 0; j < group->size(); ++j) add_function_tool(nested, (*group)[j], at(w + ".tools", j));
+            continue;
+        }
+        add_function_tool(nested, t, w);
     }
     return normalize_openai_tools(nested);
 }

@@ -94,6 +94,20 @@ TEST(ResponsesParse, FlatToolsToolChoiceAndTextFormat) {
     EXPECT_TRUE(parse(R"({"input":"q","text":{"format":{"type":"text"}}})").chat.params.options.grammar == nullptr);
 }
 
+// Codex CLI groups some function tools in a namespace (multi_agent_v1): they are offered
+// one by one; anything but function tools inside is still a 400.
+TEST(ResponsesParse, NamespaceToolsAreFlattened) {
+    ResponsesRequest r = parse(R"({"input":"q","tools":[{"type":"function","name":"a","parameters":{"type":"object"}},
+        {"type":"namespace","name":"ns","description":"d","tools":[{"type":"function","name":"b","parameters":{"type":"object"}},
+        {"type":"function","name":"c"}]}]})");
+    ASSERT_EQ(r.chat.tools.size(), 3u);
+    EXPECT_EQ(r.chat.tools[1]["function"]["name"], "b");
+    EXPECT_EQ(r.chat.tools[2]["function"]["name"], "c");
+    expect_400(R"({"input":"q","tools":[{"type":"namespace","name":"ns"}]})", "tools[0].tools must be an array");
+    expect_400(R"({"input":"q","tools":[{"type":"namespace","name":"ns","tools":[{"type":"web_search"}]}]})",
+               "tools[0].tools[0]: tool type \"web_search\"");
+}
+
 TEST(ResponsesParse, HostileShapesAre400s) {
     expect_400(R"({"model":"m"})", "input is required");
     expect_400(R"({"input":5})", "input must be a string or an array");
