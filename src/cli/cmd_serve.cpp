@@ -172,6 +172,9 @@ Command add_serve_command(CLI::App& root) {
     app->add_option("--timeout-shutdown", s.shutdown_grace_seconds, "Seconds in-flight requests get at shutdown")
         ->check(CLI::Range(0.0, 3600.0))->capture_default_str();
     app->add_flag("-q,--quiet", o->quiet, "Do not log each HTTP request");
+    app->add_option("-n,--n-predict", s.default_n_predict,
+                    "Most tokens a chat reply generates when the request sets no limit (-1: until it ends or the context is full)")
+        ->check(CLI::Range(-1, INT32_MAX))->capture_default_str();
     app->add_flag("--context-shift", s.context_shift,
                   "When a chat does not fit the context, drop its oldest turns (after the system prompt) "
                   "instead of refusing it; the usage reports how many");

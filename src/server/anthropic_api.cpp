@@ -24,7 +24,7 @@ namespace pensieve::server {
 namespace {
 
 std::string prepare(ServerContext& ctx, Engine& e, ChatRequest& r) {
-    const std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
+    const std::string prompt = render_chat_prompt(e, r, ctx.options);
     apply_tool_choice(r, e.chat.tool_format());
     log_prompt(ctx, "messages", prompt);
     return prompt;

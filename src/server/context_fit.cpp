@@ -20,7 +20,9 @@ json without_turns(const json& messages, size_t first, size_t count) {
 
 }  // namespace
 
-std::string render_chat_prompt(Engine& e, ChatRequest& r, bool context_shift) {
+std::string render_chat_prompt(Engine& e, ChatRequest& r, const ServerOptions& o) {
+    const bool context_shift = o.context_shift;
+    if (r.params.options.n_predict < 0 && o.default_n_predict > 0) r.params.options.n_predict = o.default_n_predict;
     const json tools = r.tools_active() ? r.tools : json(nullptr);
     ChatPrompt full = e.chat_prompt(r.messages, tools);
     std::string prompt = std::move(full.text);

@@ -14,7 +14,8 @@ struct ChatRequest;
 
 // Renders r.messages (+ tools) with the chat template and tokenizes the result into
 // r.params.prompt, dropping old turns first if context shift is on and it would not fit.
-// Returns the rendered prompt text.
-std::string render_chat_prompt(Engine& e, ChatRequest& r, bool context_shift);
+// A request without a token limit gets the server's (--n-predict). Returns the rendered
+// prompt text.
+std::string render_chat_prompt(Engine& e, ChatRequest& r, const ServerOptions& o);
 
 }  // namespace pensieve::server

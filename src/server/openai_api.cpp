@@ -120,7 +120,7 @@ const char* finish_reason(const FinishEvent& f) {
 
 // Renders the conversation and tokenizes it into r.params.prompt; returns the prompt text.
 std::string prepare_chat(ServerContext& ctx, Engine& e, ChatRequest& r) {
-    std::string prompt = render_chat_prompt(e, r, ctx.options.context_shift);
+    std::string prompt = render_chat_prompt(e, r, ctx.options);
     apply_tool_choice(r, e.chat.tool_format());
     log_prompt(ctx, "chat", prompt);
     return prompt;

@@ -139,7 +139,7 @@ void create_response(ServerContext& ctx, ResponseStore& store, const httplib::Re
     // Instructions are this request's own: a follow-up does not inherit them.
     if (!r.instructions.empty()) c.messages.push_back({{"role", "system"}, {"content", r.instructions}});
     for (const json& m : conversation) c.messages.push_back(m);
-    const std::string prompt = render_chat_prompt(e, c, ctx.options.context_shift);
+    const std::string prompt = render_chat_prompt(e, c, ctx.options);
     apply_tool_choice(c, e.chat.tool_format());
     log_prompt(ctx, "responses", prompt);
     const ReplyOptions reply_options = e.chat.reply_options(c.tools_active() ? c.tools : json(nullptr), prompt);

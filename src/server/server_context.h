@@ -44,6 +44,7 @@ struct ServerOptions {
     double idle_timeout_seconds = 5;       // a kept-alive connection waiting for its next request
     double shutdown_grace_seconds = 10.0;  // in-flight requests get this long to finish
     bool context_shift = false;            // drop old turns instead of refusing a long chat
+    int default_n_predict = -1;            // chat requests without a token limit (-1: until the end or the context is full)
     int lookup_draft = 0;                  // prompt-lookup speculation: draft tokens per step
     Model* draft_model = nullptr;          // draft-model speculation (same vocabulary)
     int draft_layers = 0;                  // self-speculation from the model's first layers

@@ -217,6 +217,27 @@ TEST(ServerTest, ContextShiftDropsOldTurnsOnlyWhenAsked) {
     EXPECT_GT(a.body["usage"]["dropped_messages"].get<int>(), 0);
 }
 
+// -n / --n-predict: the limit of a chat request that sets none (Codex CLI sends no
+// max_output_tokens); a request's own limit still wins.
+TEST(ServerTest, DefaultNPredictCapsRequestsWithoutALimit) {
+    ServerOptions o;
+    o.default_n_predict = 3;
+    TestServer s(o);
+    json chat = chat_body("Once upon a time", 8);
+    chat.erase("max_tokens");
+    Reply c = post(s, "/v1/chat/completions", chat);
+    ASSERT_EQ(c.status, 200) << c.raw;
+    EXPECT_EQ(c.body["usage"]["completion_tokens"], 3);
+    EXPECT_EQ(c.body["choices"][0]["finish_reason"], "length");
+    Reply r = post(s, "/v1/responses", json{{"model", "stories260K"}, {"input", "Once upon a time"}});
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.body["usage"]["output_tokens"], 3);
+    EXPECT_EQ(r.body["status"], "incomplete");
+    Reply own = post(s, "/v1/chat/completions", chat_body("Once upon a time", 5));
+    ASSERT_EQ(own.status, 200) << own.raw;
+    EXPECT_EQ(own.body["usage"]["completion_tokens"], 5);
+}
+
 TEST(ServerTest, StopStringEndsChatWithStop) {
     auto& s = shared_server();
     Reply whole = post(s, "/v1/chat/completions", chat_body("Once upon a time", 24));
