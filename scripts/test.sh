@@ -17,6 +17,9 @@ BUILD_DIR=build ./scripts/build.sh
 echo "== server tests: official npm clients (openai, @anthropic-ai/sdk), hostile clients, a ${SOAK_SECONDS:-600} s soak"
 SOAK_SECONDS="${SOAK_SECONDS:-600}" PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
 
+echo "== coding-agent CLIs (Claude Code, Codex CLI, opencode) against pensieve serve"
+PENSIEVE_BIN="$PWD/build/pensieve" ./tests/agents/run.sh
+
 echo "== chat page in headless chromium (puppeteer-core); screenshots in tests/browser/artifacts/"
 PENSIEVE_BIN="$PWD/build/pensieve" sh ./tests/browser/run.sh
 

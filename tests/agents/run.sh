@@ -1,0 +1,12 @@
+#!/bin/sh
+# Runs the coding-agent CLIs (Claude Code, Codex CLI, opencode; exact versions pinned in
+# package.json / package-lock.json) against a pensieve binary ($PENSIEVE_BIN, else
+# build/pensieve) on a random-weight long-context model written at test time.
+# Installs the pinned CLIs (npm ci) on first use; the npm registry is needed then, and
+# opencode fetches its provider package (@ai-sdk/openai-compatible) on its first run.
+set -eu
+cd "$(dirname "$0")"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+exec node --test --test-concurrency=1 "$@"
