@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include "server/api_errors.h"
 #include "util/error.h"
 #include "util/json_text.h"
 #include "util/timer.h"
@@ -16,7 +17,6 @@ namespace {
 const char* const kGenerationPaths[] = {"/v1/chat/completions", "/chat/completions", "/v1/completions",
                                         "/completions", "/v1/messages", "/v1/responses", "/responses"};
 
-bool is_anthropic(const std::string& path) { return path == "/v1/messages"; }
 bool is_responses(const std::string& path) { return path.find("/responses") != std::string::npos; }
 
 }  // namespace
@@ -67,7 +67,7 @@ json one_token_body(const std::string& path, json body) {
     } else {
         body["max_tokens"] = 1;
         body.erase("max_completion_tokens");
-        if (!is_anthropic(path)) body["n"] = 1;
+        if (dialect_for_path(path) != Dialect::Anthropic) body["n"] = 1;  // Anthropic has no n
     }
     return body;
 }
