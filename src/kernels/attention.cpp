@@ -6,20 +6,18 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/attention_simd.h"
+#include "kernels/dispatch.h"
 #include "kernels/ops.h"
+#include "kernels/simd_local.h"
 
 namespace pensieve {
 
-namespace {
+using simd::horizontal_sum;
+using simd::load8_f16;
+using simd::reduce8;
 
-float horizontal_sum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v);
-    __m128 hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
+namespace {
 
 // 8 consecutive int8 quants as 8 floats.
 __m256 load8_i8(const int8_t* q) {
@@ -116,29 +114,6 @@ void axpy_f16(float p, const fp16_t* v, float* acc, int n) {
 
 namespace {
 
-__m256 load8_f16(const fp16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-
-// [horizontal_sum(s[0]), ..., horizontal_sum(s[7])] with the very same additions:
-// horizontal_sum adds a_i = s_i + s_{i+4}, then b_i = a_i + a_{i+2}, then b_0 + b_1.
-// Here each step is done for eight vectors at once by shuffling the operands of each
-// addition side by side (float addition is commutative, so which side an operand
-// lands on does not matter; the pairing does, and it is kept).
-inline __m256 reduce8(const __m256* s) {
-    __m256 a[4];  // a[k] = [a(s[2k]) | a(s[2k+1])]
-    for (int k = 0; k < 4; ++k)
-        a[k] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x20),
-                             _mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x31));
-    // b01 = [b0(s0) b1(s0) b0(s2) b1(s2) | b0(s1) b1(s1) b0(s3) b1(s3)], b45 likewise for s4..s7
-    const __m256 b01 = _mm256_add_ps(_mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                     _mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m256 b45 = _mm256_add_ps(_mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                                     _mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
-    // r = [r0 r2 r4 r6 | r1 r3 r5 r7]
-    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(b01, b45, _MM_SHUFFLE(2, 0, 2, 0)),
-                                   _mm256_shuffle_ps(b01, b45, _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
 // acc0 + acc1 of dot_f32_f16(q + g * n, k, n) for NQ queries: each 16-value piece of
 // the key row is converted once and multiplied into every query's accumulators.
 // n is a multiple of 8 (the scalar tail of dot_f32_f16 is not reproduced here).
@@ -209,6 +184,43 @@ void axpy_rows(const float* p, size_t p_stride, const fp16_t* const* v, int n_ro
 
 }  // namespace
 
+namespace simd {
+
+void avx2_dot_f32_f16_rows(const float* q, int nq, const fp16_t* const* k, int n_rows, int n, float scale,
+                           float* out, size_t out_stride) {
+    int g = 0;
+    for (; g + 4 <= nq; g += 4) dot_rows<4>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
+    for (; g + 2 <= nq; g += 2) dot_rows<2>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
+    for (; g < nq; ++g) dot_rows<1>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
+}
+
+void avx2_axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t* const* v, int n_rows, int n,
+                        float* acc) {
+    int g = 0;
+    for (; g + 4 <= nq; g += 4) axpy_rows<4>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
+    for (; g + 2 <= nq; g += 2) axpy_rows<2>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
+    for (; g < nq; ++g) axpy_rows<1>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
+}
+
+}  // namespace simd
+
+namespace {
+
+// The level's kernels, chosen once (PENSIEVE_KERNELS caps the level, as for matmul).
+struct F16RowKernels {
+    simd::DotRowsFn dot;
+    simd::AxpyRowsFn axpy;
+};
+
+const F16RowKernels& f16_row_kernels() {
+    static const F16RowKernels k = active_kernel_level() == KernelLevel::Avx512
+                                       ? F16RowKernels{simd::avx512_dot_f32_f16_rows, simd::avx512_axpy_f16_rows}
+                                       : F16RowKernels{simd::avx2_dot_f32_f16_rows, simd::avx2_axpy_f16_rows};
+    return k;
+}
+
+}  // namespace
+
 void dot_f32_f16_rows(const float* q, int nq, const fp16_t* const* k, int n_rows, int n, float scale,
                       float* out, size_t out_stride) {
     if (n % 8 != 0) {  // odd sizes (tiny models): the one-query kernel, row by row
@@ -216,10 +228,7 @@ void dot_f32_f16_rows(const float* q, int nq, const fp16_t* const* k, int n_rows
             for (int r = 0; r < n_rows; ++r) out[size_t(g) * out_stride + r] = dot_f32_f16(q + g * n, k[r], n) * scale;
         return;
     }
-    int g = 0;
-    for (; g + 4 <= nq; g += 4) dot_rows<4>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
-    for (; g + 2 <= nq; g += 2) dot_rows<2>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
-    for (; g < nq; ++g) dot_rows<1>(q + g * n, k, n_rows, n, scale, out + size_t(g) * out_stride, out_stride);
+    f16_row_kernels().dot(q, nq, k, n_rows, n, scale, out, out_stride);
 }
 
 void axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t* const* v, int n_rows, int n, float* acc) {
@@ -228,35 +237,82 @@ void axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t* const*
             for (int r = 0; r < n_rows; ++r) axpy_f16(p[size_t(g) * p_stride + r], v[r], acc + g * n, n);
         return;
     }
-    int g = 0;
-    for (; g + 4 <= nq; g += 4) axpy_rows<4>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
-    for (; g + 2 <= nq; g += 2) axpy_rows<2>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
-    for (; g < nq; ++g) axpy_rows<1>(p + size_t(g) * p_stride, p_stride, v, n_rows, n, acc + g * n);
+    f16_row_kernels().axpy(p, p_stride, nq, v, n_rows, n, acc);
 }
 
-void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_tok, int group, int hd,
-                     const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale,
-                     float* out, size_t out_stride, float* scratch) {
+namespace {
+
+// y[i] = x[i] rounded to fp16 (nearest even) and back, 8 at a time: the same bits as
+// fp16_to_fp32(fp32_to_fp16(x[i])), which as a scalar loop over every attention weight
+// was a two-instruction latency chain per weight.
+void round_to_fp16(const float* x, float* y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+    for (; i < n; ++i) y[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+}
+
+// The middle of the tile: softmax, then the weights rounded to fp16 like the values
+// they multiply (as in the reference engine's fp16 KV path).
+void softmax_rounded(float* scores, size_t ld, const int* n_pos, int n_tok, int group) {
+    for (int t = 0; t < n_tok; ++t)
+        for (int g = 0; g < group; ++g) {
+            float* sg = scores + (size_t(t) * size_t(group) + size_t(g)) * ld;
+            softmax_scores(sg, n_pos[t]);
+            round_to_fp16(sg, sg, n_pos[t]);
+        }
+}
+
+}  // namespace
+
+size_t attend_f16_tile_scratch(int n_tok, int group, int hd, int max_n_pos) {
+    return size_t(n_tok) * size_t(group) * size_t(hd + max_n_pos) + size_t(simd::kRowBlock) * size_t(hd);
+}
+
+namespace simd {
+
+void attend_f16_tile_at(KernelLevel level, const float* q, size_t q_stride, const int* n_pos, int n_tok, int group,
+                        int hd, const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale, float* out,
+                        size_t out_stride, float* scratch) {
     const int width = group * hd;
+    if (level == KernelLevel::Avx512 && n_tok > 1 && hd % 8 == 0) {
+        // The query and the attention weights are rounded to fp16 like the cached keys
+        // and values: each product then pairs two fp16 operands, as in the reference
+        // engine's fp16 KV path, which keeps our logits within 1e-3 of it.
+        float* qh = scratch;
+        for (int t = 0; t < n_tok; ++t) round_to_fp16(q + size_t(t) * q_stride, qh + size_t(t) * size_t(width), width);
+        const size_t ld = size_t(*std::max_element(n_pos, n_pos + n_tok));
+        float* scores = qh + size_t(n_tok) * size_t(width);
+        float* rows_f32 = scores + size_t(n_tok) * size_t(group) * ld;
+        avx512_attend_f16_tile(qh, n_pos, n_tok, group, hd, k_rows, v_rows, scale, scores, ld, out, out_stride,
+                               rows_f32, softmax_rounded);
+        return;
+    }
+    const bool odd = hd % 8 != 0;
+    const DotRowsFn dot = level == KernelLevel::Avx512 ? avx512_dot_f32_f16_rows : avx2_dot_f32_f16_rows;
+    const AxpyRowsFn axpy = level == KernelLevel::Avx512 ? avx512_axpy_f16_rows : avx2_axpy_f16_rows;
     float* qh = scratch;               // [group][hd] the queries rounded to fp16
     float* scores = scratch + width;   // [group][n] scores, then weights
     for (int t = 0; t < n_tok; ++t) {
         const int n = n_pos[t];
-        const float* qt = q + size_t(t) * q_stride;
-        // The query and the attention weights are rounded to fp16 like the cached keys
-        // and values: each product then pairs two fp16 operands, as in the reference
-        // engine's fp16 KV path, which keeps our logits within 1e-3 of it.
-        for (int i = 0; i < width; ++i) qh[i] = fp16_to_fp32(fp32_to_fp16(qt[i]));
-        dot_f32_f16_rows(qh, group, k_rows, n, hd, scale, scores, size_t(n));
-        for (int g = 0; g < group; ++g) {
-            float* sg = scores + size_t(g) * size_t(n);
-            softmax_scores(sg, n);
-            for (int j = 0; j < n; ++j) sg[j] = fp16_to_fp32(fp32_to_fp16(sg[j]));
-        }
+        round_to_fp16(q + size_t(t) * q_stride, qh, width);
+        if (odd) dot_f32_f16_rows(qh, group, k_rows, n, hd, scale, scores, size_t(n));
+        else dot(qh, group, k_rows, n, hd, scale, scores, size_t(n));
+        softmax_rounded(scores, size_t(n), &n_pos[t], 1, group);
         float* acc = out + size_t(t) * out_stride;
         std::fill(acc, acc + width, 0.0f);
-        axpy_f16_rows(scores, size_t(n), group, v_rows, n, hd, acc);
+        if (odd) axpy_f16_rows(scores, size_t(n), group, v_rows, n, hd, acc);
+        else axpy(scores, size_t(n), group, v_rows, n, hd, acc);
     }
+}
+
+}  // namespace simd
+
+void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_tok, int group, int hd,
+                     const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale,
+                     float* out, size_t out_stride, float* scratch) {
+    simd::attend_f16_tile_at(active_kernel_level() == KernelLevel::Avx512 ? KernelLevel::Avx512 : KernelLevel::Avx2,
+                             q, q_stride, n_pos, n_tok, group, hd, k_rows, v_rows, scale, out, out_stride, scratch);
 }
 
 namespace {

@@ -1,5 +1,7 @@
 // Dot products and accumulations against rows of the KV cache: the inner loops of
-// attention. AVX2 + F16C (the build's baseline), with scalar tails for odd sizes.
+// attention. AVX2 + F16C (the build's baseline), with scalar tails for odd sizes; the
+// fp16 row kernels and the tile also have AVX-512 versions with the same bits
+// (attention_avx512.cpp), used when the kernel level is avx512.
 //
 // fp16 rows (--cache-type f16): q·k in fp32 against fp16 keys, fp16 values accumulated.
 // Q8_0 rows (--cache-type q8_0): the query is quantized to Q8_0 once per head, so q·k
@@ -7,6 +9,7 @@
 // dequantized on the fly into the fp32 accumulator.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "quant/blocks.h"
@@ -46,8 +49,11 @@ void axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t* const*
 // [0, n_pos[t]); k_rows[j] / v_rows[j] point at this KV head's slice of position j.
 // Its outputs go to out + t * out_stride. Per query this is exactly the one-head loop:
 // query rounded to fp16, scores = dot * scale, softmax, weights rounded to fp16, then
-// axpy over positions in increasing order; so any tiling gives the same bits.
-// scratch: at least group * (hd + max n_pos) floats.
+// axpy over positions in increasing order; so any tiling gives the same bits. On
+// AVX-512 the rows all the tile's tokens see are converted to fp32 once per tile, not
+// once per token (the per-lane arithmetic is unchanged).
+// scratch: at least attend_f16_tile_scratch(n_tok, group, hd, max n_pos) floats.
+size_t attend_f16_tile_scratch(int n_tok, int group, int hd, int max_n_pos);
 void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_tok, int group, int hd,
                      const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale,
                      float* out, size_t out_stride, float* scratch);

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "quant/blocks.h"
+#include "util/fp16.h"
 
 namespace pensieve::simd {
 namespace {
@@ -22,6 +23,40 @@ inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<co
 inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 inline float f16(fp16_t h) { return _cvtsh_ss(h); }
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Sum of the 8 lanes: (s_i + s_{i+4}), then pairs two apart, then the last two. The
+// attention dot products are defined by this order (reduce8 below repeats it).
+inline float horizontal_sum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v);
+    __m128 hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+inline __m256 load8_f16(const fp16_t* p) { return _mm256_cvtph_ps(load128(p)); }
+
+// [horizontal_sum(s[0]), ..., horizontal_sum(s[7])] with the very same additions:
+// horizontal_sum adds a_i = s_i + s_{i+4}, then b_i = a_i + a_{i+2}, then b_0 + b_1.
+// Here each step is done for eight vectors at once by shuffling the operands of each
+// addition side by side (float addition is commutative, so which side an operand
+// lands on does not matter; the pairing does, and it is kept).
+inline __m256 reduce8(const __m256* s) {
+    __m256 a[4];  // a[k] = [a(s[2k]) | a(s[2k+1])]
+    for (int k = 0; k < 4; ++k)
+        a[k] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x31));
+    // b01 = [b0(s0) b1(s0) b0(s2) b1(s2) | b0(s1) b1(s1) b0(s3) b1(s3)], b45 likewise for s4..s7
+    const __m256 b01 = _mm256_add_ps(_mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm256_shuffle_ps(a[0], a[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 b45 = _mm256_add_ps(_mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm256_shuffle_ps(a[2], a[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    // r = [r0 r2 r4 r6 | r1 r3 r5 r7]
+    const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(b01, b45, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(b01, b45, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
 
 inline uint32_t load_u32(const void* p) {
     uint32_t v;

@@ -72,7 +72,8 @@ namespace {
 
 // fp16 cache. Work item = (sequence, KV head, tile of up to kTile of its batch tokens):
 // the group's query heads and the tile's tokens share the item's K/V rows, so a row is
-// converted once per group and stays in cache across the tile (with GQA and a prompt
+// converted once per group (on AVX-512 once per tile) and stays in cache across the
+// tile (with GQA and a prompt
 // chunk, the old per-(token, head) loop reloaded every row group * n_tok times). The
 // per-query arithmetic is attend_f16_tile's, which is bit-identical to a one-head loop,
 // so results do not depend on the tiling, the batch or the thread count.
@@ -136,7 +137,7 @@ void attend_f16(int layer, const AttentionOptions& o, Pass& p) {
             qt.resize(size_t(n_tok) * width);
             out.resize(size_t(n_tok) * width);
             n_pos.resize(size_t(n_tok));
-            scratch.resize(size_t(group) * size_t(hd + rows));
+            scratch.resize(attend_f16_tile_scratch(n_tok, group, hd, rows));
             for (int i = 0; i < n_tok; ++i) {
                 const int64_t t = order[size_t(tile.begin + i)];
                 n_pos[size_t(i)] = batch.positions[size_t(t)] + 1;
