@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -116,17 +117,30 @@ int serve(ServeOptions o) {
 
     m.emplace(load(o.model));
     http.set_model(*m->model, *m->tokenizer, *m->pool, file_name(o.model.path));
-    if (!warm_up.empty()) {
-        Timer timer;
-        const int ok = server::warm_prefix_cache(so.host, http.port(), so.api_key, warm_up);
-        std::fprintf(stderr, "pensieve: warm-up: %d of %zu prompts cached in %.1f s\n", ok, warm_up.size(),
-                     timer.seconds());
+    auto announce = [&] {
+        std::fprintf(stderr, "pensieve: serving %s at %s%s\n", file_name(o.model.path).c_str(), http.url().c_str(),
+                     so.api_key.empty() ? "" : " (API key required)");
+    };
+    // The warm-up runs on its own thread so that a SIGTERM during a long one (minutes of
+    // prefill on a slow machine) stops the server as promptly as at any other time.
+    std::atomic<bool> stopping{false};
+    std::thread warmer;
+    if (warm_up.empty()) {
+        announce();
+    } else {
+        warmer = std::thread([&] {
+            Timer timer;
+            const int ok = server::warm_prefix_cache(so.host, http.port(), so.api_key, warm_up, &stopping);
+            if (stopping) return;
+            std::fprintf(stderr, "pensieve: warm-up: %d of %zu prompts cached in %.1f s\n", ok, warm_up.size(),
+                         timer.seconds());
+            announce();
+        });
     }
-    std::fprintf(stderr, "pensieve: serving %s at %s%s\n", file_name(o.model.path).c_str(), http.url().c_str(),
-                 so.api_key.empty() ? "" : " (API key required)");
 
     int sig = 0;
     sigwait(&signals, &sig);
+    stopping = true;
     std::fprintf(stderr, "pensieve: %s received; finishing requests in flight (up to %.0f s; again to force)\n",
                  sig == SIGINT ? "SIGINT" : "SIGTERM", so.shutdown_grace_seconds);
     std::thread([signals] {
@@ -135,7 +149,8 @@ int serve(ServeOptions o) {
         std::fprintf(stderr, "pensieve: forced exit\n");
         _exit(130);
     }).detach();
-    http.shutdown();
+    http.shutdown();  // also ends a warm-up request in flight
+    if (warmer.joinable()) warmer.join();
     std::fprintf(stderr, "pensieve: stopped\n");
     return 0;
 }

@@ -1,4 +1,5 @@
 #include "engine/prefix_cache.h"
+#include "util/error.h"
 
 #include <chrono>
 #include <cstdio>
@@ -146,10 +147,18 @@ std::string PrefixCache::block_path(uint64_t hash) const {
 
 int PrefixCache::attach_longest_prefix(int seq, const std::vector<int32_t>& tokens, size_t max_blocks) {
     ++stats_.lookups;
+    if (kv_.length(seq) != 0) fail("attach_longest_prefix: sequence ", seq, " is not empty");
+    return attach_more(seq, tokens, max_blocks);
+}
+
+int PrefixCache::attach_more(int seq, const std::vector<int32_t>& tokens, size_t max_blocks) {
     if (!kv_.can_share_prefix()) return 0;  // the model's memory cannot resume from shared blocks
+    if (!kv_.can_attach_prefix(seq)) return 0;  // mid-block, or blocks reserved past its length
+    const size_t held = size_t(kv_.length(seq)) / B;
     std::vector<int> blocks;  // each holds one extra reference for the duration of the walk
     uint64_t h = model_id_;
-    for (size_t i = 0; i < max_blocks && (i + 1) * B <= tokens.size(); ++i) {
+    for (size_t i = 0; i < held && (i + 1) * B <= tokens.size(); ++i) h = chain_hash(h, tokens.data() + i * B);
+    for (size_t i = held; i < max_blocks && (i + 1) * B <= tokens.size(); ++i) {
         const int32_t* block_tokens = tokens.data() + i * B;
         const uint64_t parent = h;
         h = chain_hash(parent, block_tokens);

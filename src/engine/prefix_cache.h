@@ -52,11 +52,18 @@ public:
 
     // Attaches to the empty sequence `seq` the longest cached prefix of `tokens`, at most
     // max_blocks blocks; returns the number of positions attached (a multiple of the
-    // block size).
+    // block size). Counted as a lookup.
     int attach_longest_prefix(int seq, const std::vector<int32_t>& tokens, size_t max_blocks);
+    // The same for a sequence that already holds the first kv.length(seq) positions of
+    // `tokens`, a whole number of blocks: attaches the cached blocks that follow (at most
+    // max_blocks in all), such as those another sequence computed since. 0 if `seq` ends
+    // mid-block.
+    int attach_more(int seq, const std::vector<int32_t>& tokens, size_t max_blocks);
 
     // Registers the full blocks of `seq` (whose KV holds `tokens`) so later requests can
-    // reuse them. Blocks already known are only marked as used.
+    // reuse them. Blocks already known are only marked as used. Called after every
+    // prefill step too, so a request that arrives (or a client retry) while a long prompt
+    // is being read shares what is already computed.
     void insert(int seq, const std::vector<int32_t>& tokens);
 
     // Frees one block that only the cache holds (LRU), saving it to disk first when a

@@ -287,6 +287,11 @@ struct Scheduler::StepBatch {
     int budget = 0;           // tokens the batch may still take
     int n_rows = 0;           // logits rows, in batch order
     int n_prompt_tokens = 0;  // prompt tokens in the batch (for the stats)
+    struct Chunk {
+        Slot* slot;
+        size_t begin, end;  // prompt positions [begin, end) in the batch
+    };
+    std::vector<Chunk> prefilled;  // the prompt chunks in the batch, slot by slot
 };
 
 // One forward pass over every busy slot.
@@ -304,7 +309,10 @@ void Scheduler::step() {
     if (!forward(b, logits.data())) return;
     for (auto& s : slots_)
         if (s->busy && s->first_row >= 0) verify_and_emit(*s, &logits[size_t(s->first_row) * n_vocab]);
-    if (b.n_prompt_tokens > 0) report_prefill_progress();
+    if (b.n_prompt_tokens > 0) {
+        share_prefilled_blocks(b);
+        report_prefill_progress();
+    }
     update_cache_stats();
 }
 
@@ -408,19 +416,26 @@ void Scheduler::add_decode_tokens(StepBatch& b) {
 }
 
 // Prompt chunks of the slots still reading their prompt, as much as the batch has room
-// for; only a prompt's last token needs logits (they start its generation).
+// for; only a prompt's last token needs logits (they start its generation). A chunk that
+// stops short of its prompt ends on a block boundary: full blocks are what the prefix
+// cache shares with other sequences.
 void Scheduler::add_prefill_chunks(StepBatch& b) {
+    constexpr size_t B = KvCache::kBlockSize;
     for (auto& s : slots_) {
         if (!s->busy || !s->prefilling() || b.budget == 0 || s->first_row >= 0) continue;
+        pick_up_shared_blocks(*s);
+        if (follows_a_leader(*s, b)) continue;
         const size_t n_prompt = s->params.prompt.size();
         // An encoder reads the whole prompt in one pass: it waits for a batch with room.
         if (model_.config().encoder_decoder && n_prompt - s->tokens.size() > size_t(b.budget)) continue;
-        const int chunk_end = int(std::min(n_prompt, s->tokens.size() + size_t(b.budget)));
-        if (!reserve(*s, chunk_end)) {
+        size_t chunk_end = std::min(n_prompt, s->tokens.size() + size_t(b.budget));
+        if (chunk_end < n_prompt && chunk_end / B * B > s->tokens.size()) chunk_end = chunk_end / B * B;
+        if (!reserve(*s, int(chunk_end))) {
             finish(*s, FinishReason::Error, "the KV cache is full");
             continue;
         }
-        while (s->tokens.size() < n_prompt && b.budget > 0) {
+        b.prefilled.push_back({s.get(), s->tokens.size(), chunk_end});
+        while (s->tokens.size() < chunk_end) {
             const size_t i = s->tokens.size();
             const bool last = i + 1 == n_prompt;
             b.batch.add(s->params.prompt[i], int(i), s->id, last);
@@ -430,6 +445,46 @@ void Scheduler::add_prefill_chunks(StepBatch& b) {
             ++b.n_prompt_tokens;
         }
     }
+}
+
+// Blocks of this slot's prompt that other sequences computed since its last step: two
+// requests reading the same system prompt, or a client's retry of a request whose prompt
+// is still being read (an agent CLI gives up on a slow first request and sends it again).
+void Scheduler::pick_up_shared_blocks(Slot& s) {
+    if (!prefix_) return;
+    const std::vector<int32_t>& prompt = s.params.prompt;
+    const int got = prefix_->attach_more(s.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
+    if (got == 0) return;
+    const size_t from = s.tokens.size();
+    s.tokens.insert(s.tokens.end(), prompt.begin() + long(from), prompt.begin() + long(from) + got);
+    s.n_cached += got;
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.cached_prompt_tokens += uint64_t(got);
+}
+
+// True when another slot's chunk in this step computes the next block of this slot's
+// prompt (the same tokens from the start): this slot skips the step and picks the block
+// up from the prefix cache at the next one, rather than computing it a second time. Only
+// a chunk already in the batch leads, so two slots never wait for each other and nobody
+// waits for a block that is not being computed.
+bool Scheduler::follows_a_leader(const Slot& s, const StepBatch& b) const {
+    constexpr size_t B = KvCache::kBlockSize;
+    if (!prefix_ || !cache_.can_share_prefix()) return false;
+    const std::vector<int32_t>& prompt = s.params.prompt;
+    const size_t pos = s.tokens.size(), end = pos + B;
+    if (pos % B != 0 || end > (prompt.size() - 1) / B * B) return false;  // a block it could not pick up
+    for (const StepBatch::Chunk& c : b.prefilled)
+        if (c.begin < end && end <= c.end && std::equal(prompt.begin(), prompt.begin() + long(end), c.slot->tokens.begin()))
+            return true;
+    return false;
+}
+
+// After a step: the full blocks just computed from prompts go to the prefix cache now,
+// not only when their requests end (see pick_up_shared_blocks).
+void Scheduler::share_prefilled_blocks(const StepBatch& b) {
+    if (!prefix_) return;
+    for (const StepBatch::Chunk& c : b.prefilled)
+        if (c.slot->busy) prefix_->insert(c.slot->id, c.slot->tokens);
 }
 
 // Runs the batch. A failed pass leaves the cache of every slot in it unknown: they all

@@ -162,6 +162,9 @@ private:
     void propose_drafts();
     void add_decode_tokens(StepBatch& b);
     void add_prefill_chunks(StepBatch& b);
+    void pick_up_shared_blocks(Slot& slot);
+    bool follows_a_leader(const Slot& slot, const StepBatch& b) const;
+    void share_prefilled_blocks(const StepBatch& b);
     bool forward(const StepBatch& b, float* logits);
     void verify_and_emit(Slot& slot, const float* rows);
     void keep_verified(Slot& slot, int n_tokens);

@@ -176,11 +176,14 @@ void KvCache::truncate(int seq, int pos) {
 }
 
 void KvCache::attach_prefix(int seq, const std::vector<int>& blocks) {
-    if (!tables_[size_t(seq)].empty() || lengths_[size_t(seq)] != 0)
-        fail("attach_prefix: sequence ", seq, " is not empty");
-    for (int b : blocks) retain_block(b);
-    tables_[size_t(seq)] = blocks;
-    lengths_[size_t(seq)] = int(blocks.size()) * kBlockSize;
+    if (!can_attach_prefix(seq))
+        fail("attach_prefix: sequence ", seq, " has ", length(seq), " positions in ", capacity(seq), " reserved");
+    std::vector<int>& table = tables_[size_t(seq)];
+    for (int b : blocks) {
+        retain_block(b);
+        table.push_back(b);
+    }
+    lengths_[size_t(seq)] = capacity(seq);
     restore_states(seq);
 }
 

@@ -145,9 +145,12 @@ public:
     void truncate(int seq, int pos);
     void clear(int seq) { truncate(seq, 0); }
     const std::vector<int>& block_table(int seq) const { return tables_[size_t(seq)]; }
-    // Makes an empty sequence start with shared full blocks (a cached prefix); recurrent
-    // layers resume from the last block's snapshot.
+    // Appends shared full blocks (a cached prefix, or more of it) to a sequence that ends
+    // on a block boundary with no block reserved past its length; recurrent layers resume
+    // from the last block's snapshot.
     void attach_prefix(int seq, const std::vector<int>& blocks);
+    // Whether attach_prefix may append to `seq` now.
+    bool can_attach_prefix(int seq) const { return length(seq) == capacity(seq); }
     // Throws Error if a batch is malformed for this memory (unknown sequence ids,
     // positions that are not the next contiguous positions of their sequence or past the
     // context), else reserves the blocks the batch will write.

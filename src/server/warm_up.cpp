@@ -93,7 +93,7 @@ PromptUsage prompt_usage(const json& reply) {
 }
 
 int warm_prefix_cache(const std::string& host, int port, const std::string& api_key,
-                      const std::vector<WarmUpRequest>& requests) {
+                      const std::vector<WarmUpRequest>& requests, const std::atomic<bool>* stop) {
     const std::string target = host == "0.0.0.0" || host == "::" || host.empty() ? "127.0.0.1" : host;
     httplib::Client client(target, port);
     client.set_read_timeout(24 * 3600, 0);  // a long prompt on a slow machine takes minutes
@@ -102,9 +102,11 @@ int warm_prefix_cache(const std::string& host, int port, const std::string& api_
     if (!api_key.empty()) headers.emplace("Authorization", "Bearer " + api_key);
     int ok = 0;
     for (size_t i = 0; i < requests.size(); ++i) {
+        if (stop && stop->load()) break;
         const WarmUpRequest& r = requests[i];
         Timer timer;
         auto res = client.Post(r.path, headers, dump_json(one_token_body(r.path, r.body)), "application/json");
+        if (stop && stop->load()) break;  // cancelled by the shutdown: not a failure to report
         if (!res || res->status != 200) {
             const std::string why = !res ? httplib::to_string(res.error())
                                          : std::to_string(res->status) + " " + res->body.substr(0, 300);

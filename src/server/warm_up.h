@@ -12,6 +12,7 @@
 // so the cached prefix is exactly the one the client's request will look up.
 #pragma once
 
+#include <atomic>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -49,9 +50,10 @@ PromptUsage prompt_usage(const json& reply);
 
 // Sends each request to the server at host:port (with the API key, if any), one after
 // the other, logging one line per request. Returns how many succeeded; failures are
-// logged and skipped (a stale warm-up file must not keep a server from starting).
+// logged and skipped (a stale warm-up file must not keep a server from starting). Stops
+// before the next request once `stop` is set (the server is shutting down).
 int warm_prefix_cache(const std::string& host, int port, const std::string& api_key,
-                      const std::vector<WarmUpRequest>& requests);
+                      const std::vector<WarmUpRequest>& requests, const std::atomic<bool>* stop = nullptr);
 
 // --record-requests: appends {"path", "body"} lines to a file; safe from any thread.
 class RequestRecorder {

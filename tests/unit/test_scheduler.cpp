@@ -5,6 +5,7 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <mutex>
 #include <thread>
 #include <filesystem>
 #include <unistd.h>
@@ -209,6 +210,70 @@ TEST_F(SchedulerTest, SlotsSharingAPrefixUseItsBlocksOnce) {
     Collected ra = drain(*a), rb = drain(*b);
     EXPECT_GE(ra.finish.n_cached, (prefix_blocks - 1) * KvCache::kBlockSize);
     EXPECT_GE(rb.finish.n_cached, (prefix_blocks - 1) * KvCache::kBlockSize);
+}
+
+// Two requests with the same long prompt at once (an agent's concurrent calls, a client's
+// retry of a request still being read): the second follows the first block by block,
+// picking each up from the prefix cache instead of computing it again.
+TEST_F(SchedulerTest, RequestsReadingTheSamePromptComputeItOnce) {
+    std::string text;
+    for (int i = 0; i < 8; ++i) text += "Once upon a time, there was a little girl named Lily. ";
+    RequestParams p = greedy(text, 8);
+    const int n = int(p.prompt.size());
+    ASSERT_GE(n / KvCache::kBlockSize, 6);
+
+    Scheduler solo(*model_, *tok_, *pool_, config(1, 512, 16, 8, false));
+    const Collected want = drain(*solo.submit(p));
+
+    // A 16-token batch: the prompt takes many steps, the two requests overlap in all of them.
+    Scheduler sched(*model_, *tok_, *pool_, config(2, 512, 16, 8, true));
+    auto a = sched.submit(p);
+    auto b = sched.submit(p);
+    const Collected ra = drain(*a), rb = drain(*b);
+    EXPECT_EQ(ra.tokens, want.tokens);
+    EXPECT_EQ(rb.tokens, want.tokens);
+    // One of them read the prompt, the other all of its full blocks but the last one that
+    // holds the final token (whose logits it needs) from the cache.
+    const int shared = (n - 1) / KvCache::kBlockSize * KvCache::kBlockSize;
+    EXPECT_EQ(std::max(ra.finish.n_cached, rb.finish.n_cached), shared);
+    EXPECT_EQ(std::min(ra.finish.n_cached, rb.finish.n_cached), 0);
+    EXPECT_EQ(sched.stats().prompt_tokens, uint64_t(2 * n - shared));
+}
+
+// A request cancelled while its prompt is read (a client that timed out) leaves what it
+// computed in the prefix cache: the retry resumes from there.
+TEST_F(SchedulerTest, ARetryResumesFromWhatTheCancelledRequestComputed) {
+    std::string text;
+    for (int i = 0; i < 8; ++i) text += "Once upon a time, there was a little girl named Lily. ";
+    RequestParams p = greedy(text, 8);
+    const int n = int(p.prompt.size());
+
+    SchedulerConfig c = config(1, 512, 16, 8, true);
+    std::mutex mu;
+    std::shared_ptr<RequestStream> first;
+    int done_at_cancel = 0;
+    c.progress_min_tokens = 0;
+    c.progress_seconds = 0;
+    c.on_prefill_progress = [&](const PrefillProgress& pp) {  // the scheduler's thread, after a step
+        std::lock_guard<std::mutex> lock(mu);
+        if (first && done_at_cancel == 0 && pp.done >= 3 * KvCache::kBlockSize) {
+            done_at_cancel = pp.done;
+            first->cancel();
+        }
+    };
+    Scheduler sched(*model_, *tok_, *pool_, c);
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        first = sched.submit(p);
+    }
+    EXPECT_EQ(drain(*first).finish.reason, "cancelled");
+    ASSERT_GT(done_at_cancel, 0);
+    ASSERT_LT(done_at_cancel, n);
+
+    const Collected retry = drain(*sched.submit(p));
+    EXPECT_GE(retry.finish.n_cached, done_at_cancel / KvCache::kBlockSize * KvCache::kBlockSize);
+    Scheduler solo(*model_, *tok_, *pool_, config(1, 512, 16, 8, false));
+    EXPECT_EQ(retry.tokens, drain(*solo.submit(p)).tokens);
 }
 
 TEST_F(SchedulerTest, EvictsCachedPrefixesWhenThePoolIsFull) {

@@ -1,12 +1,14 @@
-// `pensieve serve --cache-dir` killed with SIGKILL (no shutdown, nothing flushed at exit)
-// keeps the prefixes of the requests it answered: the next start loads them from disk.
-// Runs the built binary; ~3 s.
+// `pensieve serve` as a process, under signals: killed with SIGKILL (no shutdown, nothing
+// flushed at exit) with --cache-dir it keeps the prefixes of the requests it answered, and
+// the next start loads them from disk; SIGTERM during a warm-up stops it at once.
+// Runs the built binary; ~5 s.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
@@ -14,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
+#include <vector>
 #include <unistd.h>
 
 #include "run_pensieve.h"
@@ -42,14 +45,19 @@ int free_port() {
 struct Server {
     pid_t pid = -1;
     int port = 0;
-    Server(const std::string& cache_dir) {
+    // `pensieve serve` on stories260K with `args` (e.g. --cache-dir DIR).
+    explicit Server(const std::vector<std::string>& args) {
         port = free_port();
+        std::vector<std::string> all = {"pensieve", "serve", "-m", shared_dir() + "/models/stories260K.gguf",
+                                        "--port", std::to_string(port), "-q", "-t", "1"};
+        all.insert(all.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (std::string& a : all) argv.push_back(a.data());
+        argv.push_back(nullptr);
         pid = ::fork();
         if (pid == 0) {
-            const std::string model = shared_dir() + "/models/stories260K.gguf", p = std::to_string(port);
             std::freopen("/dev/null", "w", stderr);
-            ::execl(binary().c_str(), "pensieve", "serve", "-m", model.c_str(), "--port", p.c_str(), "--cache-dir",
-                    cache_dir.c_str(), "-q", "-t", "1", static_cast<char*>(nullptr));
+            ::execv(binary().c_str(), argv.data());
             ::_exit(127);
         }
     }
@@ -96,7 +104,7 @@ TEST(ServeCrash, SigkillKeepsTheLastRequestsPrefix) {
                        {"temperature", 0}};
     json first;
     {
-        Server s(dir);
+        Server s({"--cache-dir", dir});
         ASSERT_TRUE(s.ready());
         first = s.post("/v1/completions", body);
         ASSERT_TRUE(first.contains("usage")) << first.dump();
@@ -111,7 +119,7 @@ TEST(ServeCrash, SigkillKeepsTheLastRequestsPrefix) {
         ASSERT_TRUE(written) << s.metric("pensieve_prefix_cache_disk_writes_total");
         s.kill();   // SIGKILL: no shutdown, no flush
     }
-    Server s(dir);
+    Server s({"--cache-dir", dir});
     ASSERT_TRUE(s.ready());
     const json again = s.post("/v1/completions", body);
     EXPECT_GT(s.metric("pensieve_prefix_cache_disk_hit_blocks_total"), 0);
@@ -120,6 +128,38 @@ TEST(ServeCrash, SigkillKeepsTheLastRequestsPrefix) {
     EXPECT_EQ(again["choices"][0]["text"], first["choices"][0]["text"]);
     s.kill();
     std::filesystem::remove_all(dir);
+}
+
+// SIGTERM while --warm-cache replays its file (minutes of prefill on a slow machine) stops
+// the server as promptly as at any other time: the warm-up is not a client to wait for.
+TEST(ServeSignals, SigtermDuringAWarmUpStopsTheServerPromptly) {
+    if (!std::filesystem::exists(binary())) GTEST_SKIP() << "no binary " << binary();
+    const std::string file = ::testing::TempDir() + "pensieve-warm-" + std::to_string(::getpid()) + ".jsonl";
+    {
+        std::ofstream out(file);
+        for (int i = 0; i < 20000; ++i)  // distinct prompts: each one is computed (minutes in all)
+            out << json{{"path", "/v1/completions"},
+                        {"body", {{"prompt", "Tale " + std::to_string(i) + ": once upon a time, a little girl named Lily "
+                                             "went to the park with her friends and they played all day."}}}}
+                       .dump()
+                << "\n";
+    }
+    Server s({"--warm-cache", file});
+    ASSERT_TRUE(s.ready());
+    // The warm-up is under way (it started before /health said 200).
+    for (int i = 0; i < 200 && s.metric("pensieve_prompt_tokens_total") < 1000; ++i) std::this_thread::sleep_for(25ms);
+    ASSERT_GE(s.metric("pensieve_prompt_tokens_total"), 1000);
+    const auto t0 = std::chrono::steady_clock::now();
+    ::kill(s.pid, SIGTERM);
+    int status = -1;
+    while (::waitpid(s.pid, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() - t0 < 20s)
+        std::this_thread::sleep_for(20ms);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_TRUE(WIFEXITED(status)) << "still running " << seconds << " s after SIGTERM";
+    s.pid = -1;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_LT(seconds, 5.0);
+    std::filesystem::remove(file);
 }
 
 }  // namespace
