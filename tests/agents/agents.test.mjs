@@ -7,20 +7,20 @@
 // Each CLI runs with its own temporary HOME and config so no state leaks in or out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { startServer } from '../lib/pensieve_server.mjs';
+import { claudeCode, codex, opencode, runCli, requestsSeen } from './clis.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const BIN = process.env.PENSIEVE_BIN || path.join(root, 'build/pensieve');
 const SHARED = process.env.PENSIEVE_SHARED || path.resolve(root, '../shared');
 const PYTHON = process.env.PYTHON || '/usr/bin/python3';
-const cli = (name) => path.join(here, 'node_modules/.bin', name);
 
 let tmp, model;
 before(() => {
@@ -39,46 +39,13 @@ function dir(...parts) {
   return d;
 }
 
-// The server logs one line per request: "pensieve: POST /v1/messages 200".
-function requestsSeen(server) {
-  return [...server.stderr().matchAll(/^pensieve: (GET|POST|PUT|DELETE|OPTIONS|HEAD) (\S+) (\d{3})/gm)]
-    .map((m) => ({ method: m[1], path: m[2], status: Number(m[3]) }));
-}
-
 function assertAll200(server, pathPrefix) {
-  const reqs = requestsSeen(server);
+  const reqs = requestsSeen(server.stderr());
   const api = reqs.filter((r) => r.path.startsWith(pathPrefix));
   assert.ok(api.length > 0, `no ${pathPrefix} request reached the server; log:\n${server.stderr()}`);
   const bad = reqs.filter((r) => r.path !== '/health' && r.status !== 200);  // /health: 503 while loading
   assert.deepEqual(bad, [], `requests not answered 200; log:\n${server.stderr()}`);
   return api.length;
-}
-
-// Runs a CLI to completion (SIGKILL after timeoutMs). Resolves {code, signal, out, err, ms}.
-function run(bin, args, { env, cwd, timeoutMs = 150000 }) {
-  return new Promise((resolve) => {
-    const t0 = performance.now();
-    const p = spawn(bin, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, out, err, ms: performance.now() - t0 });
-    });
-  });
-}
-
-// A clean environment: only PATH and a private HOME (and XDG dirs under it).
-function cleanEnv(home, extra) {
-  return {
-    PATH: process.env.PATH, HOME: home, TMPDIR: os.tmpdir(), LANG: 'C.UTF-8', NO_COLOR: '1',
-    XDG_CONFIG_HOME: path.join(home, '.config'), XDG_DATA_HOME: path.join(home, '.local/share'),
-    XDG_CACHE_HOME: path.join(home, '.cache'), XDG_STATE_HOME: path.join(home, '.local/state'),
-    ...extra,
-  };
 }
 
 async function serve(args) {
@@ -96,17 +63,12 @@ const show = (r) => `exit ${r.code} (${r.signal}) after ${(r.ms / 1000).toFixed(
 test('Claude Code: claude -p through /v1/messages, and the repeated command comes from the prefix cache', async () => {
   const server = await serve(['--cache-dir', dir('claude-cache')]);
   try {
-    const home = dir('claude-home');
-    const env = cleanEnv(home, {
-      ANTHROPIC_BASE_URL: server.url, ANTHROPIC_API_KEY: 'any',
-      CLAUDE_CODE_MAX_OUTPUT_TOKENS: '16', CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      DISABLE_AUTOUPDATER: '1', DISABLE_TELEMETRY: '1',
-    });
+    const cli = claudeCode(dir('claude'), { url: server.url, prompt: 'Say hello', maxOutput: 16 });
     const runs = [];
     for (let i = 0; i < 2; ++i) {
       const prompt0 = await server.metric('pensieve_prompt_tokens_total');
       const cached0 = await server.metric('pensieve_cached_prompt_tokens_total');
-      const r = await run(cli('claude'), ['-p', 'Say hello'], { env, cwd: home });
+      const r = await runCli(cli);
       const prompt = (await server.metric('pensieve_prompt_tokens_total')) - prompt0;
       const cached = (await server.metric('pensieve_cached_prompt_tokens_total')) - cached0;
       runs.push({ ...r, prompt, cached });
@@ -134,23 +96,7 @@ test('Codex CLI: codex exec through /v1/responses', async () => {
   // Codex sends no max_output_tokens: the server's -n caps the noise replies.
   const server = await serve(['-n', '16']);
   try {
-    const home = dir('codex-home');
-    const codexHome = dir('codex-home', '.codex');
-    fs.writeFileSync(path.join(codexHome, 'config.toml'), [
-      'model = "synth-tiny"',
-      'model_provider = "pensieve"',
-      'web_search = "disabled"',
-      '',
-      '[model_providers.pensieve]',
-      'name = "pensieve"',
-      `base_url = "${server.url}/v1"`,
-      'wire_api = "responses"',
-      'request_max_retries = 0',
-      'stream_max_retries = 0',
-      '',
-    ].join('\n'));
-    const env = cleanEnv(home, { CODEX_HOME: codexHome });
-    const r = await run(cli('codex'), ['exec', '--skip-git-repo-check', 'Say hello'], { env, cwd: home });
+    const r = await runCli(codex(dir('codex'), { url: server.url, prompt: 'Say hello', model: 'synth-tiny' }));
     console.log(`codex exec: ${(r.ms / 1000).toFixed(1)} s, exit ${r.code}`);
     assert.equal(r.signal, null, show(r));
     // The noise reply is cut by the server's -n 16: Codex reads the response.incomplete
@@ -168,25 +114,9 @@ test('Codex CLI: codex exec through /v1/responses', async () => {
 test('opencode: opencode run through /v1/chat/completions', async () => {
   const server = await serve([]);
   try {
-    const home = dir('opencode-home');
-    const work = dir('opencode-work');
-    fs.writeFileSync(path.join(work, 'opencode.json'), JSON.stringify({
-      $schema: 'https://opencode.ai/config.json',
-      autoupdate: false,
-      share: 'disabled',
-      provider: {
-        pensieve: {
-          npm: '@ai-sdk/openai-compatible',
-          name: 'pensieve',
-          options: { baseURL: `${server.url}/v1`, apiKey: 'none' },
-          models: { 'synth-tiny': { name: 'synth-tiny', limit: { context: 131072, output: 16 } } },
-        },
-      },
-      model: 'pensieve/synth-tiny',
-      small_model: 'pensieve/synth-tiny',
-    }, null, 2));
-    const env = cleanEnv(home, { OPENCODE_DISABLE_AUTOUPDATE: '1', OPENCODE_DISABLE_MODELS_FETCH: '1' });
-    const r = await run(cli('opencode'), ['run', 'Say hello'], { env, cwd: work });
+    const r = await runCli(opencode(dir('opencode'), {
+      url: server.url, prompt: 'Say hello', model: 'synth-tiny', context: 131072, maxOutput: 16,
+    }));
     console.log(`opencode run: ${(r.ms / 1000).toFixed(1)} s, exit ${r.code}`);
     assert.equal(r.signal, null, show(r));
     assert.equal(r.code, 0, show(r));
