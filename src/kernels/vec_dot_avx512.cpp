@@ -475,6 +475,46 @@ float dot_float(int64_t n, const void* w, const void* x) {
     return sum;
 }
 
+// F16 tile: dot_float's n % 16 == 0 path (one 16-lane accumulator per pair of rows,
+// halving-tree sum) for up to 4 x 4 (row, token) pairs at once. One accumulator is a
+// chain of dependent fmas, so a lone dot waits on fma latency; sixteen chains side by
+// side keep the fma units busy and each weight / activation vector is converted once
+// for 4 uses. Other sizes (n % 16 != 0) take dot_float pair by pair.
+template <int R, int T>
+void dot_tile_f16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x, size_t xb, float* y,
+                        int64_t ldy) {
+    __m512 acc[R][T];
+    for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        __m512 wv[R], xv[T];
+        for (int r = 0; r < R; ++r) wv[r] = load_f16x16(reinterpret_cast<const fp16_t*>(w + size_t(r) * wb) + i);
+        for (int t = 0; t < T; ++t) xv[t] = load_f16x16(reinterpret_cast<const fp16_t*>(x + size_t(t) * xb) + i);
+        for (int r = 0; r < R; ++r)
+            for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(wv[r], xv[t], acc[r][t]);
+    }
+    for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
+}
+
+void dot_tile_f16(int64_t n, const uint8_t* w, size_t wb, int n_rows, const uint8_t* x, size_t xb, int n_tok,
+                  float* y, int64_t ldy) {
+    if (n % 16 != 0) {
+        for (int r = 0; r < n_rows; ++r)
+            for (int t = 0; t < n_tok; ++t)
+                y[t * ldy + r] = dot_float<fp16_t, load_f16x16, f16>(n, w + size_t(r) * wb, x + size_t(t) * xb);
+        return;
+    }
+    using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
+    static constexpr Fn kFixed[4][4] = {
+        {dot_tile_f16_fixed<1, 1>, dot_tile_f16_fixed<1, 2>, dot_tile_f16_fixed<1, 3>, dot_tile_f16_fixed<1, 4>},
+        {dot_tile_f16_fixed<2, 1>, dot_tile_f16_fixed<2, 2>, dot_tile_f16_fixed<2, 3>, dot_tile_f16_fixed<2, 4>},
+        {dot_tile_f16_fixed<3, 1>, dot_tile_f16_fixed<3, 2>, dot_tile_f16_fixed<3, 3>, dot_tile_f16_fixed<3, 4>},
+        {dot_tile_f16_fixed<4, 1>, dot_tile_f16_fixed<4, 2>, dot_tile_f16_fixed<4, 3>, dot_tile_f16_fixed<4, 4>},
+    };
+    kFixed[n_rows - 1][n_tok - 1](n, w, wb, x, xb, y, ldy);
+}
+
 // vdpbf16ps: 32 bf16 pairs per instruction, products summed in float. (It treats
 // denormal inputs and results as zero; weights and activations are never that small.)
 inline __m512bh as_bf16(__m512i v) { return (__m512bh)v; }
@@ -560,6 +600,8 @@ void from_float_q8_K(const float* src, void* dst, int64_t n) {
 }
 
 }  // namespace
+
+DotTileFn avx512_dot_tile(GgmlType type) { return type == GgmlType::F16 ? dot_tile_f16 : nullptr; }
 
 VecDotFn avx512_vec_dot(GgmlType type) {
     switch (type) {

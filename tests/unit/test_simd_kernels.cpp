@@ -296,6 +296,37 @@ TEST(SimdDotOrder, IdenticalAcrossLevels) {
         }
 }
 
+// The F16 dot tile (several rows x tokens at once, matmul's path without a gemm) gives
+// vec_dot's bits for every pair, at every tile shape, for sizes on and off its 16-value
+// fast path.
+TEST(SimdDotTile, F16TileIsVecDotPairByPair) {
+    if (active_kernel_level() < KernelLevel::Avx512) GTEST_SKIP() << "no avx512 kernels here";
+    const TypeKernels& k = kernels_for(T::F16);
+    ASSERT_NE(k.dot_tile, nullptr);
+    std::mt19937 rng(5);
+    for (int64_t n : {16, 48, 2048, 2052, 40}) {
+        const size_t rb = size_t(n) * sizeof(fp16_t);
+        std::vector<uint8_t> w, x, row;
+        for (int r = 0; r < kDotTile; ++r) {
+            random_weights(T::F16, n, rng, row);
+            w.insert(w.end(), row.begin(), row.end());
+            fill_float_row(T::F16, n, rng, row, 1.0f);
+            x.insert(x.end(), row.begin(), row.end());
+        }
+        for (int nr = 1; nr <= kDotTile; ++nr)
+            for (int nt = 1; nt <= kDotTile; ++nt) {
+                const int64_t ldy = 7;
+                std::vector<float> y(size_t(ldy) * kDotTile, -1.0f);
+                k.dot_tile(n, w.data(), rb, nr, x.data(), rb, nt, y.data(), ldy);
+                for (int r = 0; r < nr; ++r)
+                    for (int t = 0; t < nt; ++t)
+                        EXPECT_EQ(y[size_t(t * ldy + r)], k.vec_dot(n, w.data() + r * rb, x.data() + t * rb))
+                            << "n=" << n << " tile " << nr << "x" << nt << " (" << r << ", " << t << ")";
+                EXPECT_EQ(y[size_t(nr)], -1.0f) << "wrote past the tile";
+            }
+    }
+}
+
 std::vector<DotParam> dot_params() {
     std::vector<DotParam> p;
     for (KernelLevel l : kSimdLevels)
