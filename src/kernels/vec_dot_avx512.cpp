@@ -13,6 +13,8 @@
 // sum (q+c) y - c sum y corrects for it with a second vpdpbusd against the constant c.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include <cstring>
 
 // GCC 12 warns that the AVX-512 cast intrinsics (_mm512_castsi256_si512, ...) use an
@@ -536,6 +538,53 @@ float vec_dot_bf16(int64_t n, const void* w, const void* x) {
     return hsum(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
+// BF16 tile: vec_dot_bf16's arithmetic (four accumulators over 128-value steps, then
+// 32-value steps into the first, a masked tail into the second, the same final sums) for
+// up to 2 x 2 (row, token) pairs at once, so each loaded vector serves two pairs.
+template <int R, int T>
+void dot_tile_bf16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x, size_t xb, float* y,
+                         int64_t ldy) {
+    const bf16_t* a[R];
+    const bf16_t* b[T];
+    for (int r = 0; r < R; ++r) a[r] = reinterpret_cast<const bf16_t*>(w + size_t(r) * wb);
+    for (int t = 0; t < T; ++t) b[t] = reinterpret_cast<const bf16_t*>(x + size_t(t) * xb);
+    __m512 acc[R][T][4];
+    for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t)
+            for (int k = 0; k < 4; ++k) acc[r][t][k] = _mm512_setzero_ps();
+    auto step = [&](int k, auto load, int64_t i) {
+        __m512i wv[R], xv[T];
+        for (int r = 0; r < R; ++r) wv[r] = load(a[r], i);
+        for (int t = 0; t < T; ++t) xv[t] = load(b[t], i);
+        for (int r = 0; r < R; ++r)
+            for (int t = 0; t < T; ++t) acc[r][t][k] = _mm512_dpbf16_ps(acc[r][t][k], as_bf16(wv[r]), as_bf16(xv[t]));
+    };
+    auto full = [](const bf16_t* p, int64_t i) { return load512(p + i); };
+    int64_t i = 0;
+    for (; i + 128 <= n; i += 128)
+        for (int k = 0; k < 4; ++k) step(k, full, i + 32 * k);
+    for (; i + 32 <= n; i += 32) step(0, full, i);
+    if (i < n) {
+        const __mmask32 tail = __mmask32((1u << (n - i)) - 1);
+        step(1, [tail](const bf16_t* p, int64_t j) { return _mm512_maskz_loadu_epi16(tail, p + j); }, i);
+    }
+    for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t)
+            y[t * ldy + r] = hsum(_mm512_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][1]),
+                                                _mm512_add_ps(acc[r][t][2], acc[r][t][3])));
+}
+
+void dot_tile_bf16(int64_t n, const uint8_t* w, size_t wb, int n_rows, const uint8_t* x, size_t xb, int n_tok,
+                   float* y, int64_t ldy) {
+    using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
+    static constexpr Fn kFixed[2][2] = {{dot_tile_bf16_fixed<1, 1>, dot_tile_bf16_fixed<1, 2>},
+                                        {dot_tile_bf16_fixed<2, 1>, dot_tile_bf16_fixed<2, 2>}};
+    for (int r = 0; r < n_rows; r += 2)
+        for (int t = 0; t < n_tok; t += 2)
+            kFixed[std::min(2, n_rows - r) - 1][std::min(2, n_tok - t) - 1](
+                n, w + size_t(r) * wb, wb, x + size_t(t) * xb, xb, y + t * ldy + r, ldy);
+}
+
 // ------------------------------------------------------------------ activation quantizers
 
 inline __m512 abs_ps(__m512 v) { return _mm512_abs_ps(v); }
@@ -601,7 +650,13 @@ void from_float_q8_K(const float* src, void* dst, int64_t n) {
 
 }  // namespace
 
-DotTileFn avx512_dot_tile(GgmlType type) { return type == GgmlType::F16 ? dot_tile_f16 : nullptr; }
+DotTileFn avx512_dot_tile(GgmlType type) {
+    switch (type) {
+        case GgmlType::F16: return dot_tile_f16;
+        case GgmlType::BF16: return dot_tile_bf16;
+        default: return nullptr;
+    }
+}
 
 VecDotFn avx512_vec_dot(GgmlType type) {
     switch (type) {

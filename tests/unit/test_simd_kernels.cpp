@@ -296,21 +296,24 @@ TEST(SimdDotOrder, IdenticalAcrossLevels) {
         }
 }
 
-// The F16 dot tile (several rows x tokens at once, matmul's path without a gemm) gives
-// vec_dot's bits for every pair, at every tile shape, for sizes on and off its 16-value
-// fast path.
-TEST(SimdDotTile, F16TileIsVecDotPairByPair) {
+// The F16 and BF16 dot tiles (several rows x tokens at once, matmul's path without a
+// gemm) give vec_dot's bits for every pair, at every tile shape, for sizes on and off
+// the fast paths (F16: n % 16; BF16: 128-value steps, 32-value steps, masked tail).
+class SimdDotTile : public ::testing::TestWithParam<T> {};
+
+TEST_P(SimdDotTile, TileIsVecDotPairByPair) {
     if (active_kernel_level() < KernelLevel::Avx512) GTEST_SKIP() << "no avx512 kernels here";
-    const TypeKernels& k = kernels_for(T::F16);
+    const T type = GetParam();
+    const TypeKernels& k = kernels_for(type);
     ASSERT_NE(k.dot_tile, nullptr);
     std::mt19937 rng(5);
-    for (int64_t n : {16, 48, 2048, 2052, 40}) {
-        const size_t rb = size_t(n) * sizeof(fp16_t);
+    for (int64_t n : {16, 48, 2048, 2052, 40, 160, 200}) {
+        const size_t rb = size_t(n) * 2;  // F16 and BF16: 2 bytes a value
         std::vector<uint8_t> w, x, row;
         for (int r = 0; r < kDotTile; ++r) {
-            random_weights(T::F16, n, rng, row);
+            random_weights(type, n, rng, row);
             w.insert(w.end(), row.begin(), row.end());
-            fill_float_row(T::F16, n, rng, row, 1.0f);
+            fill_float_row(type, n, rng, row, 1.0f);
             x.insert(x.end(), row.begin(), row.end());
         }
         for (int nr = 1; nr <= kDotTile; ++nr)
@@ -326,6 +329,9 @@ TEST(SimdDotTile, F16TileIsVecDotPairByPair) {
             }
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, SimdDotTile, ::testing::Values(T::F16, T::BF16),
+                         [](const auto& info) { return std::string(type_name(info.param)); });
 
 std::vector<DotParam> dot_params() {
     std::vector<DotParam> p;
