@@ -49,6 +49,10 @@ struct Scheduler::Slot {
 
 namespace {
 
+// Full blocks of a prompt that may come from the prefix cache: at least the last prompt
+// token is computed, since its logits start the generation.
+size_t reusable_blocks(const std::vector<int32_t>& prompt) { return (prompt.size() - 1) / KvCache::kBlockSize; }
+
 int blocks_per_context(int n_ctx) { return (n_ctx + KvCache::kBlockSize - 1) / KvCache::kBlockSize; }
 
 int pool_blocks(const SchedulerConfig& c) {
@@ -254,15 +258,14 @@ void Scheduler::start(Slot& slot, Pending&& req) {
     slot.progress_at = slot.started_at;
     slot.progress_done = false;
 
-    // Reuse the longest cached prefix; at least the last prompt token is computed, since
-    // its logits start the generation.
+    // Reuse the longest cached prefix (reusable_blocks).
     cache_.clear(slot.id);
     if (drafter_) drafter_->reset(slot.id);
     slot.draft_policy = DraftPolicy{};
     slot.n_passes = slot.n_drafted = slot.n_draft_accepted = 0;
     const std::vector<int32_t>& prompt = slot.params.prompt;
     int reused = 0;
-    if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
+    if (prefix_) reused = prefix_->attach_longest_prefix(slot.id, prompt, reusable_blocks(prompt));
     slot.tokens.assign(prompt.begin(), prompt.begin() + reused);
     slot.n_cached = reused;
 
@@ -453,7 +456,7 @@ void Scheduler::add_prefill_chunks(StepBatch& b) {
 void Scheduler::pick_up_shared_blocks(Slot& s) {
     if (!prefix_) return;
     const std::vector<int32_t>& prompt = s.params.prompt;
-    const int got = prefix_->attach_more(s.id, prompt, (prompt.size() - 1) / KvCache::kBlockSize);
+    const int got = prefix_->attach_more(s.id, prompt, reusable_blocks(prompt));
     if (got == 0) return;
     const size_t from = s.tokens.size();
     s.tokens.insert(s.tokens.end(), prompt.begin() + long(from), prompt.begin() + long(from) + got);
@@ -472,7 +475,7 @@ bool Scheduler::follows_a_leader(const Slot& s, const StepBatch& b) const {
     if (!prefix_ || !cache_.can_share_prefix()) return false;
     const std::vector<int32_t>& prompt = s.params.prompt;
     const size_t pos = s.tokens.size(), end = pos + B;
-    if (pos % B != 0 || end > (prompt.size() - 1) / B * B) return false;  // a block it could not pick up
+    if (pos % B != 0 || end > reusable_blocks(prompt) * B) return false;  // a block it could not pick up
     for (const StepBatch::Chunk& c : b.prefilled)
         if (c.begin < end && end <= c.end && std::equal(prompt.begin(), prompt.begin() + long(end), c.slot->tokens.begin()))
             return true;
