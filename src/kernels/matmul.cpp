@@ -21,6 +21,13 @@ constexpr int64_t kQuantizeGrain = 8;
 // Tokens per tile: the W rows of a tile are reused for this many activation rows while
 // they are still in cache.
 constexpr int64_t kTokenTile = 8;
+// Activation bytes per block on the dot-tile path: the block stays in L2 (1 MiB per core
+// here) while the thread's rows pass over it, each tile of kDotTile rows (16 KiB at 2048
+// bf16 values) staying in L1 for the whole block. Blocks of kTokenTile's 8 tokens read
+// every row from L3 again each 8 tokens: synth-1b-BF16 pp512 91-103 -> 126-133 tok/s
+// with 64-token blocks (3 alternating pairs, host loaded); 128 tokens (512 KiB) measured
+// no worse and 32 no better.
+constexpr size_t kDotBlockBytes = 512u << 10;
 
 // gemm path (gemm.h): which kernel takes which tokens.
 //  - Up to kNarrowOnlyTokens tokens, all go through narrow, one call per 16-token panel:
@@ -180,19 +187,23 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
     const auto* wdata = static_cast<const uint8_t*>(w.data);
     const bool small = w.rows * w.cols * n_tokens < kMinParallelMacs;
     pool.parallel_for(w.rows, small ? w.rows : kRowGrain, [&](int64_t r0, int64_t r1) {
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenTile) {
-            const int64_t t1 = std::min(n_tokens, t0 + kTokenTile);
-            // The same dots, kDotTile x kDotTile at a time: synth-1b-F16 pp512 42 -> 148
-            // tok/s. Not for a lone token, where it only interleaves rows: generation
-            // measured no better that way (tg32 15-20 vs 24-27 tok/s, one noisy run).
-            if (tile && t1 - t0 > 1) {
+        // The same dots, kDotTile x kDotTile at a time: synth-1b-F16 pp512 42 -> 148
+        // tok/s. Not for a lone token, where it only interleaves rows: generation
+        // measured no better that way (tg32 15-20 vs 24-27 tok/s, one noisy run).
+        if (tile && n_tokens > 1) {
+            const int64_t block = std::max<int64_t>(kDotTile, int64_t(kDotBlockBytes / x_row_bytes) / kDotTile * kDotTile);
+            for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {
+                const int64_t t1 = std::min(n_tokens, t0 + block);
                 for (int64_t r = r0; r < r1; r += kDotTile)
                     for (int64_t t = t0; t < t1; t += kDotTile)
                         tile(w.cols, wdata + size_t(r) * w_row_bytes, w_row_bytes, int(std::min<int64_t>(kDotTile, r1 - r)),
                              xq + size_t(t) * x_row_bytes, x_row_bytes, int(std::min<int64_t>(kDotTile, t1 - t)),
                              y + t * w.rows + r, w.rows);
-                continue;
             }
+            return;
+        }
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenTile) {
+            const int64_t t1 = std::min(n_tokens, t0 + kTokenTile);
             for (int64_t r = r0; r < r1; ++r) {
                 const uint8_t* wrow = wdata + size_t(r) * w_row_bytes;
                 for (int64_t t = t0; t < t1; ++t)
