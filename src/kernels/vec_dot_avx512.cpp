@@ -499,6 +499,29 @@ void dot_tile_f16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x
         for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
 }
 
+// Runs Tile::fixed<R, T> for a tile of n_rows x n_tok (each 1..kDotTile): one table of
+// the sixteen shapes for every tile kernel.
+template <class Tile>
+void run_fixed_tile(int64_t n, const uint8_t* w, size_t wb, int n_rows, const uint8_t* x, size_t xb, int n_tok,
+                    float* y, int64_t ldy) {
+    using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
+    static constexpr Fn kFixed[4][4] = {
+        {Tile::template fixed<1, 1>, Tile::template fixed<1, 2>, Tile::template fixed<1, 3>, Tile::template fixed<1, 4>},
+        {Tile::template fixed<2, 1>, Tile::template fixed<2, 2>, Tile::template fixed<2, 3>, Tile::template fixed<2, 4>},
+        {Tile::template fixed<3, 1>, Tile::template fixed<3, 2>, Tile::template fixed<3, 3>, Tile::template fixed<3, 4>},
+        {Tile::template fixed<4, 1>, Tile::template fixed<4, 2>, Tile::template fixed<4, 3>, Tile::template fixed<4, 4>},
+    };
+    static_assert(kDotTile == 4, "the table holds every shape up to kDotTile x kDotTile");
+    kFixed[n_rows - 1][n_tok - 1](n, w, wb, x, xb, y, ldy);
+}
+
+struct F16Tile {
+    template <int R, int T>
+    static void fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x, size_t xb, float* y, int64_t ldy) {
+        dot_tile_f16_fixed<R, T>(n, w, wb, x, xb, y, ldy);
+    }
+};
+
 void dot_tile_f16(int64_t n, const uint8_t* w, size_t wb, int n_rows, const uint8_t* x, size_t xb, int n_tok,
                   float* y, int64_t ldy) {
     if (n % 16 != 0) {
@@ -507,14 +530,7 @@ void dot_tile_f16(int64_t n, const uint8_t* w, size_t wb, int n_rows, const uint
                 y[t * ldy + r] = dot_float<fp16_t, load_f16x16, f16>(n, w + size_t(r) * wb, x + size_t(t) * xb);
         return;
     }
-    using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
-    static constexpr Fn kFixed[4][4] = {
-        {dot_tile_f16_fixed<1, 1>, dot_tile_f16_fixed<1, 2>, dot_tile_f16_fixed<1, 3>, dot_tile_f16_fixed<1, 4>},
-        {dot_tile_f16_fixed<2, 1>, dot_tile_f16_fixed<2, 2>, dot_tile_f16_fixed<2, 3>, dot_tile_f16_fixed<2, 4>},
-        {dot_tile_f16_fixed<3, 1>, dot_tile_f16_fixed<3, 2>, dot_tile_f16_fixed<3, 3>, dot_tile_f16_fixed<3, 4>},
-        {dot_tile_f16_fixed<4, 1>, dot_tile_f16_fixed<4, 2>, dot_tile_f16_fixed<4, 3>, dot_tile_f16_fixed<4, 4>},
-    };
-    kFixed[n_rows - 1][n_tok - 1](n, w, wb, x, xb, y, ldy);
+    run_fixed_tile<F16Tile>(n, w, wb, n_rows, x, xb, n_tok, y, ldy);
 }
 
 // vdpbf16ps: 32 bf16 pairs per instruction, products summed in float. (It treats
@@ -569,16 +585,16 @@ void dot_tile_bf16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* 
         for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
 }
 
+struct Bf16Tile {
+    template <int R, int T>
+    static void fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x, size_t xb, float* y, int64_t ldy) {
+        dot_tile_bf16_fixed<R, T>(n, w, wb, x, xb, y, ldy);
+    }
+};
+
 void dot_tile_bf16(int64_t n, const uint8_t* w, size_t wb, int n_rows, const uint8_t* x, size_t xb, int n_tok,
                    float* y, int64_t ldy) {
-    using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
-    static constexpr Fn kFixed[4][4] = {
-        {dot_tile_bf16_fixed<1, 1>, dot_tile_bf16_fixed<1, 2>, dot_tile_bf16_fixed<1, 3>, dot_tile_bf16_fixed<1, 4>},
-        {dot_tile_bf16_fixed<2, 1>, dot_tile_bf16_fixed<2, 2>, dot_tile_bf16_fixed<2, 3>, dot_tile_bf16_fixed<2, 4>},
-        {dot_tile_bf16_fixed<3, 1>, dot_tile_bf16_fixed<3, 2>, dot_tile_bf16_fixed<3, 3>, dot_tile_bf16_fixed<3, 4>},
-        {dot_tile_bf16_fixed<4, 1>, dot_tile_bf16_fixed<4, 2>, dot_tile_bf16_fixed<4, 3>, dot_tile_bf16_fixed<4, 4>},
-    };
-    kFixed[n_rows - 1][n_tok - 1](n, w, wb, x, xb, y, ldy);
+    run_fixed_tile<Bf16Tile>(n, w, wb, n_rows, x, xb, n_tok, y, ldy);
 }
 
 // ------------------------------------------------------------------ activation quantizers
