@@ -17,6 +17,10 @@
 //   node bench/load_test.mjs --model /work/models/synth-1b-Q4_0.gguf --duration 20 --max-tokens 32
 //   node bench/load_test.mjs --url http://127.0.0.1:8080 --levels 1,4
 //   node bench/load_test.mjs --model target.gguf --levels 1,4 --server-args "--draft-layers 2"
+//   node bench/load_test.mjs --model m.gguf --levels 4 --long-prompt 4096 --ctx 8192
+//     (a quarter into each level one more request brings a ~4096-token prompt: the table's
+//     last columns give its prefill time and the longest gap between two tokens any
+//     streaming client saw while that prompt was being read)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,6 +48,7 @@ const { values: opt } = parseArgs({
     'server-args': { type: 'string', default: '' }, // more flags for pensieve serve, e.g. "--draft-layers 2"
     'min-scaling': { type: 'string', default: '1.5' },
     'request-timeout': { type: 'string', default: '300' },
+    'long-prompt': { type: 'string', default: '0' },  // tokens of one long prompt sent mid-level
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -110,15 +115,17 @@ async function metric(url, name) {
 // ---------------------------------------------------------------- one streaming request
 
 // Sends one streaming chat request; resolves to {ok, ttft, total, tokens, deltas, error}.
-async function streamChat(url, content) {
+// `gaps` (optional) collects [start, end] of the time between consecutive content deltas.
+async function streamChat(url, content, { gaps = null, max_tokens = maxTokens } = {}) {
   const t0 = performance.now();
-  const r = { ok: false, ttft: NaN, total: NaN, tokens: 0, deltas: 0, error: null };
+  const r = { ok: false, ttft: NaN, total: NaN, tokens: 0, deltas: 0, error: null, promptTokens: 0 };
+  let lastDelta = NaN;
   try {
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({
-        model: 'default', stream: true, max_tokens: maxTokens, temperature,
+        model: 'default', stream: true, max_tokens, temperature,
         stream_options: { include_usage: true },
         messages: [{ role: 'user', content }],
       }),
@@ -149,7 +156,10 @@ async function streamChat(url, content) {
           const c = j.choices && j.choices[0];
           if (!c) continue;
           if (c.delta && c.delta.content) {
-            if (!r.deltas) r.ttft = performance.now() - t0;
+            const now = performance.now();
+            if (!r.deltas) r.ttft = now - t0;
+            else if (gaps) gaps.push([lastDelta, now]);
+            lastDelta = now;
             r.deltas++;
           }
           if (c.finish_reason) finish = c.finish_reason;
@@ -162,6 +172,7 @@ async function streamChat(url, content) {
     if (!usage) throw new Error('no usage chunk');
     if (finish !== 'length' && finish !== 'stop') throw new Error(`finish_reason ${finish}`);
     r.tokens = usage.completion_tokens;
+    r.promptTokens = usage.prompt_tokens;
     if (!r.deltas) r.ttft = r.total; // nothing visible came (e.g. EOS first): count the whole request
     r.ok = true;
   } catch (e) {
@@ -178,16 +189,34 @@ function percentile(xs, p) {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
+// A prompt of about n tokens (story words are ~1.3 tokens each), new each call so that the
+// prefix cache cannot serve it.
+let longPromptCount = 0;
+function longPrompt(n) {
+  const words = [`Story ${++longPromptCount} for ${Date.now()}:`];
+  for (let i = 0; words.length < n / 1.25; i++) words.push(...OPENINGS[i % OPENINGS.length].split(' '));
+  return words.join(' ');
+}
+
 async function runLevel(url, clients) {
   const results = [];
+  const gaps = [];
   const generatedBefore = await metric(url, 'pensieve_generated_tokens_total');
   const start = performance.now();
   const deadline = start + duration;
+  const long = { sent: NaN, result: null };
+  const nLong = Number(opt['long-prompt']);
+  const longRequest = nLong > 0 && (async () => {
+    await new Promise((res) => setTimeout(res, duration / 4));
+    long.sent = performance.now();
+    long.result = await streamChat(url, longPrompt(nLong), { max_tokens: 1 });
+  })();
   await Promise.all(Array.from({ length: clients }, async (_, c) => {
     for (let n = 0; performance.now() < deadline && (!maxRequests || n < maxRequests); n++) {
-      results.push(await streamChat(url, prompt(c, n)));
+      results.push(await streamChat(url, prompt(c, n), { gaps }));
     }
   }));
+  if (longRequest) await longRequest;
   const wall = (performance.now() - start) / 1000;
   const generatedAfter = await metric(url, 'pensieve_generated_tokens_total');
   const ok = results.filter((r) => r.ok);
@@ -200,12 +229,26 @@ async function runLevel(url, clients) {
   return {
     clients, requests: results.length, errors, tokens, wall,
     aggregate: tokens / wall,
-    ttftP50: percentile(ttft, 50), ttftP95: percentile(ttft, 95),
+    ttftP50: percentile(ttft, 50), ttftP95: percentile(ttft, 95), ttftP99: percentile(ttft, 99),
+    gapMax: gaps.reduce((m, [a, b]) => Math.max(m, b - a), 0),
+    long: long.result && longSummary(long, gaps),
     decodeMean: decode.length ? decode.reduce((a, b) => a + b, 0) / decode.length : NaN,
     serverTokens: generatedAfter - generatedBefore,
   };
 }
 
+// The long prompt's time to its first token (its prefill, queueing included) and the
+// longest gap between two tokens of a streaming client that overlaps its reading.
+function longSummary(long, gaps) {
+  const r = long.result;
+  if (!r.ok) return { error: r.error };
+  const end = long.sent + r.ttft;
+  const during = gaps.filter(([a, b]) => b > long.sent && a < end);
+  return {
+    promptTokens: r.promptTokens, prefillMs: r.ttft,
+    worstGap: during.reduce((m, [a, b]) => Math.max(m, b - a), 0),
+  };
+}
 
 // Other work on the machine skews every number here: say how busy it was before the
 // benchmark started (its own load would show in any later reading).
@@ -246,11 +289,17 @@ async function main() {
   const model = opt.url ? opt.url : path.basename(opt.model);
   console.log(`\nModel ${model}, --parallel ${parallel}, -t ${opt.threads}, max_tokens ${maxTokens}, ` +
     `temperature ${temperature}, ${opt.duration} s per level\n`);
-  console.log('| clients | requests | completion tokens | wall s | aggregate tok/s | per-request decode tok/s | TTFT p50 ms | TTFT p95 ms | errors |');
-  console.log('|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  const withLong = Number(opt['long-prompt']) > 0;
+  console.log('| clients | requests | completion tokens | wall s | aggregate tok/s | per-request decode tok/s | ' +
+    'TTFT p50 ms | TTFT p95 ms | TTFT p99 ms | longest token gap ms | errors |' +
+    (withLong ? ' long prompt tokens | its prefill ms | longest gap while it was read, ms |' : ''));
+  console.log('|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|' + (withLong ? '--:|--:|--:|' : ''));
   for (const r of rows) {
+    const l = r.long || {};
+    if (l.error) console.error(`  long prompt failed: ${l.error}`);
     console.log(`| ${r.clients} | ${r.requests} | ${r.tokens} | ${fmt(r.wall)} | ${fmt(r.aggregate)} | ${fmt(r.decodeMean)} | ` +
-      `${fmt(r.ttftP50)} | ${fmt(r.ttftP95)} | ${r.errors.length} |`);
+      `${fmt(r.ttftP50)} | ${fmt(r.ttftP95)} | ${fmt(r.ttftP99)} | ${fmt(r.gapMax, 0)} | ${r.errors.length} |` +
+      (withLong ? ` ${l.promptTokens ?? '–'} | ${fmt(l.prefillMs, 0)} | ${fmt(l.worstGap, 0)} |` : ''));
   }
   console.log(`\n${loadNote(load0)}`);
   const one = rows.find((r) => r.clients === 1);
@@ -260,7 +309,7 @@ async function main() {
     console.log(`\nAggregate tokens/s, 4 clients / 1 client: ${scaling.toFixed(2)}x (required >= ${opt['min-scaling']}x)`);
     if (!(scaling >= Number(opt['min-scaling']))) failed = true;
   }
-  const nErrors = rows.reduce((s, r) => s + r.errors.length, 0);
+  const nErrors = rows.reduce((s, r) => s + r.errors.length + (r.long && r.long.error ? 1 : 0), 0);
   console.log(nErrors ? `\nFAILED: ${nErrors} request(s) failed` : '\nerrors: 0');
   process.exit(failed ? 1 : 0);
 }

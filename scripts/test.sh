@@ -9,24 +9,33 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 JOBS=$(nproc)
+# Each step says how long the previous one took (CI allows 90 minutes for all of them).
+STEP_START=$SECONDS
+step() {
+  [ -z "${STEP_NAME:-}" ] || echo "-- $STEP_NAME took $((SECONDS - STEP_START)) s"
+  STEP_NAME=$1; STEP_START=$SECONDS
+  echo "== $1"
+}
 
-echo "== release build + tests"
+step "release build"
 BUILD_DIR=build ./scripts/build.sh
+step "release tests"
 (cd build && ctest --output-on-failure -j"$JOBS" --timeout 900)
 
-echo "== server tests: official npm clients (openai, @anthropic-ai/sdk), hostile clients, a ${SOAK_SECONDS:-600} s soak"
+step "server tests: official npm clients (openai, @anthropic-ai/sdk), hostile clients, a ${SOAK_SECONDS:-600} s soak"
 SOAK_SECONDS="${SOAK_SECONDS:-600}" PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
 
-echo "== coding-agent CLIs (Claude Code, Codex CLI, opencode) against pensieve serve"
+step "coding-agent CLIs (Claude Code, Codex CLI, opencode) against pensieve serve"
 PENSIEVE_BIN="$PWD/build/pensieve" ./tests/agents/run.sh
 
-echo "== chat page in headless chromium (puppeteer-core); screenshots in tests/browser/artifacts/"
+step "chat page in headless chromium (puppeteer-core); screenshots in tests/browser/artifacts/"
 PENSIEVE_BIN="$PWD/build/pensieve" sh ./tests/browser/run.sh
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
-  echo "== ASan + UBSan build + tests"
+  step "ASan + UBSan build"
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPENSIEVE_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$JOBS"
+  step "ASan + UBSan tests"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure -j"$JOBS" --timeout 1800)
 fi
@@ -34,7 +43,7 @@ fi
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   # Every tests/fuzz/fuzz_*.cpp target, FUZZ_SECONDS each (default 30: 9 targets ~5.3 min with start-up),
   # on its committed seed corpus; new inputs go to build-fuzz/corpus-<name>.
-  echo "== fuzzing every parser for ${FUZZ_SECONDS:-30}s each"
+  step "fuzzing every parser for ${FUZZ_SECONDS:-30}s each"
   CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPENSIEVE_FUZZ=ON -DPENSIEVE_TESTS=OFF >/dev/null
   cmake --build build-fuzz -j"$JOBS" --target fuzzers
@@ -48,4 +57,5 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   done
   echo "fuzz: no crashes"
 fi
-echo "== all tests passed"
+step "all tests passed"
+echo "-- total $SECONDS s"

@@ -167,6 +167,10 @@ Command add_serve_command(CLI::App& root) {
     app->add_option("--parallel,--np", s.n_parallel, "Requests generating at once (slots)")->check(CLI::Range(1, 256))->capture_default_str();
     app->add_option("-c,--ctx-size", s.n_ctx, "Context per slot in tokens (0: the model's, at most 4096)")->check(CLI::Range(0, 1 << 20));
     app->add_option("-b,--batch-size", s.n_batch, "Most tokens in one forward pass")->check(CLI::Range(1, 65536))->capture_default_str();
+    app->add_option("--prefill-chunk", s.prefill_chunk_decoding,
+                    "Prompt tokens per forward pass while other requests are generating: their streams pause "
+                    "for one such pass (0: up to --batch-size)")
+        ->check(CLI::Range(0, 65536))->capture_default_str();
     app->add_option("--max-queue", s.max_queue, "Requests waiting for a slot before 429")->check(CLI::Range(0, 100000))->capture_default_str();
     app->add_option("--api-key", s.api_key, "Require this key (also $PENSIEVE_API_KEY)");
     app->add_option("--cors", s.cors_origins,

@@ -70,6 +70,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
       config_(config),
       cache_(model.make_cache(config.n_ctx, config.n_slots, pool_blocks(config), config.cache_type)) {
     if (config_.n_batch < 1) fail("batch size must be at least 1");
+    if (config_.prefill_chunk_decoding < 0) fail("the prefill chunk must not be negative");
     // Speculation rolls rejected draft tokens back: only for memories that can truncate
     // anywhere (a recurrent state cannot).
     if (!cache_.can_truncate()) {
@@ -290,6 +291,7 @@ struct Scheduler::StepBatch {
     int budget = 0;           // tokens the batch may still take
     int n_rows = 0;           // logits rows, in batch order
     int n_prompt_tokens = 0;  // prompt tokens in the batch (for the stats)
+    bool generating = false;  // some slot's next token is in the batch: its stream waits for the pass
     struct Chunk {
         Slot* slot;
         size_t begin, end;  // prompt positions [begin, end) in the batch
@@ -304,6 +306,11 @@ void Scheduler::step() {
     StepBatch b;
     b.budget = config_.n_batch;
     add_decode_tokens(b);
+    b.generating = b.n_rows > 0;
+    // Streams wait for the whole pass: with some generating, prompts come in small chunks.
+    // (An encoder reads its prompt in one pass, so it keeps the whole budget.)
+    if (b.generating && config_.prefill_chunk_decoding > 0 && !model_.config().encoder_decoder)
+        b.budget = std::min(b.budget, config_.prefill_chunk_decoding);
     add_prefill_chunks(b);
     if (b.batch.size() == 0) return;
 
@@ -512,6 +519,8 @@ bool Scheduler::forward(const StepBatch& b, float* logits) {
     ++stats_.steps;
     (b.n_prompt_tokens > 0 ? stats_.prompt_seconds : stats_.decode_seconds) += seconds;
     stats_.prompt_tokens += uint64_t(b.n_prompt_tokens);
+    if (b.generating)
+        stats_.largest_prefill_beside_decode = std::max(stats_.largest_prefill_beside_decode, b.n_prompt_tokens);
     return true;
 }
 

@@ -49,6 +49,11 @@ struct SchedulerConfig {
     int n_slots = 1;       // requests generating at once
     int n_ctx = 4096;      // context per slot (prompt + generated tokens)
     int n_batch = 512;     // most tokens in one forward pass
+    // Prompt tokens in one pass while other slots are generating (0: up to n_batch). A pass
+    // is a pause in every stream, so a long prompt arriving is read in these smaller
+    // chunks; the weights are read once per chunk, which is cheap beside 128 tokens of
+    // prompt math (measured in bench/RESULTS.md, "a long prompt among streams").
+    int prefill_chunk_decoding = 128;
     int max_queue = 64;    // requests waiting for a slot before submit() refuses more
     bool reuse_prefix = true;
     // KV blocks kept for the prefix cache beyond what the slots need (-1: one context's
@@ -99,8 +104,9 @@ struct SchedulerStats {
     uint64_t steps = 0;
     uint64_t draft_tokens = 0;        // speculative tokens proposed
     uint64_t draft_accepted = 0;      // ... and kept
-    uint64_t draft_model_runs = 0;
-    uint64_t sampling_passes = 0;     // per request and pass that sampled it: generated / this = tokens per pass    // steps in which the draft model ran (it backs off when unsure)
+    uint64_t draft_model_runs = 0;    // steps in which the draft model ran (it backs off when unsure)
+    uint64_t sampling_passes = 0;     // per request and pass that sampled it: generated / this = tokens per pass
+    int largest_prefill_beside_decode = 0;  // most prompt tokens in a pass that also generated (a stream's pause)
     size_t kv_bytes = 0;              // reserved for the whole block pool
     size_t kv_bytes_committed = 0;    // occupied by the blocks used so far (the pool fills lazily)
     KvType kv_type = KvType::F16;

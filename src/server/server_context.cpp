@@ -33,6 +33,7 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
     c.n_slots = std::max(1, o.n_parallel);
     c.n_ctx = n_ctx;
     c.n_batch = o.n_batch;
+    c.prefill_chunk_decoding = o.prefill_chunk_decoding;
     c.max_queue = std::max(0, o.max_queue);
     c.lookup_draft = o.lookup_draft;
     c.draft_model = o.draft_model;

@@ -31,6 +31,7 @@ struct ServerOptions {
     int n_parallel = 4;                    // requests generating at once (scheduler slots)
     int n_ctx = 0;                         // context per slot; 0: min(model's, 4096)
     int n_batch = 512;
+    int prefill_chunk_decoding = 128;      // prompt tokens per pass while others generate
     int max_queue = 64;                    // waiting requests before 429
     std::string api_key;                   // empty: no authentication
     std::vector<std::string> cors_origins; // origins whose pages may call the API ("*": any)

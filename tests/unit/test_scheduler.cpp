@@ -212,6 +212,38 @@ TEST_F(SchedulerTest, SlotsSharingAPrefixUseItsBlocksOnce) {
     EXPECT_GE(rb.finish.n_cached, (prefix_blocks - 1) * KvCache::kBlockSize);
 }
 
+// A long prompt arriving while another request streams is read in chunks of
+// prefill_chunk_decoding tokens, so that stream pauses for one chunk's pass, not for a
+// whole batch; both outputs stay those of each request alone.
+TEST_F(SchedulerTest, ALongPromptAmongStreamsIsReadInSmallChunks) {
+    std::string text;
+    for (int i = 0; i < 10; ++i) text += "Once upon a time, there was a little girl named Lily. ";
+    const RequestParams lone = greedy("Tom had a red ball.", 200);
+    const RequestParams long_prompt = greedy(text, 4);
+    ASSERT_GT(long_prompt.prompt.size(), 100u);
+    Scheduler solo(*model_, *tok_, *pool_, config(1, 512, 256, 8, false));
+    const Collected want_lone = drain(*solo.submit(lone));
+    const Collected want_long = drain(*solo.submit(long_prompt));
+
+    for (int chunk : {24, 0}) {
+        SchedulerConfig c = config(2, 512, 256, 8, false);
+        c.prefill_chunk_decoding = chunk;
+        Scheduler sched(*model_, *tok_, *pool_, c);
+        auto a = sched.submit(lone);
+        ASSERT_TRUE(a->next(std::chrono::seconds(30)).has_value());  // a is generating now
+        auto b = sched.submit(long_prompt);
+        const Collected ra = drain(*a), rb = drain(*b);
+        // (its first token was taken above)
+        EXPECT_EQ(ra.tokens, std::vector<int32_t>(want_lone.tokens.begin() + 1, want_lone.tokens.end()));
+        EXPECT_EQ(rb.tokens, want_long.tokens);
+        const int largest = sched.stats().largest_prefill_beside_decode;
+        if (chunk > 0)
+            EXPECT_LE(largest, chunk);
+        else  // the whole prompt in one pass beside the stream: the pause the chunks avoid
+            EXPECT_EQ(largest, int(long_prompt.prompt.size()));
+    }
+}
+
 // Two requests with the same long prompt at once (an agent's concurrent calls, a client's
 // retry of a request still being read): the second follows the first block by block,
 // picking each up from the prefix cache instead of computing it again.
