@@ -14,8 +14,12 @@ struct Batch {
     std::vector<int32_t> positions;
     std::vector<int32_t> seq_ids;
     std::vector<uint8_t> want_logits;  // 1: return next-token logits for this token
+    // Segment of each token for encoders with token-type embeddings (BERT: 0 for the first
+    // text of a pair, 1 for the second); empty: every token is segment 0. Set it after the
+    // tokens, one entry per token.
+    std::vector<int32_t> token_types;
 
-    void clear() { tokens.clear(); positions.clear(); seq_ids.clear(); want_logits.clear(); }
+    void clear() { tokens.clear(); positions.clear(); seq_ids.clear(); want_logits.clear(); token_types.clear(); }
     void add(int32_t token, int32_t pos, int32_t seq, bool logits) {
         tokens.push_back(token);
         positions.push_back(pos);

@@ -292,7 +292,8 @@ void load_shared_expert(const ModelLoader& ld, const std::string& prefix, int64_
 
 void begin_pass(const Batch& batch, KvCache& cache, int n_vocab) {
     const size_t n = batch.tokens.size();
-    if (batch.positions.size() != n || batch.seq_ids.size() != n || batch.want_logits.size() != n)
+    if (batch.positions.size() != n || batch.seq_ids.size() != n || batch.want_logits.size() != n ||
+        (!batch.token_types.empty() && batch.token_types.size() != n))
         fail("malformed batch: field sizes differ");
     for (int32_t tok : batch.tokens)
         if (tok < 0 || tok >= n_vocab) fail("token id ", tok, " is outside the vocabulary (", n_vocab, ")");
@@ -308,8 +309,11 @@ void Embedding::apply(const Batch& batch, float* x) const {
         if (scale != 1.0f)
             for (int64_t i = 0; i < E; ++i) xt[i] *= scale;
         row.resize(size_t(E));
+        const int32_t type = batch.token_types.empty() ? 0 : batch.token_types[size_t(t)];
+        if (type != 0 && (!types.data || type < 0 || type >= types.rows))
+            fail("token type ", type, " is outside the model's ", types.data ? types.rows : 1, " token types");
         if (types.data) {
-            dequantize_row(types, 0, row.data());
+            dequantize_row(types, type, row.data());
             add_inplace(xt, row.data(), E);
         }
         if (!positions.data) continue;
@@ -346,6 +350,30 @@ void OutputHead::apply(float* x, Pass& p, const ForwardOutputs& out, Pooling poo
     if (out.pooled) pool_sequences(x, E, batch, pooling, out.pooled);
 }
 
+void ClassifierHead::apply(const float* x, Pass& p, float* scores) const {
+    const int64_t E = out.in();
+    std::vector<int32_t> seqs;
+    for (int32_t s : p.batch.seq_ids)
+        if (std::find(seqs.begin(), seqs.end(), s) == seqs.end()) seqs.push_back(s);
+    const int64_t n_seq = int64_t(seqs.size());
+    std::vector<float> first(size_t(n_seq * E)), hidden(size_t(n_seq * E));
+    pool_sequences(x, E, p.batch, Pooling::Cls, first.data());
+    const float* h = first.data();
+    if (dense.w.data) {
+        dense.apply(first.data(), n_seq, hidden.data(), p);
+        for (float& v : hidden) v = std::tanh(v);
+        h = hidden.data();
+    }
+    out.apply(h, n_seq, scores, p);
+}
+
+ClassifierHead load_classifier_head(const ModelLoader& ld, int64_t n_embd) {
+    ClassifierHead c;
+    if (ld.has("cls.weight")) c.dense = load_linear(ld, "cls", n_embd, n_embd);
+    c.out = load_linear(ld, "cls.output", n_embd, -1);
+    return c;
+}
+
 OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_embd, int64_t n_embd, NormKind kind,
                             float eps) {
     OutputHead h;
@@ -376,7 +404,7 @@ void pool_sequences(const float* x, int64_t dim, const Batch& batch, Pooling poo
         if (pooling == Pooling::Mean)
             for (int64_t d = 0; d < dim; ++d) dst[d] /= float(count);
         else
-            std::copy_n(pooling == Pooling::Cls ? first : last, dim, dst);
+            std::copy_n(pooling == Pooling::Cls || pooling == Pooling::Rank ? first : last, dim, dst);
     }
 }
 

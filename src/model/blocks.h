@@ -296,6 +296,19 @@ OutputHead load_output_head(const ModelLoader& ld, const WeightMatrix& token_emb
 void write_hidden_outputs(const float* x, int64_t dim, const Batch& batch, const ForwardOutputs& out,
                           Pooling pooling);
 
+// A sequence classifier (cross-encoder rerankers: GGUF pooling_type rank) on each
+// sequence's first-token vector h: s = out · tanh(dense · h) (the dense layer is optional:
+// `cls` {E, E}; `cls.output` {E, n_out}, both with biases), n_out scores per sequence.
+struct ClassifierHead {
+    Linear dense;  // w.data == nullptr: none (the pooled vector goes to `out` as it is)
+    Linear out;
+    int64_t n_out() const { return out.out(); }
+    // x: the batch's rows (p.n x E); scores: n_out per sequence, in order of first appearance.
+    void apply(const float* x, Pass& p, float* scores) const;
+};
+// `cls.output` (required) and `cls` (optional).
+ClassifierHead load_classifier_head(const ModelLoader& ld, int64_t n_embd);
+
 // ---- RoPE frequency factors ----
 // LongRoPE (Phi-3 128k, Phi-3.5): per-pair frequency divisors for a long context
 // (`rope_factors_long`) and a short one (`rope_factors_short`). As in the reference

@@ -20,7 +20,9 @@ namespace pensieve {
 class ThreadPool;
 
 // How a sequence's token embeddings become one vector (GGUF `<arch>.pooling_type`).
-enum class Pooling { None = 0, Mean = 1, Cls = 2, Last = 3 };
+// Rank: a reranker's relevance score, the classification head (ForwardOutputs::scores)
+// on the first token's vector (pool_sequences gives that vector, as Cls).
+enum class Pooling { None = 0, Mean = 1, Cls = 2, Last = 3, Rank = 4 };
 const char* pooling_name(Pooling p);
 // One vector per sequence of the batch (in order of first appearance) from the rows of x
 // (one per batch token, dim values each): their mean, the first (Cls) or the last (Last,
@@ -53,6 +55,8 @@ struct ModelConfig {
     bool encoder_decoder = false;
     int decoder_start_token = -1;
     Pooling pooling = Pooling::None;
+    int n_cls_out = 0;       // outputs of a classification head (cls.output): a reranker's 1 score
+    int n_token_types = 0;   // rows of token_types (BERT: segments 0 and 1 of a text pair)
     RopeParams rope;
 };
 
@@ -67,6 +71,9 @@ struct ForwardOutputs {
     // that sequence's batch tokens as config().pooling says (None: as Last). An embedding
     // request sends a whole sequence in one batch.
     float* pooled = nullptr;
+    // config().n_cls_out floats per sequence (same order): the classification head on the
+    // sequence's first-token vector; a reranker's relevance score (pooling Rank).
+    float* scores = nullptr;
     // > 0: exit early, after the first n_layers layers, into the final norm and output
     // head: the model's own first layers as a draft model (self-speculation). Only for
     // models whose early_exit() is true; the cache then holds those layers only

@@ -71,7 +71,7 @@ ModelConfig read_transformer_config(const HParams& hp, RopeStyle rope_style) {
     c.n_expert_used = hp.integer("expert_used_count", 0);
     c.causal = hp.file().get_bool(hp.arch() + ".attention.causal", true);  // a bool in GGUF
     const int pooling = hp.integer("pooling_type", 0);
-    if (pooling < 0 || pooling > 3) fail(path, ": ", hp.arch(), ".pooling_type = ", pooling, " is not supported");
+    if (pooling < 0 || pooling > 4) fail(path, ": ", hp.arch(), ".pooling_type = ", pooling, " is not supported");
     c.pooling = Pooling(pooling);
 
     if (c.head_dim <= 0 || c.head_dim_v <= 0)

@@ -67,6 +67,7 @@ const char* pooling_name(Pooling p) {
         case Pooling::Mean: return "mean";
         case Pooling::Cls: return "cls";
         case Pooling::Last: return "last";
+        case Pooling::Rank: return "rank";
     }
     return "?";
 }

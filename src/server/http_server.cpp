@@ -249,6 +249,7 @@ void HttpServer::install_handlers() {
     register_misc_routes(*router_, ctx);
     register_openai_routes(*router_, ctx);
     register_embeddings_routes(*router_, ctx);
+    register_rerank_routes(*router_, ctx);
     register_anthropic_routes(*router_, ctx);
     register_responses_routes(*router_, ctx);
     register_web_routes(*router_);

@@ -70,6 +70,7 @@ void register_openai_routes(Router& router, ServerContext& ctx);
 void register_anthropic_routes(Router& router, ServerContext& ctx);
 void register_responses_routes(Router& router, ServerContext& ctx);
 void register_embeddings_routes(Router& router, ServerContext& ctx);
+void register_rerank_routes(Router& router, ServerContext& ctx);
 void register_misc_routes(Router& router, ServerContext& ctx);
 void register_web_routes(Router& router);
 // Paths of the embedded chat page and its icon (served without the API key, like /health).

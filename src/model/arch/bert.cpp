@@ -5,7 +5,9 @@
 //     per layer:  x = ln_attn(x + Wo · attention(x));   x = ln_out(x + W_down · gelu(W_up · x))
 // Every linear and norm has a bias; GELU is the erf form. There is no output head:
 // forward() gives the last layer's hidden states, per token or pooled per sequence as
-// `bert.pooling_type` says (mean, cls, ...), and refuses to produce logits.
+// `bert.pooling_type` says (mean, cls, ...), and refuses to produce logits. A
+// cross-encoder reranker (pooling rank) adds a classification head (`cls`, `cls.output`)
+// whose score says how well the pair of texts in the sequence go together.
 #include "model/arch/arch.h"
 #include "util/error.h"
 
@@ -29,6 +31,7 @@ private:
     Embedding embd_;
     Norm embd_norm_;
     std::vector<BertLayer> layers_;
+    ClassifierHead cls_;  // rerankers only (cls.output present)
     Scratch s_;
 };
 
@@ -48,7 +51,14 @@ Bert::Bert(std::unique_ptr<GgufFile> file) : Model(std::move(file)) {
     embd_.positions = ld.matrix("position_embd.weight", c.n_embd, -1);
     memory_.max_positions = int(embd_.positions.rows);
     if (ld.has("token_types.weight")) embd_.types = ld.matrix("token_types.weight", c.n_embd, -1);
+    c.n_token_types = int(embd_.types.rows);
     embd_norm_ = load_norm(ld, "token_embd_norm", c.n_embd, NormKind::Layer, eps);
+    if (ld.has("cls.output.weight")) {
+        cls_ = load_classifier_head(ld, c.n_embd);
+        c.n_cls_out = int(cls_.n_out());
+    } else if (c.pooling == Pooling::Rank) {
+        fail(file_->path(), ": bert.pooling_type is rank but the file has no classification head (cls.output.weight)");
+    }
 
     AttentionOptions ao = attention_options(c);
     ao.causal = false;
@@ -87,6 +97,10 @@ void Bert::forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const F
     }
     p.commit();
     write_hidden_outputs(x, E, batch, out, c.pooling);
+    if (out.scores) {
+        if (c.n_cls_out == 0) fail(file_->path(), ": this model has no classification head: it gives no scores");
+        cls_.apply(x, p, out.scores);
+    }
 }
 
 }  // namespace
