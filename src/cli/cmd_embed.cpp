@@ -26,8 +26,9 @@ int embed(const EmbedOptions& o) {
     if (o.pooling == "mean") pooling = Pooling::Mean;
     else if (o.pooling == "cls") pooling = Pooling::Cls;
     else if (o.pooling == "last") pooling = Pooling::Last;
-    for (const std::string& text : o.texts) {
-        std::vector<float> v = embed_tokens(*lm.model, *lm.pool, lm.tokenizer->encode(text, true), pooling);
+    std::vector<std::vector<int32_t>> inputs;
+    for (const std::string& text : o.texts) inputs.push_back(lm.tokenizer->encode(text, true));
+    for (std::vector<float>& v : embed_inputs(*lm.model, *lm.pool, inputs, pooling)) {
         if (o.normalize) l2_normalize(v);
         std::fputc('[', stdout);
         for (size_t i = 0; i < v.size(); ++i) std::printf(i ? ", %.9g" : "%.9g", double(v[i]));

@@ -1,9 +1,12 @@
-// Embeddings of whole texts: a tokenized input runs through the model as one batch in a
-// memory of its own (an encoder's tokens see the whole input, so it cannot be cut into
-// chunks), and its last-layer vectors are pooled into one vector.
+// Embeddings of whole texts: each tokenized input runs through the model as one sequence
+// in a memory of its own (an encoder's tokens see the whole input, so it cannot be cut
+// into chunks), and its last-layer vectors are pooled into one vector. Several inputs
+// share a forward pass (one sequence each), so a request with many short texts costs a
+// few passes, not one per text.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "model/model.h"
@@ -15,10 +18,30 @@ class ThreadPool;
 // Most tokens one input may have: the model's learned positions, or its training context.
 int embedding_max_tokens(const Model& model);
 
-// The pooled vector (n_embd floats) of one input's tokens (special tokens included, as
-// the tokenizer's add_special gives them). Takes the model's forward_mutex for its pass.
-// Throws Error for an empty input, one longer than embedding_max_tokens, or token ids
-// outside the vocabulary.
+// Throws Error for an input forward() would refuse: empty, longer than
+// embedding_max_tokens, or token ids outside the vocabulary.
+void check_embedding_input(const Model& model, const std::vector<int32_t>& tokens);
+
+// Tokens in one pass of several inputs (a longer input still gets a pass of its own).
+constexpr size_t kEncoderPassTokens = 4096;
+
+// Consecutive groups [first, last) of inputs with these lengths, each at most max_tokens
+// tokens in all (or a single input), in order.
+std::vector<std::pair<size_t, size_t>> pass_groups(const std::vector<size_t>& lengths, size_t max_tokens);
+
+// One forward pass over inputs[first, last), one sequence each at positions 0.., with
+// their segments (types empty, or one list per input), in a memory of its own, holding
+// the model's forward_mutex; `out` gets what it asks for (pooled, scores: per input).
+void encode_pass(Model& model, ThreadPool& pool, const std::vector<std::vector<int32_t>>& inputs,
+                 const std::vector<std::vector<int32_t>>& types, size_t first, size_t last, const ForwardOutputs& out);
+
+// The pooled vector (n_embd floats) of each input's tokens (special tokens included, as
+// the tokenizer's add_special gives them), in order. Throws Error (naming the input's
+// index when there are several) for an input check_embedding_input refuses.
+std::vector<std::vector<float>> embed_inputs(Model& model, ThreadPool& pool,
+                                             const std::vector<std::vector<int32_t>>& inputs, Pooling pooling);
+
+// One input.
 std::vector<float> embed_tokens(Model& model, ThreadPool& pool, const std::vector<int32_t>& tokens,
                                 Pooling pooling);
 

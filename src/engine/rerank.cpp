@@ -38,47 +38,26 @@ RerankPair make_rerank_pair(const Tokenizer& tok, const Model& model, const std:
     return p;
 }
 
-namespace {
-
-// Scores of pairs[first, last) in one pass, one sequence each.
-void score_pass(Model& model, ThreadPool& pool, const std::vector<RerankPair>& pairs, size_t first, size_t last,
-                float* scores) {
-    const int n_out = model.config().n_cls_out;
-    Batch batch;
-    size_t longest = 0;
-    for (size_t i = first; i < last; ++i) {
-        const RerankPair& p = pairs[i];
-        if (p.tokens.empty()) fail("pair ", i, " is empty");
-        for (size_t t = 0; t < p.tokens.size(); ++t) {
-            batch.add(p.tokens[t], int32_t(t), int32_t(i - first), true);
-            batch.token_types.push_back(p.types.empty() ? 0 : p.types[t]);
-        }
-        longest = std::max(longest, p.tokens.size());
-    }
-    std::vector<float> out(size_t(last - first) * size_t(n_out));
-    ForwardOutputs fo;
-    fo.scores = out.data();
-    {
-        std::lock_guard<std::mutex> turn(model.forward_mutex());
-        KvCache cache = model.make_cache(int(longest), int(last - first));
-        model.forward(batch, cache, pool, fo);
-    }
-    for (size_t i = first; i < last; ++i) scores[i] = out[(i - first) * size_t(n_out)];
-}
-
-}  // namespace
-
 std::vector<float> rerank_scores(Model& model, ThreadPool& pool, const std::vector<RerankPair>& pairs) {
     if (!can_rerank(model))
         fail("this model (", model.config().arch, ") has no classification head: it cannot rerank");
-    std::vector<float> scores(pairs.size());
-    size_t first = 0;
-    while (first < pairs.size()) {
-        size_t last = first, tokens = 0;
-        while (last < pairs.size() && (last == first || tokens + pairs[last].tokens.size() <= size_t(kRerankPassTokens)))
-            tokens += pairs[last++].tokens.size();
-        score_pass(model, pool, pairs, first, last, scores.data());
-        first = last;
+    std::vector<std::vector<int32_t>> tokens, types;
+    std::vector<size_t> lengths;
+    for (const RerankPair& p : pairs) {
+        check_embedding_input(model, p.tokens);
+        if (p.types.size() != p.tokens.size()) fail("a pair's segments do not match its tokens");
+        tokens.push_back(p.tokens);
+        types.push_back(p.types);
+        lengths.push_back(p.tokens.size());
+    }
+    const size_t n_out = size_t(model.config().n_cls_out);
+    std::vector<float> scores;
+    for (const auto& [first, last] : pass_groups(lengths, kEncoderPassTokens)) {
+        std::vector<float> out((last - first) * n_out);
+        ForwardOutputs fo;
+        fo.scores = out.data();
+        encode_pass(model, pool, tokens, types, first, last, fo);
+        for (size_t i = 0; i < last - first; ++i) scores.push_back(out[i * n_out]);  // the first output
     }
     return scores;
 }

@@ -32,9 +32,8 @@ RerankPair make_rerank_pair(const Tokenizer& tok, const Model& model, const std:
 bool can_rerank(const Model& model);
 
 // The relevance score of each pair, in order. Pairs share forward passes (one sequence
-// each, up to kRerankPassTokens tokens a pass); each pass holds the model's forward_mutex.
-// Throws Error when the model cannot rerank.
-constexpr int kRerankPassTokens = 4096;
+// each, up to kEncoderPassTokens tokens a pass: engine/embed.h); each pass holds the
+// model's forward_mutex. Throws Error when the model cannot rerank.
 std::vector<float> rerank_scores(Model& model, ThreadPool& pool, const std::vector<RerankPair>& pairs);
 
 }  // namespace pensieve

@@ -85,15 +85,16 @@ void embeddings(const httplib::Request& req, httplib::Response& res, Engine& e) 
     const bool normalize = get_bool(body, "normalize", true);
     const std::vector<std::vector<int32_t>> inputs = parse_inputs(body, e.tokenizer);
 
+    std::vector<std::vector<float>> vectors;
+    try {
+        vectors = embed_inputs(e.model, e.pool, inputs, c.pooling);  // "input[i]: ..." when several
+    } catch (const Error& err) {
+        bad_request((inputs.size() > 1 ? "" : "input: ") + std::string(err.what()), "input");
+    }
     json data = json::array();
     int64_t n_tokens = 0;
     for (size_t i = 0; i < inputs.size(); ++i) {
-        std::vector<float> v;
-        try {
-            v = embed_tokens(e.model, e.pool, inputs[i], c.pooling);
-        } catch (const Error& err) {
-            bad_request((inputs.size() > 1 ? "input[" + std::to_string(i) + "]: " : "input: ") + err.what(), "input");
-        }
+        std::vector<float>& v = vectors[i];
         if (normalize) l2_normalize(v);
         n_tokens += int64_t(inputs[i].size());
         data.push_back({{"object", "embedding"},
