@@ -52,9 +52,7 @@ void encode_pass(Model& model, ThreadPool& pool, const std::vector<std::vector<i
     model.forward(batch, cache, pool, out);
 }
 
-std::vector<std::vector<float>> embed_inputs(Model& model, ThreadPool& pool,
-                                             const std::vector<std::vector<int32_t>>& inputs, Pooling pooling) {
-    std::vector<size_t> lengths;
+void check_embedding_inputs(const Model& model, const std::vector<std::vector<int32_t>>& inputs) {
     for (size_t i = 0; i < inputs.size(); ++i) {
         try {
             check_embedding_input(model, inputs[i]);
@@ -62,8 +60,16 @@ std::vector<std::vector<float>> embed_inputs(Model& model, ThreadPool& pool,
             if (inputs.size() == 1) throw;
             fail("input[", i, "]: ", e.what());
         }
-        lengths.push_back(inputs[i].size());
     }
+}
+
+std::vector<std::vector<float>> embed_inputs(Model& model, ThreadPool& pool,
+                                             const std::vector<std::vector<int32_t>>& inputs,
+                                             const std::vector<Pooling>& poolings) {
+    check_embedding_inputs(model, inputs);
+    if (poolings.size() != 1 && poolings.size() != inputs.size()) fail("one pooling per input, or one for all");
+    std::vector<size_t> lengths;
+    for (const std::vector<int32_t>& in : inputs) lengths.push_back(in.size());
     const size_t E = size_t(model.config().n_embd);
     std::vector<std::vector<float>> vectors;
     for (const auto& [first, last] : pass_groups(lengths, kEncoderPassTokens)) {
@@ -74,13 +80,14 @@ std::vector<std::vector<float>> embed_inputs(Model& model, ThreadPool& pool,
         ForwardOutputs out;
         out.embeddings = rows.data();
         encode_pass(model, pool, inputs, {}, first, last, out);
-        Batch seqs;  // the pass's layout again, for pool_sequences
-        for (size_t i = first; i < last; ++i)
-            for (size_t t = 0; t < lengths[i]; ++t) seqs.add(0, int32_t(t), int32_t(i - first), true);
-        std::vector<float> pooled((last - first) * E);
-        pool_sequences(rows.data(), int64_t(E), seqs, pooling, pooled.data());
-        for (size_t i = first; i < last; ++i)
-            vectors.emplace_back(pooled.begin() + long((i - first) * E), pooled.begin() + long((i - first + 1) * E));
+        const float* x = rows.data();
+        for (size_t i = first; i < last; ++i) {
+            Batch one;  // the input's rows alone, for pool_sequences
+            for (size_t t = 0; t < lengths[i]; ++t) one.add(0, int32_t(t), 0, true);
+            std::vector<float>& v = vectors.emplace_back(E);
+            pool_sequences(x, int64_t(E), one, poolings[poolings.size() == 1 ? 0 : i], v.data());
+            x += lengths[i] * E;
+        }
     }
     return vectors;
 }

@@ -35,11 +35,19 @@ std::vector<std::pair<size_t, size_t>> pass_groups(const std::vector<size_t>& le
 void encode_pass(Model& model, ThreadPool& pool, const std::vector<std::vector<int32_t>>& inputs,
                  const std::vector<std::vector<int32_t>>& types, size_t first, size_t last, const ForwardOutputs& out);
 
+// check_embedding_input for each; the Error names the input's index when there are several.
+void check_embedding_inputs(const Model& model, const std::vector<std::vector<int32_t>>& inputs);
+
 // The pooled vector (n_embd floats) of each input's tokens (special tokens included, as
-// the tokenizer's add_special gives them), in order. Throws Error (naming the input's
-// index when there are several) for an input check_embedding_input refuses.
+// the tokenizer's add_special gives them), in order, input i pooled as poolings[i] (or
+// all as poolings[0] when it has one entry). Throws Error as check_embedding_inputs.
 std::vector<std::vector<float>> embed_inputs(Model& model, ThreadPool& pool,
-                                             const std::vector<std::vector<int32_t>>& inputs, Pooling pooling);
+                                             const std::vector<std::vector<int32_t>>& inputs,
+                                             const std::vector<Pooling>& poolings);
+inline std::vector<std::vector<float>> embed_inputs(Model& model, ThreadPool& pool,
+                                                    const std::vector<std::vector<int32_t>>& inputs, Pooling pooling) {
+    return embed_inputs(model, pool, inputs, std::vector<Pooling>{pooling});
+}
 
 // One input.
 std::vector<float> embed_tokens(Model& model, ThreadPool& pool, const std::vector<int32_t>& tokens,

@@ -1,7 +1,8 @@
 // POST /v1/embeddings (OpenAI): one vector per input of an embedding model (BERT), L2
 // normalised as OpenAI's are (`"normalize": false`, our extension, gives the raw pooled
 // vector), as JSON floats or base64 of little-endian float32 (`encoding_format`). A model
-// that generates text has no embeddings here: 400.
+// that generates text has no embeddings here: 400. Requests arriving together share
+// forward passes (engine/encoder_queue.h).
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -87,7 +88,7 @@ void embeddings(const httplib::Request& req, httplib::Response& res, Engine& e) 
 
     std::vector<std::vector<float>> vectors;
     try {
-        vectors = embed_inputs(e.model, e.pool, inputs, c.pooling);  // "input[i]: ..." when several
+        vectors = e.encoder.embed(inputs, c.pooling);  // "input[i]: ..." when several
     } catch (const Error& err) {
         bad_request((inputs.size() > 1 ? "" : "input: ") + std::string(err.what()), "input");
     }

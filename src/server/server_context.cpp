@@ -80,7 +80,8 @@ Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOpt
       n_ctx(default_ctx(o, m)),
       chat(ChatFormatter::for_model(m.file(), tok, o.chat_template_source)),
       shown_control_tokens(control_tokens_of(tok, chat.reply_special_texts())),
-      scheduler(m, tok, pool, scheduler_config(o, n_ctx, m)) {}
+      scheduler(m, tok, pool, scheduler_config(o, n_ctx, m)),
+      encoder(m, pool) {}
 
 ChatPrompt Engine::chat_prompt(const json& messages, const json& tools) const {
     return make_chat_prompt(tokenizer, messages, tools,

@@ -13,6 +13,7 @@
 
 #include "chat/chat_format.h"
 #include "chat/chat_prompt.h"
+#include "engine/encoder_queue.h"
 #include "engine/scheduler.h"
 #include "server/metrics.h"
 #include "server/warm_up.h"
@@ -83,6 +84,7 @@ struct Engine {
     // generated text (GenerateOptions::shown_control_tokens) so replies can be parsed.
     std::vector<int32_t> shown_control_tokens;
     Scheduler scheduler;
+    EncoderQueue encoder;     // embedding requests, batched across requests
 };
 
 // A submitted request, cancelled when the handler lets go of it before its end (client
