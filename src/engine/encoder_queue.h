@@ -1,5 +1,5 @@
-// Embedding requests of many clients share forward passes. A request's inputs join a
-// queue; a request that finds no pass running leads: it takes everything queued, runs
+// Embedding and rerank requests of many clients share forward passes. A request's inputs
+// join a queue; a request that finds no pass running leads: it takes everything queued, runs
 // it in shared passes (engine/embed.h: up to kEncoderPassTokens tokens each, every
 // vector bit for bit what its input gets alone) and hands each request its vectors,
 // while requests that arrive meanwhile wait for the next round. No thread of its own:
@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "engine/rerank.h"
 #include "model/model.h"
 
 namespace pensieve {
@@ -24,6 +25,8 @@ public:
     // embed_inputs(model, pool, inputs, pooling), in passes shared with other callers'.
     // Throws Error for a bad input before queueing (the index named when several).
     std::vector<std::vector<float>> embed(const std::vector<std::vector<int32_t>>& inputs, Pooling pooling);
+    // rerank_scores(model, pool, pairs), in passes shared with other callers' pairs.
+    std::vector<float> rerank(const std::vector<RerankPair>& pairs);
 
     struct Stats {
         uint64_t requests = 0;  // embed() calls that were queued
@@ -34,6 +37,7 @@ public:
 
 private:
     struct Job;
+    void run(Job& job);  // queues the job and returns when a round has done it
     void run_round(const std::vector<Job*>& jobs);
 
     Model& model_;

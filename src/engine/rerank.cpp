@@ -38,14 +38,20 @@ RerankPair make_rerank_pair(const Tokenizer& tok, const Model& model, const std:
     return p;
 }
 
-std::vector<float> rerank_scores(Model& model, ThreadPool& pool, const std::vector<RerankPair>& pairs) {
+void check_rerank_pairs(const Model& model, const std::vector<RerankPair>& pairs) {
     if (!can_rerank(model))
         fail("this model (", model.config().arch, ") has no classification head: it cannot rerank");
-    std::vector<std::vector<int32_t>> tokens, types;
-    std::vector<size_t> lengths;
     for (const RerankPair& p : pairs) {
         check_embedding_input(model, p.tokens);
         if (p.types.size() != p.tokens.size()) fail("a pair's segments do not match its tokens");
+    }
+}
+
+std::vector<float> rerank_scores(Model& model, ThreadPool& pool, const std::vector<RerankPair>& pairs) {
+    check_rerank_pairs(model, pairs);
+    std::vector<std::vector<int32_t>> tokens, types;
+    std::vector<size_t> lengths;
+    for (const RerankPair& p : pairs) {
         tokens.push_back(p.tokens);
         types.push_back(p.types);
         lengths.push_back(p.tokens.size());

@@ -31,6 +31,9 @@ RerankPair make_rerank_pair(const Tokenizer& tok, const Model& model, const std:
 // True when the model can rerank (it has a classification head).
 bool can_rerank(const Model& model);
 
+// Throws Error when the model cannot rerank or a pair is one forward() would refuse.
+void check_rerank_pairs(const Model& model, const std::vector<RerankPair>& pairs);
+
 // The relevance score of each pair, in order. Pairs share forward passes (one sequence
 // each, up to kEncoderPassTokens tokens a pass: engine/embed.h); each pass holds the
 // model's forward_mutex. Throws Error when the model cannot rerank.

@@ -62,7 +62,7 @@ void rerank(const httplib::Request& req, httplib::Response& res, Engine& e) {
         }
         n_tokens += int64_t(pairs.back().tokens.size());
     }
-    const std::vector<float> scores = rerank_scores(e.model, e.pool, pairs);
+    const std::vector<float> scores = e.encoder.rerank(pairs);  // shared passes with other requests
 
     std::vector<size_t> order(documents.size());
     std::iota(order.begin(), order.end(), size_t(0));

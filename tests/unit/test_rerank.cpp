@@ -7,9 +7,11 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
 #include <unistd.h>
 
 #include "engine/embed.h"
+#include "engine/encoder_queue.h"
 #include "engine/rerank.h"
 #include "util/error.h"
 #include "server_harness.h"
@@ -167,6 +169,37 @@ TEST(Rerank, PairsScoredTogetherScoreAsAlone) {
         const float alone = rerank_scores(*r.model, *r.pool, {pairs[i]})[0];
         EXPECT_NEAR(together[i], alone, 1e-5 * (1.0 + std::fabs(alone))) << i;
     }
+}
+
+// Rerank requests arriving together share a round of the server's encoder queue, with
+// the scores of each request its own.
+TEST(Rerank, RequestsSharingARoundGetTheirOwnScores) {
+    Reranker& r = Reranker::get();
+    EncoderQueue queue(*r.model, *r.pool);
+    std::vector<std::vector<RerankPair>> requests(3);
+    for (size_t i = 0; i < kDocs.size(); ++i)
+        requests[i % 3].push_back(make_rerank_pair(*r.tokenizer, *r.model, kQuery, kDocs[i]));
+    std::vector<std::vector<float>> got(requests.size());
+    std::vector<std::thread> threads;
+    {
+        std::unique_lock<std::mutex> hold(r.model->forward_mutex());
+        threads.emplace_back([&] { got[0] = queue.rerank(requests[0]); });
+        while (queue.stats().rounds < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        for (size_t q = 1; q < requests.size(); ++q) threads.emplace_back([&, q] { got[q] = queue.rerank(requests[q]); });
+        while (queue.waiting() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_EQ(queue.stats().rounds, 2u);
+    for (size_t q = 0; q < requests.size(); ++q) {
+        ASSERT_EQ(got[q].size(), requests[q].size());
+        for (size_t i = 0; i < requests[q].size(); ++i) {
+            const float alone = rerank_scores(*r.model, *r.pool, {requests[q][i]})[0];
+            EXPECT_NEAR(got[q][i], alone, 1e-5 * (1.0 + std::fabs(alone))) << q << " " << i;
+        }
+    }
+    const auto plain = load_model(shared_dir() + "/models/arch/bert.gguf");
+    EncoderQueue plain_queue(*plain, *r.pool);
+    EXPECT_THROW(plain_queue.rerank(requests[0]), Error);
 }
 
 // ---- POST /v1/rerank ----
