@@ -62,7 +62,8 @@ const duration = Number(opt.duration) * 1000;
 const maxRequests = Number(opt['max-requests']);
 const maxTokens = Number(opt['max-tokens']);
 const temperature = Number(opt.temperature);
-const parallel = Number(opt.parallel || Math.max(...levels));
+// The long prompt (--long-prompt) gets a slot of its own beside the level's clients.
+const parallel = Number(opt.parallel || Math.max(...levels) + (Number(opt['long-prompt']) > 0 ? 1 : 0));
 
 // Varied prompts: different lengths and openings, so requests do not all share a prefix
 // (the prefix cache would otherwise make prompt processing free).
