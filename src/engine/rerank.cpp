@@ -1,7 +1,6 @@
 #include "engine/rerank.h"
 
 #include <algorithm>
-#include <mutex>
 
 #include "engine/embed.h"
 #include "model/model.h"
