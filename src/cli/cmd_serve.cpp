@@ -16,11 +16,14 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "model/model.h"
+#include "server/api_errors.h"
 #include "server/http_server.h"
+#include "server/model_catalog.h"
 #include "server/request_guard.h"
 #include "server/warm_up.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/plural.h"
 #include "util/thread_pool.h"
 #include "util/timer.h"
 
@@ -30,6 +33,10 @@ namespace {
 
 struct ServeOptions {
     ModelOptions model;
+    std::string models_dir;               // --models-dir: load models on demand
+    std::string keep_alive = "5m";
+    double max_ram_gib = -1;               // -1: 3/4 of physical memory
+    server::HostOptions host;
     server::ServerOptions server;
     std::string chat_template_file;
     std::string draft_model;
@@ -65,6 +72,41 @@ void return_memory_promptly() {
     mallopt(M_TRIM_THRESHOLD, 1 << 20);
 }
 
+std::string file_stem(const std::string& path) {
+    std::string name = file_name(path);
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
+    return name;
+}
+
+uint64_t physical_memory_bytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+}
+
+// --models-dir: the folder's catalog and the host's limits, checked before anything loads.
+server::ModelCatalog open_models_dir(ServeOptions& o) {
+    server::HostOptions& h = o.host;
+    try {
+        h.keep_alive_seconds = server::parse_keep_alive(json(o.keep_alive));
+    } catch (const server::ApiError&) {
+        fail("--keep-alive ", o.keep_alive, ": expected seconds or a duration such as 5m, 30s, 1h (negative: forever)");
+    }
+    h.max_ram_bytes = o.max_ram_gib >= 0 ? uint64_t(o.max_ram_gib * double(1ull << 30)) : physical_memory_bytes() / 4 * 3;
+    h.threads = o.model.threads;
+    server::ModelCatalog catalog = server::ModelCatalog::folder(o.models_dir);
+    const auto entries = catalog.entries();
+    std::fprintf(stderr, "pensieve: %s in %s (loaded when a request names one; idle ones unload after %s; "
+                         "at most %d loaded, %.1f GiB)\n",
+                 count_of(entries.size(), "model").c_str(), o.models_dir.c_str(), o.keep_alive.c_str(), h.max_models,
+                 double(h.max_ram_bytes) / double(1ull << 30));
+    for (const auto& e : entries)
+        std::fprintf(stderr, "pensieve:   %-40s %-10s %-8s %7.2f GiB\n", e.name.c_str(), e.architecture.c_str(),
+                     e.quantization.c_str(), double(e.bytes) / double(1ull << 30));
+    for (const auto& s : catalog.skipped())
+        std::fprintf(stderr, "pensieve:   skipped %s: %s\n", s.path.c_str(), s.reason.c_str());
+    return catalog;
+}
+
 void warn_if_exposed(const server::ServerOptions& so) {
     const std::vector<std::string> warnings = server::exposure_warnings(so);
     if (warnings.empty()) return;
@@ -86,6 +128,9 @@ int serve(ServeOptions o) {
     so.cache_type = o.cache_type.resolve();
     so.prefix_cache = !o.no_prefix_cache;
     if (!so.prefix_cache && !so.cache_dir.empty()) fail("--no-prefix-cache and --cache-dir exclude each other");
+    if (o.model.path.empty() && o.models_dir.empty()) fail("give a model (-m FILE) or a folder of models (--models-dir DIR)");
+    std::optional<server::ModelCatalog> catalog;
+    if (!o.models_dir.empty()) catalog.emplace(open_models_dir(o));
     std::vector<server::WarmUpRequest> warm_up;  // read now: a bad file fails before the model loads
     if (!o.warm_cache.empty()) {
         if (!so.prefix_cache) fail("--warm-cache needs the prefix cache (drop --no-prefix-cache)");
@@ -111,15 +156,22 @@ int serve(ServeOptions o) {
     server::HttpServer http(so);
     http.bind();
     http.start();
-    std::fprintf(stderr, "pensieve: listening on %s (loading the model; /health says 503 until ready)\n",
-                 http.url().c_str());
+    if (!o.model.path.empty())
+        std::fprintf(stderr, "pensieve: listening on %s (loading the model; /health says 503 until ready)\n",
+                     http.url().c_str());
     warn_if_exposed(so);
 
-    m.emplace(load(o.model));
-    http.set_model(*m->model, *m->tokenizer, *m->pool, file_name(o.model.path));
+    // In a folder, models are named by their stem ("model": "qwen2.5-7b-instruct-q4_k_m");
+    // alone, by the file name (any name reaches it).
+    const std::string name = catalog ? file_stem(o.model.path) : file_name(o.model.path);
+    if (catalog) http.serve_folder(std::move(*catalog), o.host);
+    if (!o.model.path.empty()) {
+        m.emplace(load(o.model));
+        http.set_model(*m->model, *m->tokenizer, *m->pool, name);
+    }
     auto announce = [&] {
-        std::fprintf(stderr, "pensieve: serving %s at %s%s\n", file_name(o.model.path).c_str(), http.url().c_str(),
-                     so.api_key.empty() ? "" : " (API key required)");
+        std::fprintf(stderr, "pensieve: serving %s at %s%s\n", o.model.path.empty() ? o.models_dir.c_str() : name.c_str(),
+                     http.url().c_str(), so.api_key.empty() ? "" : " (API key required)");
     };
     // The warm-up runs on its own thread so that a SIGTERM during a long one (minutes of
     // prefill on a slow machine) stops the server as promptly as at any other time.
@@ -161,7 +213,25 @@ Command add_serve_command(CLI::App& root) {
     auto o = std::make_shared<ServeOptions>();
     server::ServerOptions& s = o->server;
     CLI::App* app = root.add_subcommand("serve", "Serve the model over OpenAI- and Anthropic-compatible HTTP APIs");
-    add_model_options(*app, o->model);
+    // -m, or --models-dir, or both (the -m model then stays loaded and is the default).
+    app->add_option("-m,--model", o->model.path, "Model file (GGUF)")->check(CLI::ExistingFile);
+    app->add_option("-t,--threads", o->model.threads, "Threads per model (0: one per core)")->check(CLI::Range(0, 256));
+    app->add_option("--models-dir", o->models_dir,
+                    "Serve every .gguf in this folder (and its sub-folders), each by its file stem as the "
+                    "request's \"model\"; loaded when first asked for (aliases: DIR/models.json)")
+        ->check(CLI::ExistingDirectory);
+    app->add_option("--keep-alive", o->keep_alive,
+                    "How long an idle model stays loaded (--models-dir): seconds or 30s, 5m, 1h; negative: forever; "
+                    "a request's \"keep_alive\" overrides it")
+        ->capture_default_str();
+    app->add_option("--max-models", o->host.max_models, "Models loaded at once (--models-dir; 0: no limit)")
+        ->check(CLI::Range(0, 1000))->capture_default_str();
+    app->add_option("--max-ram", o->max_ram_gib,
+                    "GiB that loaded models (weights + KV cache) may take (--models-dir; default: 3/4 of the memory)")
+        ->check(CLI::Range(0.0, 1e6));
+    app->add_option("--load-timeout", o->host.load_timeout_seconds,
+                    "Seconds a request waits for its model to load or for a busy model to free room")
+        ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
     app->add_option("--host", s.host, "Address to listen on")->capture_default_str();
     app->add_option("--port", s.port, "Port to listen on (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
     app->add_option("--parallel,--np", s.n_parallel, "Requests generating at once (slots)")->check(CLI::Range(1, 256))->capture_default_str();

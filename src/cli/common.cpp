@@ -1,21 +1,13 @@
 #include "cli/common.h"
 
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include "engine/request.h"
 #include "model/model.h"
-#include "tokenizer/tokenizer.h"
 #include "util/error.h"
-#include "util/thread_pool.h"
-#include "util/timer.h"
 
 namespace pensieve {
-
-LoadedModel::LoadedModel() = default;
-LoadedModel::~LoadedModel() = default;
-LoadedModel::LoadedModel(LoadedModel&&) noexcept = default;
 
 void add_model_options(CLI::App& app, ModelOptions& o) {
     app.add_option("-m,--model", o.path, "Model file (GGUF)")->required()->check(CLI::ExistingFile);
@@ -64,21 +56,7 @@ KvType CacheTypeOptions::resolve() const {
     return type.empty() ? KvType::F16 : parse_kv_type(type);
 }
 
-LoadedModel load(const ModelOptions& o) {
-    Timer timer;
-    LoadedModel m;
-    m.model = load_model(o.path);
-    m.tokenizer = Tokenizer::from_gguf(m.model->file());
-    if (m.tokenizer->n_vocab() != m.model->config().n_vocab)
-        fail(o.path, ": the tokenizer has ", m.tokenizer->n_vocab(), " tokens but the model ",
-             m.model->config().n_vocab);
-    m.pool = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : default_thread_count());
-    const ModelConfig& c = m.model->config();
-    std::fprintf(stderr, "pensieve: loaded %s (%s, %d layers, dim %d, vocab %d) in %.2f s, %d threads\n",
-                 o.path.c_str(), c.arch.c_str(), c.n_layer, c.n_embd, c.n_vocab, timer.seconds(),
-                 m.pool->size());
-    return m;
-}
+LoadedModel load(const ModelOptions& o) { return load_model_and_tokenizer(o.path, o.threads); }
 
 int context_size(int requested, const Model& model) {
     if (requested > 0) return requested;

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/loaded_model.h"
 #include "model/kv_cache.h"
 
 namespace pensieve {
@@ -25,15 +26,6 @@ struct ModelOptions {
 struct CacheTypeOptions {
     std::string both, k, v;  // empty: not given
     KvType resolve() const;  // fails if the given types disagree; f16 when none given
-};
-
-struct LoadedModel {
-    std::unique_ptr<Model> model;
-    std::unique_ptr<Tokenizer> tokenizer;
-    std::unique_ptr<ThreadPool> pool;
-    ~LoadedModel();
-    LoadedModel();
-    LoadedModel(LoadedModel&&) noexcept;
 };
 
 // -m/--model (required, must exist) and -t/--threads.

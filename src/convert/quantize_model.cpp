@@ -294,6 +294,12 @@ std::optional<QuantMix> quant_mix_from_name(std::string_view name) {
     return std::nullopt;
 }
 
+std::optional<QuantMix> quant_mix_of_file_type(uint32_t file_type) {
+    for (const MixName& m : kMixes)
+        if (uint32_t(m.mix.ftype) == file_type) return m.mix;
+    return std::nullopt;
+}
+
 std::string quant_mix_names() {
     std::string s;
     for (const MixName& m : kMixes) {

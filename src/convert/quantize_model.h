@@ -43,6 +43,9 @@ struct QuantMix {
 // Looks a mix up by name, case-insensitively ("q4_k_m"; "Q4_K" is an alias of Q4_K_M as
 // in the reference tool). std::nullopt when unknown.
 std::optional<QuantMix> quant_mix_from_name(std::string_view name);
+// The mix a file's `general.file_type` names (for listings: "Q4_K_M"); nullopt when the
+// value is not one of the mixes above.
+std::optional<QuantMix> quant_mix_of_file_type(uint32_t file_type);
 // "F32, F16, BF16, Q4_0, ..." for error messages and --help.
 std::string quant_mix_names();
 

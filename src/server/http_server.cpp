@@ -11,6 +11,7 @@
 #include <httplib.h>
 
 #include "model/kv_cache.h"
+#include "model/model.h"
 #include "server/connection.h"
 #include "server/listener.h"
 #include "server/request_guard.h"
@@ -275,15 +276,29 @@ void HttpServer::start() {
 }
 
 void HttpServer::set_model(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, const std::string& model_id) {
-    engine_ = std::make_unique<Engine>(model, tokenizer, pool, ctx_->options, model_id);
+    auto engine = std::make_shared<Engine>(model, tokenizer, pool, ctx_->options, model_id);
     const ServerOptions& o = ctx_->options;
-    std::fprintf(stderr, "pensieve: chat format: %s\n", engine_->chat.describe().c_str());
+    std::fprintf(stderr, "pensieve: chat format: %s\n", engine->chat.describe().c_str());
     std::fprintf(stderr, "pensieve: %s x %s of context, queue up to %d\n", count_of(std::max(1, o.n_parallel), "slot").c_str(),
-                 count_of(engine_->n_ctx, "token").c_str(), o.max_queue);
-    const SchedulerStats st = engine_->scheduler.stats();
+                 count_of(engine->n_ctx, "token").c_str(), o.max_queue);
+    const SchedulerStats st = engine->scheduler.stats();
     std::fprintf(stderr, "pensieve: %s\n", describe_kv_cache(st.kv_type, st.kv_bytes, st.kv_tokens_capacity).c_str());
-    ctx_->set_engine(engine_.get());
+    CatalogEntry entry;
+    try {
+        entry = describe_model_file(model.file().path());
+    } catch (const Error&) {
+        entry.path = model.file().path();  // not a file on disk (a test's model in memory)
+        entry.architecture = model.config().arch;
+    }
+    entry.name = model_id;
+    ctx_->models.pin(std::move(engine), std::move(entry));
 }
+
+void HttpServer::serve_folder(ModelCatalog catalog, HostOptions options) {
+    ctx_->models.serve_folder(std::move(catalog), options);
+}
+
+Engine* HttpServer::engine() { return ctx_->models.pinned().get(); }
 
 void HttpServer::shutdown() {
     if (stopped_) return;
@@ -299,11 +314,10 @@ void HttpServer::shutdown() {
     if (ctx_->in_flight() > 0) {
         std::fprintf(stderr, "pensieve: cancelling %zu request(s) still running\n", ctx_->in_flight());
         ctx_->cancel_all();
-        if (engine_) engine_->scheduler.shutdown();  // also refuses anything submitted since
+        ctx_->models.shutdown_schedulers();  // also refuses anything submitted since
     }
     if (thread_.joinable()) thread_.join();
-    ctx_->set_engine(nullptr);
-    engine_.reset();  // the scheduler thread stops here
+    ctx_->models.unload_all();  // the scheduler threads stop here
 }
 
 }  // namespace pensieve::server

@@ -6,6 +6,7 @@
 //   bind()      take the port first, so a busy port fails before a slow model load
 //   start()     answer requests from a background thread; API routes say 503 "loading"
 //   set_model() build the scheduler over the loaded model; now everything works
+//   (or serve_folder(): models load as requests name them)
 //   shutdown()  stop accepting, let in-flight requests finish (bounded), cancel the rest
 #pragma once
 
@@ -32,11 +33,15 @@ public:
     // Returns the bound port (the chosen one when options.port is 0). Throws Error.
     int bind();
     void start();
+    // One model, which the caller owns and keeps until shutdown(); every request reaches it.
     void set_model(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, const std::string& model_id);
+    // A folder of models loaded on demand (server/model_host.h); a set_model() model too,
+    // when given, is the default and stays loaded.
+    void serve_folder(ModelCatalog catalog, HostOptions options);
     void shutdown();
 
     ServerContext& context() { return *ctx_; }
-    Engine* engine() { return engine_.get(); }
+    Engine* engine();  // the set_model() engine (null before)
     int port() const { return port_; }
     std::string url() const;
 
@@ -49,7 +54,6 @@ private:
     std::unique_ptr<ServerContext> ctx_;
     std::unique_ptr<Listener> svr_;
     std::unique_ptr<Router> router_;
-    std::unique_ptr<Engine> engine_;
     std::thread thread_;
     int port_ = -1;
     bool stopped_ = false;

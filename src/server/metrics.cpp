@@ -96,4 +96,14 @@ std::string Metrics::render(const SchedulerStats* s, size_t open_connections) co
     return out;
 }
 
+std::string render_model_metrics(size_t loaded, uint64_t loads, uint64_t unloads) {
+    std::string out;
+    metric(out, "pensieve_models_loaded", "gauge", "Models loaded now.", double(loaded));
+    metric(out, "pensieve_model_loads_total", "counter", "Models loaded on demand (a request named one not loaded).",
+           double(loads));
+    metric(out, "pensieve_model_unloads_total", "counter", "Models unloaded (keep-alive expired, or room for another).",
+           double(unloads));
+    return out;
+}
+
 }  // namespace pensieve::server

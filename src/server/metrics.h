@@ -26,4 +26,7 @@ private:
     std::map<std::string, uint64_t> generations_;   // by endpoint
 };
 
+// Models loaded now, and loads / unloads on demand since start (serve --models-dir).
+std::string render_model_metrics(size_t loaded, uint64_t loads, uint64_t unloads);
+
 }  // namespace pensieve::server

@@ -23,7 +23,7 @@ void register_misc_routes(Router& router, ServerContext& ctx) {
     router.get("/health", [&ctx](const httplib::Request&, httplib::Response& res) {
         json body;
         if (ctx.draining) body = {{"status", "shutting_down"}};
-        else if (!ctx.engine()) body = {{"status", "loading"}};
+        else if (!ctx.models.ready()) body = {{"status", "loading"}};
         else body = {{"status", "ok"}};
         const std::vector<std::string> warnings = exposure_warnings(ctx.options);
         if (!warnings.empty()) body["warnings"] = warnings;
@@ -31,11 +31,12 @@ void register_misc_routes(Router& router, ServerContext& ctx) {
     });
 
     router.get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
-        Engine* e = ctx.engine();
         SchedulerStats stats;
-        if (e) stats = e->scheduler.stats();
+        const bool any = ctx.models.stats(stats);  // every model's, summed
         const size_t connections = ctx.open_connections ? ctx.open_connections() : 0;
-        res.set_content(ctx.metrics.render(e ? &stats : nullptr, connections), "text/plain; version=0.0.4; charset=utf-8");
+        std::string text = ctx.metrics.render(any ? &stats : nullptr, connections);
+        text += render_model_metrics(ctx.models.loaded_count(), ctx.models.loads(), ctx.models.unloads());
+        res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
     });
 
     router.post("/tokenize", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {

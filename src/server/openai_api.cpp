@@ -1,5 +1,6 @@
 // OpenAI routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
 // GET /v1/models/{id} (POST /v1/embeddings: embeddings_api.cpp).
+#include <algorithm>
 #include <memory>
 
 #include "chat/reply.h"
@@ -359,15 +360,46 @@ void completions(ServerContext& ctx, const httplib::Request& req, httplib::Respo
     });
 }
 
-json model_json(const Engine& e) {
-    const ModelConfig& c = e.model.config();
-    return {{"id", e.model_id},
-            {"object", "model"},
-            {"created", e.created},
-            {"owned_by", "pensieve"},
-            {"meta",
-             {{"architecture", c.arch}, {"n_vocab", c.n_vocab}, {"n_ctx_train", c.n_ctx_train}, {"n_ctx", e.n_ctx},
-              {"n_embd", c.n_embd}, {"n_layer", c.n_layer}}}};
+// One model of GET /v1/models: OpenAI's fields, then what a local model manager shows
+// (size, architecture, quantization, context length, whether and how long it is loaded).
+json model_json(const ModelStatus& m) {
+    const CatalogEntry& c = m.entry;
+    json j = {{"id", c.name},
+              {"object", "model"},
+              {"created", m.engine ? m.engine->created : c.modified},
+              {"owned_by", "pensieve"},
+              {"aliases", c.aliases},
+              {"size", c.bytes},
+              {"architecture", c.architecture},
+              {"quantization", c.quantization},
+              {"context_length", c.context_length},
+              {"loaded", m.engine != nullptr}};
+    if (m.expires_in_seconds >= 0) j["expires_in"] = m.expires_in_seconds;
+    if (m.engine) {
+        const ModelConfig& mc = m.engine->model.config();
+        j["meta"] = {{"architecture", mc.arch}, {"n_vocab", mc.n_vocab}, {"n_ctx_train", mc.n_ctx_train},
+                     {"n_ctx", m.engine->n_ctx}, {"n_embd", mc.n_embd}, {"n_layer", mc.n_layer}};
+    }
+    return j;
+}
+
+void list_models(ServerContext& ctx, httplib::Response& res) {
+    json data = json::array();
+    for (const ModelStatus& m : ctx.models.list()) data.push_back(model_json(m));
+    write_json(res, {{"object", "list"}, {"data", data}});
+}
+
+void show_model(ServerContext& ctx, const std::string& id, httplib::Response& res) {
+    std::vector<std::string> names;
+    for (const ModelStatus& m : ctx.models.list()) {
+        const std::vector<std::string>& a = m.entry.aliases;
+        if (m.entry.name == id || std::find(a.begin(), a.end(), id) != a.end()) return write_json(res, model_json(m));
+        names.push_back("\"" + m.entry.name + "\"");
+    }
+    std::string known;
+    for (size_t i = 0; i < names.size(); ++i) known += (i ? ", " : "") + names[i];
+    throw ApiError(404, "model \"" + id + "\" does not exist; this server serves " + (known.empty() ? "none yet" : known),
+                   "model");
 }
 
 }  // namespace
@@ -381,13 +413,12 @@ void register_openai_routes(Router& router, ServerContext& ctx) {
     router.post("/chat/completions", bind(chat_completions));
     router.post("/v1/completions", bind(completions));
     router.post("/completions", bind(completions));
-    router.get("/v1/models", api_route(ctx, Dialect::OpenAI, [](const httplib::Request&, httplib::Response& res, Engine& e) {
-        write_json(res, {{"object", "list"}, {"data", json::array({model_json(e)})}});
+    // Listed while a single model still loads too (loaded: false), so a client can start.
+    router.get("/v1/models", guarded_route(ctx, Dialect::OpenAI, [&ctx](const httplib::Request&, httplib::Response& res) {
+        list_models(ctx, res);
     }));
-    router.get(R"(/v1/models/(.+))", api_route(ctx, Dialect::OpenAI, [](const httplib::Request& req, httplib::Response& res, Engine& e) {
-        const std::string id = req.matches[1];
-        if (id != e.model_id) throw ApiError(404, "model \"" + id + "\" does not exist; this server serves \"" + e.model_id + "\"", "model");
-        write_json(res, model_json(e));
+    router.get(R"(/v1/models/(.+))", guarded_route(ctx, Dialect::OpenAI, [&ctx](const httplib::Request& req, httplib::Response& res) {
+        show_model(ctx, req.matches[1], res);
     }));
 }
 

@@ -304,7 +304,7 @@ void register_responses_routes(Router& router, ServerContext& ctx) {
     });
     router.post("/v1/responses", create);
     router.post("/responses", create);
-    router.get(R"(/v1/responses/([^/]+))", api_route(ctx, Dialect::OpenAI, [store](const httplib::Request& q, httplib::Response& s, Engine&) {
+    router.get(R"(/v1/responses/([^/]+))", guarded_route(ctx, Dialect::OpenAI, [store](const httplib::Request& q, httplib::Response& s) {
         get_response(*store, q, s);
     }));
 }

@@ -19,15 +19,11 @@ void write_error(httplib::Response& res, Dialect d, int status, const std::strin
     write_json(res, error_json(d, status, message, param), status);
 }
 
-httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler handler) {
+httplib::Server::Handler guarded_route(ServerContext& ctx, Dialect d, PlainHandler handler) {
     return [&ctx, d, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
         try {
             if (ctx.draining) throw ApiError(503, "the server is shutting down");
-            Engine* e = ctx.engine();
-            if (!e) throw ApiError(503, "the model is still loading; try again shortly");
-            if (ctx.recorder && req.method == "POST" && is_generation_path(req.path) && !req.has_header(kWarmUpHeader))
-                ctx.recorder->record(req.path, req.body);
-            handler(req, res, *e);
+            handler(req, res);
         } catch (const ApiError& e) {
             write_error(res, d, e.status(), e.message(), e.param());
             if (e.status() == 503 || e.status() == 429) res.set_header("Retry-After", "1");
@@ -43,6 +39,17 @@ httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler han
             write_error(res, d, 500, std::string("internal error: ") + e.what());
         }
     };
+}
+
+httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler handler) {
+    return guarded_route(ctx, d, [&ctx, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+        // One model: any name reaches it, and the body need not be read twice.
+        const ModelWish wish = ctx.models.serves_folder() ? model_wish_of_body(req.body) : ModelWish{};
+        const std::shared_ptr<Engine> e = ctx.models.acquire(wish);  // held until the handler returns
+        if (ctx.recorder && req.method == "POST" && is_generation_path(req.path) && !req.has_header(kWarmUpHeader))
+            ctx.recorder->record(req.path, req.body);
+        handler(req, res, *e);
+    });
 }
 
 Collected collect(Tracked& t, bool keep_tokens) {

@@ -23,10 +23,16 @@ void write_json(httplib::Response& res, const json& body, int status = 200);
 void write_error(httplib::Response& res, Dialect d, int status, const std::string& message,
                  const std::string& param = "");
 
-// A handler for a model route. The wrapper answers 503 while the model loads or the
-// server drains, and maps exceptions: ApiError -> its status; QueueFullError -> 429 with
+// A handler of an API route that needs no model. The wrapper answers 503 while the server
+// drains, and maps exceptions: ApiError -> its status; QueueFullError -> 429 with
 // Retry-After; pensieve::Error (bad prompt, context overflow, template error) -> 400;
 // anything else -> 500.
+using PlainHandler = std::function<void(const httplib::Request&, httplib::Response&)>;
+httplib::Server::Handler guarded_route(ServerContext& ctx, Dialect d, PlainHandler handler);
+
+// A handler for a model route: as guarded_route, and the handler gets the engine of the
+// model the request names (server/model_host.h: loaded first when needed; 503 while the
+// single model loads, 404 for an unknown name).
 using ApiHandler = std::function<void(const httplib::Request&, httplib::Response&, Engine&)>;
 httplib::Server::Handler api_route(ServerContext& ctx, Dialect d, ApiHandler handler);
 

@@ -71,7 +71,16 @@ std::vector<int32_t> control_tokens_of(const Tokenizer& tok, const std::vector<s
 }  // namespace
 
 Engine::Engine(Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOptions& o, std::string id)
-    : model(m),
+    : Engine(LoadedModel(), m, tok, pool, o, std::move(id)) {}
+
+// The references point at the objects the unique_ptrs own, which stay put when `owned`
+// takes the pointers over.
+Engine::Engine(LoadedModel lm, const ServerOptions& o, std::string id)
+    : Engine(std::move(lm), *lm.model, *lm.tokenizer, *lm.pool, o, std::move(id)) {}
+
+Engine::Engine(LoadedModel&& lm, Model& m, const Tokenizer& tok, ThreadPool& pool, const ServerOptions& o, std::string id)
+    : owned(std::move(lm)),
+      model(m),
       tokenizer(tok),
       pool(pool),
       model_id(std::move(id)),
@@ -92,7 +101,8 @@ std::vector<int32_t> Engine::tokenize_prompt(const std::string& text, bool parse
     return tokenize_prompt_text(tokenizer, text, parse_special);
 }
 
-Tracked::Tracked(ServerContext& ctx, std::shared_ptr<RequestStream> stream) : ctx_(ctx), stream_(std::move(stream)) {
+Tracked::Tracked(ServerContext& ctx, std::shared_ptr<Engine> engine, std::shared_ptr<RequestStream> stream)
+    : ctx_(ctx), engine_(std::move(engine)), stream_(std::move(stream)) {
     std::lock_guard<std::mutex> lock(ctx_.mutex_);
     ctx_.streams_.insert(stream_);
 }
@@ -106,7 +116,7 @@ Tracked::~Tracked() {
 std::unique_ptr<Tracked> ServerContext::submit(Engine& e, RequestParams params, const std::string& endpoint) {
     auto stream = e.scheduler.submit(std::move(params));
     metrics.record_generation(endpoint);
-    return std::make_unique<Tracked>(*this, std::move(stream));
+    return std::make_unique<Tracked>(*this, e.shared_from_this(), std::move(stream));
 }
 
 size_t ServerContext::in_flight() const {

@@ -14,8 +14,10 @@
 #include "chat/chat_format.h"
 #include "chat/chat_prompt.h"
 #include "engine/encoder_queue.h"
+#include "engine/loaded_model.h"
 #include "engine/scheduler.h"
 #include "server/metrics.h"
+#include "server/model_host.h"
 #include "server/warm_up.h"
 
 namespace pensieve {
@@ -60,10 +62,14 @@ struct ServerOptions {
     std::string record_requests;           // append generation requests here (server/warm_up.h)
 };
 
-// The model and what serves it. Built once the model has loaded.
-struct Engine {
+// The model and what serves it. Built once the model has loaded; shared by the requests
+// using it (server/model_host.h unloads it when none does).
+struct Engine : std::enable_shared_from_this<Engine> {
+    // Over a model the caller owns (and keeps until the engine ends).
     Engine(Model& model, const Tokenizer& tokenizer, ThreadPool& pool, const ServerOptions& o,
            std::string model_id);
+    // Over a model it owns from now on.
+    Engine(LoadedModel owned, const ServerOptions& o, std::string model_id);
 
     // A conversation -> the chat template's prompt text and tokens; special tokens come
     // only from the template's own text (chat/chat_prompt.h). Throws Error (HTTP 400) when
@@ -73,10 +79,16 @@ struct Engine {
     // text unless parse_special (the request opted in); BOS as the model wants it.
     std::vector<int32_t> tokenize_prompt(const std::string& text, bool parse_special) const;
 
+private:
+    Engine(LoadedModel&& owned, Model& model, const Tokenizer& tokenizer, ThreadPool& pool, const ServerOptions& o,
+           std::string model_id);
+
+public:
+    LoadedModel owned;        // empty when borrowed; declared first, so it ends last
     Model& model;
     const Tokenizer& tokenizer;
     ThreadPool& pool;         // the scheduler's, also for embedding passes (under forward_mutex)
-    std::string model_id;     // the file name, reported by /v1/models and in responses
+    std::string model_id;     // its name (file name or stem), reported by /v1/models and in responses
     int64_t created;          // unix time the model was loaded
     int n_ctx;                // per slot
     ChatFormatter chat;
@@ -91,16 +103,18 @@ struct Engine {
 // gone, handler error), and registered with the context so shutdown can cancel it.
 class Tracked {
 public:
-    Tracked(class ServerContext& ctx, std::shared_ptr<RequestStream> stream);
+    Tracked(class ServerContext& ctx, std::shared_ptr<Engine> engine, std::shared_ptr<RequestStream> stream);
     ~Tracked();
     Tracked(const Tracked&) = delete;
     Tracked& operator=(const Tracked&) = delete;
 
     RequestStream& stream() { return *stream_; }
+    Engine& engine() { return *engine_; }
     void mark_finished() { finished_ = true; }
 
 private:
     ServerContext& ctx_;
+    std::shared_ptr<Engine> engine_;  // kept while the response reads the stream
     std::shared_ptr<RequestStream> stream_;
     bool finished_ = false;
 };
@@ -109,10 +123,8 @@ class ServerContext {
 public:
     explicit ServerContext(ServerOptions o)
         : options(std::move(o)),
-          recorder(options.record_requests.empty() ? nullptr : std::make_unique<RequestRecorder>(options.record_requests)) {}
-
-    Engine* engine() const { return engine_.load(); }
-    void set_engine(Engine* e) { engine_.store(e); }
+          recorder(options.record_requests.empty() ? nullptr : std::make_unique<RequestRecorder>(options.record_requests)),
+          models(options) {}
 
     // Submits to the scheduler and tracks the request; throws what submit() throws.
     std::unique_ptr<Tracked> submit(Engine& e, RequestParams params, const std::string& endpoint);
@@ -125,10 +137,10 @@ public:
     Metrics metrics;
     std::function<size_t()> open_connections;  // HTTP connections open now (set by the server)
     std::atomic<bool> draining{false};  // shutting down: refuse new work
+    ModelHost models;                   // the loaded models; each request acquires its own
 
 private:
     friend class Tracked;
-    std::atomic<Engine*> engine_{nullptr};
     mutable std::mutex mutex_;
     std::set<std::shared_ptr<RequestStream>> streams_;
 };
