@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   clang libclang-rt-14-dev            # libFuzzer + sanitizers for the fuzz target
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
+  nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libssl-dev
   libutf8proc-dev libpcre2-dev pkg-config
   python3 python3-numpy python3-jinja2
   chromium                            # headless browser test of the chat page (tests/browser)

@@ -24,5 +24,8 @@ Command add_template_command(CLI::App& root);
 Command add_serve_command(CLI::App& root);
 Command add_quantize_command(CLI::App& root);
 Command add_cache_command(CLI::App& root);
+Command add_pull_command(CLI::App& root);
+Command add_ls_command(CLI::App& root);
+Command add_rm_command(CLI::App& root);
 
 }  // namespace pensieve

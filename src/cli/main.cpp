@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
         add_serve_command(app),
         add_quantize_command(app),
         add_cache_command(app),
+        add_pull_command(app), add_ls_command(app), add_rm_command(app),
     };
 
     try {
