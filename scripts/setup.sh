@@ -33,4 +33,14 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+# nginx for the deploy test (tests/deploy: replicas behind the load balancer of deploy/).
+# Optional: without it that test says it was skipped. Debian's package does not start
+# a service in a container (policy-rc.d), and the test runs its own nginx on free ports.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing nginx (optional, for tests/deploy)"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx; } >/dev/null 2>&1 ||
+    echo "setup: nginx could not be installed; tests/deploy will be skipped"
+fi
 echo "setup: all packages present"

@@ -25,6 +25,9 @@ step "release tests"
 step "server tests: official npm clients (openai, @anthropic-ai/sdk), hostile clients, a ${SOAK_SECONDS:-600} s soak"
 SOAK_SECONDS="${SOAK_SECONDS:-600}" PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
 
+step "deploy: 3 replicas behind nginx (deploy/nginx/pensieve.conf), one killed half way, one drained"
+PENSIEVE_BIN="$PWD/build/pensieve" ./tests/deploy/run.sh
+
 step "coding-agent CLIs (Claude Code, Codex CLI, opencode) against pensieve serve"
 PENSIEVE_BIN="$PWD/build/pensieve" ./tests/agents/run.sh
 
