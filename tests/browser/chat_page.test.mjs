@@ -1,9 +1,13 @@
 // The embedded chat page (web/index.html) in a real browser: Debian's chromium, headless,
 // driven by puppeteer-core. Starts $PENSIEVE_BIN (default: build/pensieve) with
-// stories260K on free ports (once without and once with an API key), then, like a user:
-// loads the page, sends a message, watches the reply stream in with its tokens/s line,
-// stops a long generation, reloads (the conversation lives in localStorage), and sets
-// the API key in the Settings panel. Screenshots go to tests/browser/artifacts/.
+// stories260K on free ports (without and with an API key, and over a models folder), then,
+// like a user: loads the page, sends a message, watches the reply stream in with its
+// tokens/s line, stops a long generation, reloads (conversations live in localStorage),
+// sets the API key in Settings; Markdown and code highlighting (and model HTML sanitised,
+// no image fetched), collapsible reasoning and tool calls, the conversation list (switch,
+// rename, export as a download, delete), edit and regenerate, the prompt-cache reuse per
+// reply, and the model picker over `serve --models-dir`. Screenshots go to
+// tests/browser/artifacts/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -152,6 +156,24 @@ const assistantAt = (page, i) => page.evaluate((i) => {
 
 const STATS_RE = /^(\d+) tokens, ([\d.]+) tokens\/s/;
 
+// The current conversation's messages as the page stored them (localStorage).
+const storedMessages = (page) => page.evaluate(() => {
+  const all = JSON.parse(localStorage.getItem('pensieve.conversations') || '[]');
+  const id = JSON.parse(localStorage.getItem('pensieve.current'));
+  const c = all.find((x) => x.id === id);
+  return c ? c.messages : [];
+});
+
+// Replaces the stored conversations and reloads (for rendering checks of given content).
+async function loadConversations(page, conversations) {
+  await page.evaluate((cs) => {
+    localStorage.setItem('pensieve.conversations', JSON.stringify(cs));
+    localStorage.setItem('pensieve.current', JSON.stringify(cs[0].id));
+  }, conversations);
+  await page.reload({ waitUntil: 'load' });
+  await waitModelShown(page);
+}
+
 // ---------------------------------------------------------------- tests
 
 describe('chat page', () => {
@@ -241,7 +263,7 @@ describe('chat page', () => {
     assert.ok(cancelled > cancelledBefore, 'the server did not cancel the stopped request');
     assert.equal(await server.metric('pensieve_requests_active'), 0);
     // The partial reply is kept in the conversation.
-    const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('pensieve.messages')));
+    const stored = await storedMessages(page);
     assert.equal(stored.length, 4);
     assert.equal(stored[3].role, 'assistant');
     assert.ok(stored[3].content.length > 0);
@@ -265,7 +287,7 @@ describe('chat page', () => {
     await waitReplyDone(page, i);
     const reply = await assistantAt(page, i);
     assert.equal(reply.error, false, reply.content);
-    const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('pensieve.messages')));
+    const stored = await storedMessages(page);
     assert.deepEqual(stored.map((m) => m.role), ['user', 'assistant', 'user', 'assistant', 'user', 'assistant']);
   });
 
@@ -279,11 +301,123 @@ describe('chat page', () => {
     // The running request is stopped, and its reply does not land in the new chat.
     await page.waitForFunction(() => !document.getElementById('send').disabled);
     await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(await page.evaluate(() => JSON.parse(localStorage.getItem('pensieve.messages'))), []);
+    assert.deepEqual(await storedMessages(page), []);
     await page.reload({ waitUntil: 'load' });
     await waitModelShown(page);
     assert.equal(await page.$$eval('.msg', (els) => els.length), 0);
     assert.equal(await server.metric('pensieve_requests_active'), 0);
+  });
+
+  test('Markdown and code render highlighted; HTML in a reply is sanitised', async () => {
+    await loadConversations(page, [{
+      id: 'md', title: 'markdown', created: 1, messages: [
+        { role: 'user', content: 'show me' },
+        { role: 'assistant', content: '**bold** and `code`\n\n```python\ndef f(x):\n    return x + 1\n```\n\n' +
+          '| a | b |\n|---|---|\n| 1 | 2 |\n\n<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>' +
+          '![tracker](http://127.0.0.1:1/leak?text=secret)' },
+      ],
+    }]);
+    const html = await page.$eval('.msg.assistant .content', (el) => el.innerHTML);
+    assert.match(html, /<strong>bold<\/strong>/);
+    assert.equal(await page.$$eval('.msg.assistant pre code.hljs', (els) => els.length), 1, 'code block not highlighted');
+    assert.ok(await page.$$eval('.msg.assistant pre code .hljs-keyword', (els) => els.length) >= 1);
+    assert.equal(await page.$$eval('.msg.assistant table td', (els) => els.length), 2);
+    // No script, no image (a reply must not make the browser fetch a URL of its choosing).
+    assert.equal(await page.$$eval('.msg.assistant img, .msg.assistant script', (els) => els.length), 0);
+    assert.equal(await page.evaluate(() => window.__pwned), undefined, 'HTML from the model ran');
+    // The user's own text is shown as typed, never as Markdown.
+    assert.equal(await text(page, '.msg.user .content'), 'show me');
+    await screenshot(page, 'chat-markdown.png');
+  });
+
+  test('reasoning is collapsible and tool calls are shown', async () => {
+    await loadConversations(page, [{
+      id: 'think', title: 'tools', created: 1, messages: [
+        { role: 'user', content: 'weather?' },
+        { role: 'assistant', content: 'Let me check.', reasoning: 'The user wants the weather in Paris.',
+          toolCalls: [{ name: 'get_weather', arguments: '{"city":"Paris"}' }] },
+      ],
+    }]);
+    assert.equal(await page.$eval('.msg.assistant details.reasoning', (el) => !el.hidden && !el.open), true,
+      'reasoning is shown closed');
+    await page.click('.msg.assistant details.reasoning summary');
+    assert.equal(await page.$eval('.msg.assistant details.reasoning', (el) => el.open), true);
+    assert.equal(await text(page, '.msg.assistant .thinking'), 'The user wants the weather in Paris.');
+    assert.equal(await text(page, '.msg.assistant .tool-call'), '→ get_weather({"city":"Paris"})');
+    await screenshot(page, 'chat-reasoning-tools.png');
+  });
+
+  test('conversations: a list to switch, rename, export and delete', async () => {
+    await loadConversations(page, [{ id: 'first', title: 'first', created: 1, messages: [] }]);
+    await setSetting(page, 'max-tokens', '16');
+    let i = await sendMessage(page, 'Once upon a time');
+    await waitReplyDone(page, i);
+    await page.click('#clear-btn');
+    i = await sendMessage(page, 'A dragon');
+    await waitReplyDone(page, i);
+    const titles = () => page.$$eval('#conversations .conv', (els) => els.map((e) => e.querySelector('.title, input').textContent));
+    assert.deepEqual(await titles(), ['A dragon', 'Once upon a time']);
+    // Switch to the older one.
+    await page.click('#conversations .conv:nth-child(2) .title');
+    assert.equal(await text(page, '.msg.user .content'), 'Once upon a time');
+    // Rename it.
+    await page.click('#conversations .conv:nth-child(2) .rename');
+    await page.keyboard.down('Control'); await page.keyboard.press('KeyA'); await page.keyboard.up('Control');
+    await page.keyboard.type('Story time');
+    await page.keyboard.press('Enter');
+    assert.deepEqual(await titles(), ['A dragon', 'Story time']);
+    // Export it: the downloaded file is the conversation.
+    const downloads = fs.mkdtempSync(path.join(os.tmpdir(), 'pensieve-download-'));
+    const cdp = await page.createCDPSession();
+    await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
+    await page.click('#export-btn');
+    const file = path.join(downloads, 'Story_time.json');
+    for (const end = Date.now() + 10000; !fs.existsSync(file) && Date.now() < end;) await new Promise((r) => setTimeout(r, 50));
+    const exported = JSON.parse(fs.readFileSync(file, 'utf8'));
+    fs.rmSync(downloads, { recursive: true, force: true });
+    assert.equal(exported.title, 'Story time');
+    assert.deepEqual(exported.messages.map((m) => m.role), ['user', 'assistant']);
+    assert.equal(exported.messages[0].content, 'Once upon a time');
+    await screenshot(page, 'chat-conversations.png');
+    // Delete it: the other one is shown; after a reload the list stays as left.
+    await page.click('#conversations .conv:nth-child(2) .delete');
+    assert.deepEqual(await titles(), ['A dragon']);
+    await page.reload({ waitUntil: 'load' });
+    await waitModelShown(page);
+    assert.deepEqual(await titles(), ['A dragon']);
+    assert.equal(await text(page, '.msg.user .content'), 'A dragon');
+  });
+
+  test('edit a message and regenerate a reply', async () => {
+    const finished = () => server.metric('pensieve_requests_finished_total');
+    let before = await finished();
+    await page.click('.msg.assistant .regenerate');
+    await waitReplyDone(page, 0);
+    assert.ok(await finished() > before, 'regenerate sent no request');
+    assert.deepEqual((await storedMessages(page)).map((m) => m.role), ['user', 'assistant']);
+    before = await finished();
+    await page.click('.msg.user .edit');
+    await page.click('.msg.user textarea.edit', { clickCount: 3 });
+    await page.keyboard.down('Control'); await page.keyboard.press('KeyA'); await page.keyboard.up('Control');
+    await page.keyboard.type('A small cat');
+    await page.click('.msg.user .save');
+    await waitReplyDone(page, 0);
+    assert.ok(await finished() > before, 'the edited message was not sent');
+    const stored = await storedMessages(page);
+    assert.deepEqual(stored.map((m) => m.role), ['user', 'assistant']);
+    assert.equal(stored[0].content, 'A small cat');
+    assert.equal(await text(page, '.msg.user .content'), 'A small cat');
+    await screenshot(page, 'chat-edited.png');
+  });
+
+  test('each reply says how much of its prompt came from the cache', async () => {
+    await setSetting(page, 'max-tokens', '16');
+    const i = await sendMessage(page, 'And then what happened?');
+    await waitReplyDone(page, i);
+    const reply = await assistantAt(page, i);
+    const m = reply.stats.match(/(\d+) of (\d+) prompt tokens from the cache/);
+    assert.ok(m, `stats line: ${reply.stats}`);
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) < Number(m[2]), `the follow-up reused ${m[1]} of ${m[2]} tokens`);
   });
 
   test('no page errors, no requests off the server', () => {
@@ -316,7 +450,7 @@ describe('chat page against a server with an API key', () => {
     assert.equal(reply.error, true);
     assert.match(reply.content, /^Error: /);
     // The failed turn is not kept: the next request must not carry two user messages in a row.
-    const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('pensieve.messages')));
+    const stored = await storedMessages(page);
     assert.deepEqual(stored, []);
     await screenshot(page, 'chat-no-key.png');
   });
@@ -327,14 +461,15 @@ describe('chat page against a server with an API key', () => {
     const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('pensieve.settings')));
     assert.equal(stored.apiKey, KEY);
     // Entering the key refreshes the model name.
-    await page.waitForFunction((id) => document.getElementById('model').textContent === id, {}, MODEL_ID);
+    await page.waitForFunction((id) => document.getElementById('model').textContent === id, {}, MODEL_ID)
+      .catch(async (e) => { throw new Error(`${e.message}; #model shows "${await text(page, '#model')}"`); });
     const i = await sendMessage(page, 'Once upon a time');
     await waitReplyDone(page, i);
     const reply = await assistantAt(page, i);
     assert.equal(reply.error, false, reply.content);
     assert.ok(reply.content.trim().length > 0);
     assert.match(reply.stats, STATS_RE);
-    const messages = await page.evaluate(() => JSON.parse(localStorage.getItem('pensieve.messages')));
+    const messages = await storedMessages(page);
     assert.deepEqual(messages.map((m) => m.role), ['user', 'assistant']);
     await screenshot(page, 'chat-api-key.png');
   });
@@ -343,6 +478,46 @@ describe('chat page against a server with an API key', () => {
     await page.reload({ waitUntil: 'load' });
     assert.equal(await waitModelShown(page), MODEL_ID);
     assert.equal(await page.$eval('#api-key', (el) => el.value), KEY);
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe('chat page with a models folder (serve --models-dir)', () => {
+  let server;
+  let page;
+  let errors;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pensieve-page-models-'));
+
+  before(async () => {
+    fs.symlinkSync(MODEL, path.join(dir, 'stories260K.gguf'));
+    fs.symlinkSync(path.join(SHARED, 'models/arch/qwen2.gguf'), path.join(dir, 'qwen2.gguf'));
+    const s = await startPensieve({ bin: BIN, args: ['--models-dir', dir, '-t', '1', '-c', '1024', '-q'] });
+    server = s;
+    ({ page, errors } = await openPage(`${server.url}/`));
+  });
+
+  after(async () => {
+    if (page) await page.close();
+    if (server) await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the picker lists the folder and the chosen model answers', async () => {
+    await page.waitForFunction(() => document.querySelectorAll('#model option').length === 2);
+    assert.deepEqual(await page.$$eval('#model option', (els) => els.map((o) => o.value)), ['qwen2', 'stories260K']);
+    await page.select('#model', 'qwen2');
+    await setSetting(page, 'max-tokens', '8');
+    const i = await sendMessage(page, 'Hello');
+    await waitReplyDone(page, i);
+    assert.equal((await assistantAt(page, i)).error, false);
+    const list = await (await fetch(`${server.url}/v1/models`)).json();
+    assert.deepEqual(list.data.map((m) => [m.id, m.loaded]), [['qwen2', true], ['stories260K', false]]);
+    // The choice is kept across a reload, and loaded models are marked.
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForFunction(() => document.querySelectorAll('#model option').length === 2);
+    assert.equal(await page.$eval('#model', (el) => el.value), 'qwen2');
+    assert.match(await page.$eval('#model option[value=qwen2]', (el) => el.textContent), /●/);
+    await screenshot(page, 'chat-model-picker.png');
     assert.deepEqual(errors, []);
   });
 });
