@@ -13,6 +13,7 @@
 #include "chat/chat_format.h"
 #include "chat/chat_prompt.h"
 #include "server/json_fields.h"
+#include "server/model_host.h"
 #include "server/request_parse.h"
 #include "server/tool_grammar.h"
 

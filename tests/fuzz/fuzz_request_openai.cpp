@@ -12,6 +12,8 @@ using namespace pensieve;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static fuzz::ChatPipeline pipeline;
     const std::string body(reinterpret_cast<const char*>(data), size);
+    // serve --models-dir reads "model" and "keep_alive" first, before the full parse.
+    fuzz::expect_clean<server::ApiError>([&] { server::model_wish_of_body(body); });
     fuzz::expect_clean<server::ApiError>([&] {
         server::ChatRequest r = server::parse_openai_chat(server::parse_body(body));
         pipeline.run(r, size);
