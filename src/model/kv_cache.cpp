@@ -115,7 +115,7 @@ float* KvCache::snapshot(int l, int block) {
 }
 
 void KvCache::on_position_done(int l, int seq, int pos) {
-    if ((pos + 1) % kBlockSize != 0) return;
+    if (!ends_block(pos)) return;
     const float* live = state(l, seq);
     std::copy_n(live, layout_.layers[size_t(l)].state_floats, snapshot(l, tables_[size_t(seq)][size_t(pos / kBlockSize)]));
 }

@@ -130,6 +130,8 @@ public:
     // Called after a recurrent layer consumed position `pos` of `seq`: at a block's last
     // position the state is kept as that block's snapshot.
     void on_position_done(int l, int seq, int pos);
+    // Whether position pos is the last of its block (where recurrent states are snapshot).
+    static bool ends_block(int pos) { return (pos + 1) % kBlockSize == 0; }
 
     // --- sequences ---
     // Positions [0, length) of `seq` are in memory.

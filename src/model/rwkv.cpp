@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "model/scan_runs.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -188,16 +189,18 @@ void Rwkv6TimeMix::apply(const float* x, float* result, Pass& p) const {
     for (int64_t t = 0; t < n; ++t)
         for (int64_t c = 0; c < C; ++c) w[t * C + c] = std::exp(-std::exp(decay[size_t(c)] + w[t * C + c]));
 
-    // The recurrence, token by token in batch order (a sequence's positions come in order).
+    // The recurrence, in batch order per head (a sequence's positions come in order), the
+    // heads in parallel (model/scan_runs.h).
     float* y = grow(p.s.att, n * C);
-    for (int64_t t = 0; t < n; ++t) {
-        const int seq = p.batch.seq_ids[size_t(t)];
-        float* S = p.cache.state(layer, seq) + C;
-        const int64_t o = t * C;
-        wkv6_step(S, r + o, k + o, v + o, w + o, bonus.data(), y + o, dims.n_head(), dims.head_size);
-        keep_shift(layer, t, x, C, p);
-        p.cache.on_position_done(layer, seq, p.batch.positions[size_t(t)]);
-    }
+    const int64_t N = dims.head_size;
+    scan_in_runs(layer, p, dims.n_head(), 3 * N * N, [&](int64_t t) { keep_shift(layer, t, x, C, p); },
+                 [&](int64_t t0, int64_t t1, int64_t h0, int64_t h1) {
+                     for (int64_t t = t0; t < t1; ++t) {
+                         float* S = p.cache.state(layer, p.batch.seq_ids[size_t(t)]) + C;
+                         const int64_t o = t * C + h0 * N;
+                         wkv6_step(S + h0 * N * N, r + o, k + o, v + o, w + o, bonus.data() + h0 * N, y + o, h1 - h0, N);
+                     }
+                 });
     for (int64_t t = 0; t < n; ++t) {
         head_group_norm(y + t * C, ln_w.data(), ln_b.data(), C, dims.head_size, kGroupNormEps);
         for (int64_t c = 0; c < C; ++c) y[t * C + c] *= g[t * C + c];
@@ -335,14 +338,14 @@ void Rwkv7TimeMix::apply(const float* x, float* result, float* v_first, Pass& p)
     }
 
     float* y = grow(p.s.att, n * C);
-    for (int64_t t = 0; t < n; ++t) {
-        const int seq = p.batch.seq_ids[size_t(t)];
-        float* S = p.cache.state(layer, seq) + C;
-        const int64_t o = t * C;
-        wkv7_step(S, r + o, w + o, k + o, v + o, kk + o, kb + o, y + o, H, N);
-        keep_shift(layer, t, x, C, p);
-        p.cache.on_position_done(layer, seq, p.batch.positions[size_t(t)]);
-    }
+    scan_in_runs(layer, p, H, 4 * N * N, [&](int64_t t) { keep_shift(layer, t, x, C, p); },
+                 [&](int64_t t0, int64_t t1, int64_t h0, int64_t h1) {
+                     for (int64_t t = t0; t < t1; ++t) {
+                         float* S = p.cache.state(layer, p.batch.seq_ids[size_t(t)]) + C;
+                         const int64_t o = t * C + h0 * N;
+                         wkv7_step(S + h0 * N * N, r + o, w + o, k + o, v + o, kk + o, kb + o, y + o, h1 - h0, N);
+                     }
+                 });
     for (int64_t t = 0; t < n; ++t) {
         float* yt = y + t * C;
         const int64_t o = t * C;

@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "kernels/ops.h"
+#include "kernels/ssm_scan.h"
+#include "model/scan_runs.h"
 #include "util/error.h"
 
 namespace pensieve {
@@ -116,8 +118,14 @@ float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 void ssd_scan_step(float* S, const float* x, const float* dt, const float* A, const float* B, const float* C,
                    const float* D, float* y, int64_t n_head, int64_t head_dim, int64_t n_group, int64_t d_state) {
+    ssd_scan_heads(S, x, dt, A, B, C, D, y, n_head, head_dim, n_group, d_state, 0, n_head);
+}
+
+void ssd_scan_heads(float* S, const float* x, const float* dt, const float* A, const float* B, const float* C,
+                    const float* D, float* y, int64_t n_head, int64_t head_dim, int64_t n_group, int64_t d_state,
+                    int64_t h0, int64_t h1) {
     const int64_t heads_per_group = n_head / n_group;
-    for (int64_t h = 0; h < n_head; ++h) {
+    for (int64_t h = h0; h < h1; ++h) {
         const int64_t g = h / heads_per_group;
         const float* Bg = B + g * d_state;
         const float* Cg = C + g * d_state;
@@ -193,21 +201,23 @@ void MambaMixer::apply(const float* x, float* result, Pass& p) const {
     float* dt = grow(p.s.dt, n * I);
     time_steps(*this, dbc, dt, p);
 
-    // The scan, token by token in batch order (a sequence's positions come in order):
-    // advances the live conv and SSM states; y overwrites u, then is gated by silu(z).
-    for (int64_t t = 0; t < n; ++t) {
-        const int seq = p.batch.seq_ids[size_t(t)];
-        float* conv_state = p.cache.state(layer, seq);
-        float* h = conv_state + conv_floats();
-        const float* xt = xz + t * 2 * I;
-        const float* z = xt + I;
-        const float* B = dbc + t * W + dims.dt_rank;
-        push_conv_state(conv_state, xt, I, dims.d_conv);
-        float* y = u + t * I;
-        selective_scan_step(h, y, dt + t * I, A.data(), B, B + S, D.data(), y, I, S);
-        for (int64_t c = 0; c < I; ++c) y[c] *= silu(z[c]);
-        p.cache.on_position_done(layer, seq, p.batch.positions[size_t(t)]);
-    }
+    // The scan, in batch order per channel (a sequence's positions come in order), the
+    // channels in parallel (model/scan_runs.h): advances the live conv and SSM states; y
+    // overwrites u, then is gated by silu(z).
+    auto push_conv = [&](int64_t t) {
+        push_conv_state(p.cache.state(layer, p.batch.seq_ids[size_t(t)]), xz + t * 2 * I, I, dims.d_conv);
+    };
+    scan_in_runs(layer, p, I, 4 * S, push_conv, [&](int64_t t0, int64_t t1, int64_t c0, int64_t c1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            float* h = p.cache.state(layer, p.batch.seq_ids[size_t(t)]) + conv_floats();
+            const float* z = xz + t * 2 * I + I;
+            const float* B = dbc + t * W + dims.dt_rank;
+            float* y = u + t * I;
+            selective_scan_avx2(h + c0 * S, y + c0, dt + t * I + c0, A.data() + c0 * S, B, B + S, D.data() + c0,
+                                y + c0, c1 - c0, S);
+            for (int64_t c = c0; c < c1; ++c) y[c] *= silu(z[c]);
+        }
+    });
     out.apply(u, n, result, p);
 }
 
@@ -222,19 +232,21 @@ void Mamba2Mixer::apply(const float* x, float* result, Pass& p) const {
     for (int64_t t = 0; t < n; ++t)
         for (int64_t h = 0; h < H; ++h) dt[t * H + h] = softplus(zxbcdt[t * W + I + CC + h] + dt_bias[size_t(h)]);
 
-    // The scan, token by token in batch order (a sequence's positions come in order):
-    // advances the live conv and SSM states.
+    // The scan, in batch order per head (a sequence's positions come in order), the heads
+    // in parallel (model/scan_runs.h): advances the live conv and SSM states.
     float* y = grow(p.s.dbc, n * I);  // (Mamba-1's x_proj rows; free here)
-    for (int64_t t = 0; t < n; ++t) {
-        const int seq = p.batch.seq_ids[size_t(t)];
-        float* conv_state = p.cache.state(layer, seq);
-        float* S = conv_state + conv_floats();
-        push_conv_state(conv_state, zxbcdt + t * W + I, CC, dims.d_conv);
-        const float* xt = xbc + t * CC;
-        const float* B = xt + I;
-        ssd_scan_step(S, xt, dt + t * H, A.data(), B, B + G * N, D.data(), y + t * I, H, dims.head_dim(), G, N);
-        p.cache.on_position_done(layer, seq, p.batch.positions[size_t(t)]);
-    }
+    auto push_conv = [&](int64_t t) {
+        push_conv_state(p.cache.state(layer, p.batch.seq_ids[size_t(t)]), zxbcdt + t * W + I, CC, dims.d_conv);
+    };
+    scan_in_runs(layer, p, H, 4 * dims.head_dim() * N, push_conv, [&](int64_t t0, int64_t t1, int64_t h0, int64_t h1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            float* S = p.cache.state(layer, p.batch.seq_ids[size_t(t)]) + conv_floats();
+            const float* xt = xbc + t * CC;
+            const float* B = xt + I;
+            ssd_scan_heads(S, xt, dt + t * H, A.data(), B, B + G * N, D.data(), y + t * I, H, dims.head_dim(), G, N,
+                           h0, h1);
+        }
+    });
     for (int64_t t = 0; t < n; ++t) gated_group_rms_norm(y + t * I, zxbcdt + t * W, norm_w.data(), I, G, norm_eps);
     out.apply(y, n, result, p);
 }

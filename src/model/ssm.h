@@ -6,7 +6,8 @@
 //   SSM state   Mamba-1: h, [d_inner][d_state];  Mamba-2: S, [n_head][head_dim][d_state]
 // Both have a fixed size whatever the sequence's length. The steps are written one
 // function each, scalar, in the order of the papers' algorithms. Both mixers scan token by
-// token (prefill too): no chunked SSD scan yet.
+// token (prefill too), the channels (Mamba-1) or heads (Mamba-2) in parallel
+// (model/scan_runs.h); no chunked SSD scan yet.
 #pragma once
 
 #include <string>
@@ -117,6 +118,10 @@ void selective_scan_step(float* h, const float* u, const float* dt, const float*
 // x and y are [n_head][head_dim], B and C [n_group][d_state]. y may alias x.
 void ssd_scan_step(float* S, const float* x, const float* dt, const float* A, const float* B, const float* C,
                    const float* D, float* y, int64_t n_head, int64_t head_dim, int64_t n_group, int64_t d_state);
+// The same for heads [h0, h1) only (the others untouched): the unit of parallel scans.
+void ssd_scan_heads(float* S, const float* x, const float* dt, const float* A, const float* B, const float* C,
+                    const float* D, float* y, int64_t n_head, int64_t head_dim, int64_t n_group, int64_t d_state,
+                    int64_t h0, int64_t h1);
 // y = rms_norm(y ⊙ silu(z)) · w over each of n_group groups of d_inner / n_group values
 // (Mamba-2's gated norm before the output projection).
 void gated_group_rms_norm(float* y, const float* z, const float* w, int64_t d_inner, int64_t n_group, float eps);

@@ -322,6 +322,25 @@ INSTANTIATE_TEST_SUITE_P(Architectures, Conformance, ::testing::ValuesIn(one_fil
                              return s;
                          });
 
+// The recurrent scans run their channels or heads on the pool's threads (model/scan_runs.h):
+// the logits of a prompt (several block ends: several runs) and of decode steps are the
+// same bits with 1 thread as with 3.
+TEST(RecurrentScan, ThreadCountDoesNotChangeTheBits) {
+    for (const char* arch : {"mamba", "mamba2", "rwkv6", "rwkv7"}) {
+        auto m = load_model(shared_dir() + "/models/arch/" + arch + ".gguf");
+        std::vector<std::vector<float>> out;
+        for (int threads : {1, 3}) {
+            ThreadPool pool(threads);
+            KvCache cache(m->memory_layout(), 128, 1);
+            std::vector<float> rows = run(*m, cache, pool, 0, tokens_for(*m, 40, 1), false);
+            const std::vector<float> steps = run(*m, cache, pool, 0, tokens_for(*m, 5, 2), true);
+            rows.insert(rows.end(), steps.begin(), steps.end());
+            out.push_back(rows);
+        }
+        EXPECT_EQ(out[0], out[1]) << arch;
+    }
+}
+
 // A toy recurrent model: per layer s = 0.75 s + 0.25 x_t, x_t += tanh(s) (a decaying
 // running mean, like a one-channel SSM), logits = W x. Its memory is recurrent state
 // only: no truncation except to a block end, prefixes shared through snapshots.

@@ -1,11 +1,13 @@
 // The Mamba-2 steps of model/ssm.h on cases the reference file (one group) does not reach:
-// heads sharing B and C by group, and the gated RMS norm over several groups. Under 1 ms.
+// heads sharing B and C by group, and the gated RMS norm over several groups; the AVX2
+// selective scan and exp (kernels/ssm_scan.h) against their scalar references. Under 10 ms.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "kernels/ssm_scan.h"
 #include "model/ssm.h"
 
 namespace pensieve {
@@ -101,6 +103,49 @@ TEST(Ssm, GatedGroupRmsNormNormalisesEachGroupAlone) {
     for (int64_t i = size; i < n; ++i) y_scaled[i] *= 10.0f;
     gated_group_rms_norm(y_scaled.data(), z.data(), w.data(), n, groups, 1e-6f);
     for (int64_t i = 0; i < size; ++i) EXPECT_EQ(y_scaled[i], y[i]);
+}
+
+TEST(SsmKernels, ExpWithinTwoUlpOfStdExp) {
+    std::vector<float> x;
+    for (float v = -87.0f; v <= 88.0f; v += 0.0137f) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-8f, -1e-8f, 0.5f, -0.5f, 1.0f}) x.push_back(v);
+    std::vector<float> got(x.size());
+    exp_avx2(x.data(), got.data(), int64_t(x.size()));
+    double worst = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        const double want = std::exp(double(x[i]));
+        worst = std::max(worst, std::fabs(got[i] - want) / want);
+    }
+    EXPECT_LT(worst, 2.5e-7) << "relative error";  // 2 ulp of a float
+    // Far below: tiny, never a NaN or a negative.
+    float tiny_in[3] = {-100.0f, -1000.0f, -INFINITY}, tiny[3];
+    exp_avx2(tiny_in, tiny, 3);
+    for (float t : tiny) EXPECT_TRUE(t >= 0.0f && t < 1e-37f) << t;
+}
+
+TEST(SsmKernels, SelectiveScanAvx2FollowsTheScalarStep) {
+    for (int64_t d_state : {16, 13}) {  // 13: the scalar tail too
+        std::mt19937 rng(11);
+        const int64_t I = 37;
+        const auto A = random_values(size_t(I * d_state), rng, -8.0f, -0.1f), D = random_values(size_t(I), rng);
+        std::vector<float> h_ref(size_t(I * d_state), 0.0f), h_simd = h_ref;
+        double worst = 0, scale = 0;
+        for (int step = 0; step < 50; ++step) {
+            const auto u = random_values(size_t(I), rng), dt = random_values(size_t(I), rng, 0.001f, 2.0f);
+            const auto B = random_values(size_t(d_state), rng), C = random_values(size_t(d_state), rng);
+            std::vector<float> y_ref(static_cast<size_t>(I)), y_simd(static_cast<size_t>(I));
+            selective_scan_step(h_ref.data(), u.data(), dt.data(), A.data(), B.data(), C.data(), D.data(), y_ref.data(), I,
+                                d_state);
+            selective_scan_avx2(h_simd.data(), u.data(), dt.data(), A.data(), B.data(), C.data(), D.data(), y_simd.data(),
+                                I, d_state);
+            for (int64_t c = 0; c < I; ++c) {
+                worst = std::max(worst, double(std::fabs(y_ref[size_t(c)] - y_simd[size_t(c)])));
+                scale = std::max(scale, double(std::fabs(y_ref[size_t(c)])));
+            }
+        }
+        EXPECT_LT(worst, 1e-5 * std::max(1.0, scale)) << "d_state " << d_state;
+        for (size_t i = 0; i < h_ref.size(); ++i) ASSERT_NEAR(h_ref[i], h_simd[i], 1e-5 * (1 + std::fabs(h_ref[i])));
+    }
 }
 
 }  // namespace
