@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "convert/quantize_model.h"
@@ -63,6 +64,12 @@ Aliases read_aliases(const fs::path& dir) {
         a.default_name = j["default"].get<std::string>();
     }
     return a;
+}
+
+// NAME-00001-of-00003.gguf: the naming of split GGUF files.
+bool is_split_part(const std::string& file) {
+    static const std::regex split(R"(.*-\d{5}-of-\d{5}\.gguf)");
+    return std::regex_match(file, split);
 }
 
 bool is_gguf(const fs::directory_entry& e) {
@@ -169,10 +176,15 @@ void ModelCatalog::scan_locked() {
         Cached c;
         c.bytes = bytes;
         c.modified = modified;
-        try {
-            c.entry = describe_model_file(p.string());
-        } catch (const Error& e) {
-            c.error = e.what();
+        if (is_split_part(p.filename().string())) {
+            c.error = "one part of a split GGUF; pensieve loads single files (merge the parts with the "
+                      "reference tools' gguf-split --merge)";
+        } else {
+            try {
+                c.entry = describe_model_file(p.string());
+            } catch (const Error& e) {
+                c.error = e.what();
+            }
         }
         seen[p.string()] = std::move(c);
     }

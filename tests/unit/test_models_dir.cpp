@@ -38,6 +38,7 @@ struct ModelsFolder {
         fs::create_symlink(m + "arch/qwen2.gguf", dir / "more" / "qwen2.gguf");
         fs::create_symlink(m + "arch/bert.gguf", dir / "more" / "bert.gguf");
         std::ofstream(dir / "notes.gguf") << "not a model";
+        fs::create_symlink(m + "arch/qwen3.gguf", dir / "big-00001-of-00002.gguf");  // a split model's part
         std::ofstream(dir / ".partial.gguf") << "a download in progress";
         if (!models_json.empty()) std::ofstream(dir / "models.json") << models_json;
     }
@@ -63,8 +64,12 @@ TEST(ModelCatalog, ListsTheFolderWithFactsAliasesAndTheDefault) {
     EXPECT_EQ(e.architecture, "qwen2");
     EXPECT_EQ(e.path, (f.dir / "more" / "qwen2.gguf").string());
     EXPECT_FALSE(c.find("notes", e));
-    ASSERT_EQ(c.skipped().size(), 1u);  // notes.gguf, with its reason; the hidden file is not looked at
-    EXPECT_NE(c.skipped()[0].reason.find("not a GGUF"), std::string::npos) << c.skipped()[0].reason;
+    // notes.gguf and the split part, with their reasons; the hidden file is not looked at.
+    const std::vector<SkippedFile> skipped = c.skipped();
+    ASSERT_EQ(skipped.size(), 2u);
+    EXPECT_NE(skipped[0].path.find("big-00001-of-00002.gguf"), std::string::npos);
+    EXPECT_NE(skipped[0].reason.find("split GGUF"), std::string::npos) << skipped[0].reason;
+    EXPECT_NE(skipped[1].reason.find("not a GGUF"), std::string::npos) << skipped[1].reason;
     EXPECT_EQ(c.default_name(), "stories260K");
 }
 
