@@ -18,6 +18,7 @@
 // thread watches use counts and keep-alives.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -113,7 +114,7 @@ private:
 
     const ServerOptions& options_;
     HostOptions host_;
-    bool folder_ = false;
+    std::atomic<bool> folder_{false};  // set once, read by every request
     ModelCatalog catalog_;
     mutable std::mutex mutex_;
     std::condition_variable changed_;         // a load ended, a model unloaded or went idle
