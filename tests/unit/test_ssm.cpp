@@ -106,21 +106,22 @@ TEST(Ssm, GatedGroupRmsNormNormalisesEachGroupAlone) {
 }
 
 TEST(SsmKernels, ExpWithinTwoUlpOfStdExp) {
+    // The scan's exponents dt A are <= 0 (dt > 0, A < 0): the range the kernel serves.
     std::vector<float> x;
-    for (float v = -87.0f; v <= 88.0f; v += 0.0137f) x.push_back(v);
-    for (float v : {0.0f, -0.0f, 1e-8f, -1e-8f, 0.5f, -0.5f, 1.0f}) x.push_back(v);
+    for (float v = -87.0f; v <= 0.0f; v += 0.0137f) x.push_back(v);
+    for (float v : {0.0f, -0.0f, -1e-8f, -0.5f, -1.0f}) x.push_back(v);
     std::vector<float> got(x.size());
-    exp_avx2(x.data(), got.data(), int64_t(x.size()));
+    exp_nonpositive_avx2(x.data(), got.data(), int64_t(x.size()));
     double worst = 0;
     for (size_t i = 0; i < x.size(); ++i) {
         const double want = std::exp(double(x[i]));
         worst = std::max(worst, std::fabs(got[i] - want) / want);
     }
     EXPECT_LT(worst, 2.5e-7) << "relative error";  // 2 ulp of a float
-    // Far below: tiny, never a NaN or a negative.
+    // Far below: 0, never a NaN or a negative.
     float tiny_in[3] = {-100.0f, -1000.0f, -INFINITY}, tiny[3];
-    exp_avx2(tiny_in, tiny, 3);
-    for (float t : tiny) EXPECT_TRUE(t >= 0.0f && t < 1e-37f) << t;
+    exp_nonpositive_avx2(tiny_in, tiny, 3);
+    for (float t : tiny) EXPECT_EQ(t, 0.0f) << t;
 }
 
 TEST(SsmKernels, SelectiveScanAvx2FollowsTheScalarStep) {
