@@ -126,15 +126,6 @@ ModelCatalog& ModelCatalog::operator=(ModelCatalog&& o) noexcept {
     return *this;
 }
 
-ModelCatalog ModelCatalog::single(const std::string& path, const std::string& name) {
-    ModelCatalog c;
-    CatalogEntry e = describe_model_file(path);
-    e.name = name;
-    c.entries_.push_back(e);
-    c.default_ = name;
-    return c;
-}
-
 ModelCatalog ModelCatalog::folder(const std::string& dir) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) fail(dir, ": not a folder (--models-dir)");

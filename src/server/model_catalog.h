@@ -36,8 +36,6 @@ struct SkippedFile {
 
 class ModelCatalog {
 public:
-    // A catalog of one file (`serve -m`), named `name`.
-    static ModelCatalog single(const std::string& path, const std::string& name);
     // The folder's models; throws Error when DIR is not a readable folder or models.json is
     // malformed (at start-up; a later rescan keeps the previous aliases instead).
     static ModelCatalog folder(const std::string& dir);
@@ -46,7 +44,7 @@ public:
     ModelCatalog(ModelCatalog&& other) noexcept;
     ModelCatalog& operator=(ModelCatalog&& other) noexcept;
 
-    // Reads the folder again: new files appear, removed ones go. No-op for single().
+    // Reads the folder again: new files appear, removed ones go (no-op for an empty catalog).
     void rescan();
 
     // The entry a name or alias names (copy), or false.
@@ -56,7 +54,6 @@ public:
     std::vector<std::string> names() const;
     // The model for requests that name none: models.json's "default", else the only model.
     std::string default_name() const;
-    bool is_folder() const { return !dir_.empty(); }
 
 private:
     struct Cached {

@@ -45,12 +45,10 @@ struct ModelsFolder {
     ~ModelsFolder() { fs::remove_all(dir); }
 };
 
-std::vector<std::string> names_of(const ModelCatalog& c) { return c.names(); }
-
 TEST(ModelCatalog, ListsTheFolderWithFactsAliasesAndTheDefault) {
     ModelsFolder f("catalog");
     ModelCatalog c = ModelCatalog::folder(f.dir.string());
-    EXPECT_EQ(names_of(c), (std::vector<std::string>{"bert", "qwen2", "stories260K", "synth-tiny-Q4_0"}));
+    EXPECT_EQ(c.names(), (std::vector<std::string>{"bert", "qwen2", "stories260K", "synth-tiny-Q4_0"}));
     CatalogEntry e;
     ASSERT_TRUE(c.find("gpt-4o", e));  // the alias
     EXPECT_EQ(e.name, "stories260K");
@@ -81,7 +79,7 @@ TEST(ModelCatalog, RescanSeesNewAndRemovedFilesAndNamesClashesByFolder) {
     fs::create_symlink(shared_dir() + "/models/arch/qwen3.gguf", f.dir / "other" / "qwen2.gguf");  // same stem
     fs::remove(f.dir / "synth-tiny-Q4_0.gguf");
     c.rescan();
-    EXPECT_EQ(names_of(c), (std::vector<std::string>{"bert", "more/qwen2", "other/qwen2", "stories260K"}));
+    EXPECT_EQ(c.names(), (std::vector<std::string>{"bert", "more/qwen2", "other/qwen2", "stories260K"}));
     CatalogEntry e;
     ASSERT_TRUE(c.find("other/qwen2", e));
     EXPECT_EQ(e.architecture, "qwen3");
