@@ -90,7 +90,7 @@ void print_model_features(const GgufFile& f) {
     std::printf("  memory:     %s\n", mem.describe().c_str());
     std::printf("  supports:   %s, prefix sharing (%s)\n",
                 recurrent ? "no rollback (no speculation)" : "rollback (speculation)",
-                recurrent ? "state snapshots per block" : "shared KV blocks");
+                recurrent ? "state snapshots: every 256 positions, prompt ends, latest" : "shared KV blocks");
     std::printf("  attention:  %s\n", c.causal ? "causal" : "bidirectional");
     std::printf("  pooling:    %s\n", pooling_name(c.pooling));
     const int64_t n_ctx = std::min<int64_t>(c.n_ctx_train, 4096);

@@ -20,8 +20,9 @@ namespace {
 constexpr int B = KvCache::kBlockSize;
 constexpr char kMagic[8] = {'P', 'S', 'V', 'K', 'V', 'B', 'L', 'K'};
 // Version 2 added the KV element type (version 1 files held fp16 and are ignored);
-// version 3 per-layer memory layouts (a block is whatever KvCache::copy_block_out writes).
-constexpr uint32_t kVersion = 3;
+// version 3 per-layer memory layouts (a block is whatever KvCache::copy_block_out writes);
+// version 4 an optional recurrent state snapshot after the block (most blocks have none).
+constexpr uint32_t kVersion = 4;
 // Memory the background writer may hold in copies of blocks waiting for the disk.
 constexpr size_t kMaxPendingWriteBytes = size_t(256) << 20;
 // A temporary file this old belongs to a write that died with its process.
@@ -39,8 +40,10 @@ struct DiskHeader {
     uint64_t parent;
     uint32_t kv_type;    // KvType: a block is only ever loaded into a cache of its own type
     uint32_t position_bytes;  // bytes of one position in every layer
+    uint32_t has_snapshot;    // 1: KvCache::snapshot_bytes() of state follow the block
+    uint32_t reserved;
 };
-static_assert(sizeof(DiskHeader) == 56);
+static_assert(sizeof(DiskHeader) == 64);
 
 uint64_t mix(uint64_t h) {
     h ^= h >> 33;
@@ -178,9 +181,12 @@ int PrefixCache::attach_more(int seq, const std::vector<int32_t>& tokens, size_t
         blocks.push_back(block);
         ++stats_.disk_hit_blocks;
     }
-    kv_.attach_prefix(seq, blocks);
+    // A recurrent model resumes from a snapshot: the prefix ends at the last block with one.
+    size_t usable = blocks.size();
+    while (usable > 0 && !kv_.can_resume_after(blocks[usable - 1])) --usable;
+    kv_.attach_prefix(seq, std::vector<int>(blocks.begin(), blocks.begin() + long(usable)));
     for (int b : blocks) kv_.release_block(b);
-    return int(blocks.size()) * B;
+    return int(usable) * B;
 }
 
 void PrefixCache::insert(int seq, const std::vector<int32_t>& tokens) {
@@ -262,8 +268,10 @@ std::vector<uint8_t> PrefixCache::block_file(const Entry& e) const {
     hd.parent = e.parent;
     hd.kv_type = uint32_t(kv_.type());
     hd.position_bytes = uint32_t(kv_.position_bytes());
+    std::vector<uint8_t> snapshot(kv_.snapshot_bytes());
+    hd.has_snapshot = kv_.copy_snapshot_out(e.block, snapshot.data()) ? 1 : 0;
 
-    const size_t body = sizeof hd + B * sizeof(int32_t) + kv_.block_bytes();
+    const size_t body = sizeof hd + B * sizeof(int32_t) + kv_.block_bytes() + (hd.has_snapshot ? snapshot.size() : 0);
     std::vector<uint8_t> buf(body + sizeof(uint64_t));
     uint8_t* p = buf.data();
     std::memcpy(p, &hd, sizeof hd);
@@ -271,6 +279,7 @@ std::vector<uint8_t> PrefixCache::block_file(const Entry& e) const {
     std::memcpy(p, e.tokens.data(), B * sizeof(int32_t));
     p += B * sizeof(int32_t);
     kv_.copy_block_out(e.block, p);
+    if (hd.has_snapshot) std::memcpy(p + kv_.block_bytes(), snapshot.data(), snapshot.size());
     const uint64_t checksum = hash_bytes(buf.data(), body);
     std::memcpy(buf.data() + body, &checksum, sizeof checksum);
     return buf;
@@ -289,7 +298,6 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
     const std::string path = block_path(hash);
     std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) return -1;
-    const size_t body = sizeof(DiskHeader) + B * sizeof(int32_t) + kv_.block_bytes();
     auto reject = [&](const char* why) {
         std::fprintf(stderr, "pensieve: warning: ignoring cache file %s: %s\n", path.c_str(), why);
         ++stats_.disk_rejected;
@@ -307,6 +315,8 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
     if (hd.version != kVersion) return reject("older cache format");
     if (hd.kv_type != uint32_t(kv_.type()) || hd.position_bytes != uint32_t(kv_.position_bytes()))
         return reject("made for another KV cache type");
+    if (hd.has_snapshot > 1) return reject("damaged header");
+    const size_t body = sizeof hd + B * sizeof(int32_t) + kv_.block_bytes() + (hd.has_snapshot ? kv_.snapshot_bytes() : 0);
     if (size != body + sizeof(uint64_t)) return reject("wrong size (truncated?)");
     std::vector<uint8_t> buf(body + sizeof(uint64_t));
     in.seekg(0);
@@ -322,7 +332,9 @@ int PrefixCache::load_block(uint64_t hash, uint64_t parent, const int32_t* token
     int block = kv_.allocate_block();
     while (block < 0 && evict_one()) block = kv_.allocate_block();
     if (block < 0) return -1;  // no room now; not the file's fault
-    kv_.copy_block_in(block, buf.data() + sizeof hd + B * sizeof(int32_t));
+    const uint8_t* data = buf.data() + sizeof hd + B * sizeof(int32_t);
+    kv_.copy_block_in(block, data);
+    if (hd.has_snapshot) kv_.copy_snapshot_in(block, data + kv_.block_bytes());  // no room: not resumable
     return block;
 }
 

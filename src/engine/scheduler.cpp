@@ -490,11 +490,15 @@ bool Scheduler::follows_a_leader(const Slot& s, const StepBatch& b) const {
 }
 
 // After a step: the full blocks just computed from prompts go to the prefix cache now,
-// not only when their requests end (see pick_up_shared_blocks).
+// not only when their requests end (see pick_up_shared_blocks). A recurrent model keeps
+// the state snapshot where a prompt ended (a regenerated reply resumes there).
 void Scheduler::share_prefilled_blocks(const StepBatch& b) {
     if (!prefix_) return;
-    for (const StepBatch::Chunk& c : b.prefilled)
-        if (c.slot->busy) prefix_->insert(c.slot->id, c.slot->tokens);
+    for (const StepBatch::Chunk& c : b.prefilled) {
+        if (!c.slot->busy) continue;
+        prefix_->insert(c.slot->id, c.slot->tokens);
+        if (c.end >= c.slot->params.prompt.size()) cache_.keep_snapshot(c.slot->id);
+    }
 }
 
 // Runs the batch. A failed pass leaves the cache of every slot in it unknown: they all

@@ -15,6 +15,35 @@ namespace pensieve {
 void selective_scan_avx2(float* h, const float* u, const float* dt, const float* A, const float* B, const float* C,
                          const float* D, float* y, int64_t n_channel, int64_t d_state);
 
+// Mamba-2's SSD scan over consecutive tokens of ONE sequence, heads [h0, h1), in the
+// chunked form of the SSD paper (arXiv:2405.21060, section 6). model/ssm.h's
+// ssd_scan_heads (one token at a time) is the reference. Per chunk of up to kSsdChunk
+// tokens and per head h of group g, with a_t = dt_t[h] A[h] and cs_t = a_0 + ... + a_t:
+//   y_t = D x_t + exp(cs_t) (S C_t) + sum_{k<=t} exp(cs_t - cs_k) dt_k (C_t . B_k) x_k
+//   S  <- exp(cs_L) S + sum_k exp(cs_L - cs_k) dt_k x_k (x) B_k         (L: the chunk's last)
+// The recurrence's sums in another order: equal up to rounding. The state is read and
+// written once per chunk instead of once per token, and every product is a broadcast
+// multiply-add across the head's channels (no horizontal sums).
+struct SsdTokens {
+    const float* x;    // token t at x + t * x_stride: [n_head][head_dim]
+    const float* B;    // token t at B + t * x_stride: [n_group][d_state]
+    const float* C;    // likewise
+    int64_t x_stride;
+    const float* dt;   // token t at dt + t * n_head (after softplus)
+    float* y;          // token t at y + t * y_stride: [n_head][head_dim]; must not alias x
+    int64_t y_stride;
+    int64_t n_tokens;
+};
+struct SsdShape {
+    int64_t n_head, head_dim, n_group, d_state;
+};
+constexpr int64_t kSsdChunk = 32;
+// Whether ssd_scan_chunked_avx2 takes this shape (head_dim a multiple of 8, up to 128).
+bool ssd_chunked_supported(const SsdShape& shape);
+// S: the sequence's state, [n_head][head_dim][d_state]; A, D: per head.
+void ssd_scan_chunked_avx2(float* S, const SsdTokens& in, const float* A, const float* D, const SsdShape& shape,
+                           int64_t h0, int64_t h1);
+
 // out[i] = exp(x[i]) for x[i] <= 0, by exp_nonpositive (tests compare it with std::exp).
 void exp_nonpositive_avx2(const float* x, float* out, int64_t n);
 

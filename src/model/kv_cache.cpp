@@ -87,7 +87,8 @@ KvCache::KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks,
         if (l.kind == LayerMemory::Kind::Recurrent && l.state_floats <= 0)
             fail("invalid recurrent state size ", l.state_floats);
         const size_t state = l.kind == LayerMemory::Kind::Recurrent ? size_t(l.state_floats) : 0;
-        s.block = kBlockSize * (s.k_row + s.v_row) + state * sizeof(float);
+        if (state > 0 && first_recurrent_ < 0) first_recurrent_ = int(layers_.size());
+        s.block = kBlockSize * (s.k_row + s.v_row);
         s.offset = offset;
         s.state_offset = state_floats_;
         offset += s.block * size_t(n_blocks_);
@@ -95,11 +96,17 @@ KvCache::KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks,
         state_floats_ += state;
         layers_.push_back(s);
     }
+    recurrent_ = state_floats_ > 0;
+    // Snapshot slots: the keepers of a full pool, and per sequence its prompt end, its
+    // latest block and the one it is leaving.
+    const int n_slots = !recurrent_ ? 0 : std::min(n_blocks_, n_blocks_ / kSnapshotEvery + 3 * n_seq + 1);
     try {
         data_ = LazyBuffer(offset);  // zero pages, committed as blocks are first written
+        snapshots_ = LazyBuffer(size_t(n_slots) * snapshot_bytes());
         states_.assign(state_floats_ * size_t(n_seq), 0.0f);
     } catch (const std::bad_alloc&) {
-        fail("out of memory allocating the ", kv_type_name(type), " KV cache (", offset / (1 << 20),
+        fail("out of memory allocating the ", kv_type_name(type), " KV cache (",
+             (offset + size_t(n_slots) * snapshot_bytes()) / (1 << 20),
              " MiB); use a smaller context (-c), fewer parallel slots or --cache-type q8_0");
     }
     refs_.assign(size_t(n_blocks_), 0);
@@ -107,32 +114,99 @@ KvCache::KvCache(const MemoryLayout& layout, int n_ctx, int n_seq, int n_blocks,
     for (int b = n_blocks_ - 1; b >= 0; --b) free_.push_back(b);  // hand out low ids first
     tables_.resize(size_t(n_seq));
     lengths_.assign(size_t(n_seq), 0);
-}
-
-float* KvCache::snapshot(int l, int block) {
-    const LayerStore& s = layers_[size_t(l)];
-    return reinterpret_cast<float*>(&data_[s.offset + size_t(block) * s.block + kBlockSize * (s.k_row + s.v_row)]);
+    slots_.resize(size_t(n_slots));
+    for (int i = n_slots - 1; i >= 0; --i) free_slots_.push_back(i);
+    snapshot_of_.assign(size_t(n_blocks_), -1);
+    latest_.assign(size_t(n_seq), -1);
 }
 
 void KvCache::on_position_done(int l, int seq, int pos) {
     if (!ends_block(pos)) return;
-    const float* live = state(l, seq);
-    std::copy_n(live, layout_.layers[size_t(l)].state_floats, snapshot(l, tables_[size_t(seq)][size_t(pos / kBlockSize)]));
+    const int j = pos / kBlockSize;
+    const int block = tables_[size_t(seq)][size_t(j)];
+    int slot = snapshot_of_[size_t(block)];
+    if (l == first_recurrent_ && slot < 0) slot = take_slot(seq, j);
+    if (slot < 0) return;  // the pool is full of pinned snapshots: this block cannot be resumed
+    std::copy_n(state(l, seq), layout_.layers[size_t(l)].state_floats, slot_state(l, slot));
+}
+
+// The sequence moves on to block j: its previous snapshot goes unless it is kept (a
+// shared prefix's snapshot is never the sequence's own: attach_prefix forgets latest_).
+int KvCache::take_slot(int seq, int j) {
+    const int block = tables_[size_t(seq)][size_t(j)];
+    const int prev = latest_[size_t(seq)];
+    latest_[size_t(seq)] = -1;
+    if (prev >= 0 && snapshot_of_[size_t(prev)] >= 0 && !slots_[size_t(snapshot_of_[size_t(prev)])].keep)
+        drop_snapshot(prev);
+    const int slot = free_slot();
+    if (slot < 0) return -1;
+    give_slot(slot, block, keeps_snapshot(j));
+    latest_[size_t(seq)] = block;
+    return slot;
+}
+
+int KvCache::free_slot() {
+    if (free_slots_.empty()) {  // the least recently used snapshot no sequence needs now
+        int victim = -1;
+        for (int s = 0; s < int(slots_.size()); ++s)
+            if (!pinned(s) && (victim < 0 || slots_[size_t(s)].used < slots_[size_t(victim)].used)) victim = s;
+        if (victim < 0) return -1;
+        drop_snapshot(slots_[size_t(victim)].block);
+    }
+    const int slot = free_slots_.back();
+    free_slots_.pop_back();
+    slots_touched_ = std::max(slots_touched_, slot + 1);
+    return slot;
+}
+
+void KvCache::give_slot(int slot, int block, bool keep) {
+    slots_[size_t(slot)] = Slot{block, ++clock_, keep};
+    snapshot_of_[size_t(block)] = slot;
+}
+
+bool KvCache::pinned(int slot) const {
+    const Slot& s = slots_[size_t(slot)];
+    if (s.used > pass_clock_) return true;
+    for (int seq = 0; seq < n_seq_; ++seq) {
+        const int full = lengths_[size_t(seq)] / kBlockSize;
+        if (full > 0 && tables_[size_t(seq)][size_t(full - 1)] == s.block) return true;
+    }
+    return false;
+}
+
+void KvCache::drop_snapshot(int block) {
+    const int slot = snapshot_of_[size_t(block)];
+    if (slot < 0) return;
+    snapshot_of_[size_t(block)] = -1;
+    slots_[size_t(slot)] = Slot{};
+    free_slots_.push_back(slot);
+}
+
+void KvCache::keep_snapshot(int seq) {
+    const int full = lengths_[size_t(seq)] / kBlockSize;
+    if (!recurrent_ || full == 0) return;
+    const int slot = snapshot_of_[size_t(tables_[size_t(seq)][size_t(full - 1)])];
+    if (slot >= 0) slots_[size_t(slot)].keep = true;
 }
 
 void KvCache::restore_states(int seq) {
     const int full = lengths_[size_t(seq)] / kBlockSize;
+    const int slot = !recurrent_ || full == 0 ? -1 : snapshot_of_[size_t(tables_[size_t(seq)][size_t(full - 1)])];
+    if (recurrent_ && full > 0 && slot < 0)
+        fail("sequence ", seq, " cannot resume at position ", full * kBlockSize, ": no state snapshot there");
+    if (slot >= 0) slots_[size_t(slot)].used = ++clock_;
     for (int l = 0; l < n_layer(); ++l) {
         const int n = layout_.layers[size_t(l)].state_floats;
         if (layout_.layers[size_t(l)].kind != LayerMemory::Kind::Recurrent) continue;
         float* live = state(l, seq);
         if (full == 0) std::fill_n(live, n, 0.0f);
-        else std::copy_n(snapshot(l, tables_[size_t(seq)][size_t(full - 1)]), n, live);
+        else std::copy_n(slot_state(l, slot), n, live);
     }
 }
 
 bool KvCache::can_truncate_to(int seq, int pos) const {
-    return can_truncate() || pos >= length(seq) || pos <= 0 || pos % kBlockSize == 0;
+    if (can_truncate() || pos >= length(seq) || pos <= 0) return true;
+    return pos % kBlockSize == 0 && can_resume_after(tables_[size_t(seq)][size_t(pos / kBlockSize - 1)]);
 }
 
 int KvCache::allocate_block() {
@@ -146,7 +220,9 @@ int KvCache::allocate_block() {
 
 void KvCache::release_block(int block) {
     assert(refs_[size_t(block)] > 0);
-    if (--refs_[size_t(block)] == 0) free_.push_back(block);
+    if (--refs_[size_t(block)] > 0) return;
+    if (recurrent_) drop_snapshot(block);
+    free_.push_back(block);
 }
 
 bool KvCache::reserve(int seq, int n_positions) {
@@ -162,8 +238,8 @@ bool KvCache::reserve(int seq, int n_positions) {
 void KvCache::truncate(int seq, int pos) {
     if (pos < 0) pos = 0;
     if (!can_truncate_to(seq, pos))
-        fail("this model's recurrent state cannot be rolled back to position ", pos, " (only to a multiple of ",
-             kBlockSize, ")");
+        fail("this model's recurrent state cannot be rolled back to position ", pos,
+             " (only to a block end that kept its state snapshot)");
     const bool shorter = lengths_[size_t(seq)] > pos;
     if (shorter) lengths_[size_t(seq)] = pos;
     std::vector<int>& table = tables_[size_t(seq)];
@@ -172,7 +248,9 @@ void KvCache::truncate(int seq, int pos) {
         release_block(table.back());
         table.pop_back();
     }
-    if (shorter || pos == 0) restore_states(seq);
+    if (!shorter && pos != 0) return;
+    latest_[size_t(seq)] = -1;  // its snapshot, if any, stays (for the LRU to take)
+    restore_states(seq);
 }
 
 void KvCache::attach_prefix(int seq, const std::vector<int>& blocks) {
@@ -184,6 +262,7 @@ void KvCache::attach_prefix(int seq, const std::vector<int>& blocks) {
         table.push_back(b);
     }
     lengths_[size_t(seq)] = capacity(seq);
+    latest_[size_t(seq)] = -1;
     restore_states(seq);
 }
 
@@ -199,6 +278,7 @@ void KvCache::reserve_batch(const std::vector<int32_t>& seq_ids, const std::vect
         if (pos >= n_ctx_) fail("context is full: position ", pos, " needs a context larger than ", n_ctx_);
         next[seq] = pos + 1;
     }
+    pass_clock_ = clock_;  // snapshots taken from here on are this pass's: never evicted in it
     // Every position the batch writes needs a block.
     for (const auto& [seq, end] : next)
         if (!reserve(seq, end))
@@ -222,6 +302,25 @@ void KvCache::copy_block_in(int block, const uint8_t* in) {
         std::memcpy(&data_[s.offset + size_t(block) * s.block], in, s.block);
         in += s.block;
     }
+}
+
+bool KvCache::copy_snapshot_out(int block, uint8_t* out) const {
+    const int slot = recurrent_ ? snapshot_of_[size_t(block)] : -1;
+    if (slot < 0) return false;
+    std::memcpy(out, &snapshots_[size_t(slot) * snapshot_bytes()], snapshot_bytes());
+    return true;
+}
+
+bool KvCache::copy_snapshot_in(int block, const uint8_t* in) {
+    if (!recurrent_) return false;
+    int slot = snapshot_of_[size_t(block)];
+    if (slot < 0) {
+        slot = free_slot();
+        if (slot < 0) return false;
+        give_slot(slot, block, false);
+    }
+    std::memcpy(&snapshots_[size_t(slot) * snapshot_bytes()], in, snapshot_bytes());
+    return true;
 }
 
 std::string describe_kv_cache(KvType type, size_t bytes, int64_t positions) {

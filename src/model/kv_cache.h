@@ -10,13 +10,22 @@
 //              differ per layer and between K and V); `window` > 0 marks a sliding-window
 //              layer (attention reads only the last `window` positions).
 //   Recurrent  one live state per sequence (Mamba conv + SSM state, RWKV token shift +
-//              WKV state: state_floats floats) and, per block, a snapshot of the state
-//              after the block's last position. Sharing a prefix of full blocks resumes
-//              from the last block's snapshot instead of re-reading the prompt.
+//              WKV state: state_floats floats) and, for some blocks, a snapshot of the
+//              state after the block's last position. Sharing a prefix of full blocks
+//              resumes from the last block's snapshot instead of re-reading the prompt.
+//              Snapshots live in a pool of their own, not in the blocks: one is 15 MB
+//              for a 1.3B Mamba, so a snapshot per 16-position block cost ~1 GB per 1000
+//              prompt tokens (and a 32K context reserved 30 GB). A sequence keeps the
+//              snapshot of every kSnapshotEvery-th block it writes, of the block its
+//              prompt ended in (keep_snapshot), and of its latest block; the pool drops
+//              the least recently used unpinned snapshot when it is full. A block
+//              without a snapshot still links a cached prefix; resuming stops at the last
+//              block that has one.
 //   None       nothing (a layer without memory).
 // The caller asks what the memory supports before it truncates or shares:
 //   can_truncate()      any position (speculative rollback): attention-only memories;
-//                       a recurrent state cannot be rolled back except to a block end.
+//                       a recurrent state cannot be rolled back except to a block end
+//                       that kept its snapshot (can_truncate_to).
 //   can_share_prefix()  full blocks of a prompt (the prefix cache): both kinds, unless
 //                       the layout says a prompt is read as a whole (an encoder's).
 //
@@ -86,6 +95,9 @@ struct MemoryLayout {
 class KvCache {
 public:
     static constexpr int kBlockSize = 16;
+    // Every this many blocks (256 positions) a sequence keeps its snapshot: a conversation
+    // that branches off an earlier prompt re-reads at most this much of the common prefix.
+    static constexpr int kSnapshotEvery = 16;
 
     // n_seq sequences of up to n_ctx positions each. n_blocks: size of the block pool
     // (0: enough for every sequence to fill its context).
@@ -103,18 +115,34 @@ public:
     KvType type() const { return type_; }
     // Bytes reserved for the whole block pool and the live states. The pool is committed
     // lazily (util/lazy_buffer.h): committed_bytes() is what blocks used so far occupy.
-    size_t bytes() const { return data_.size() + states_.size() * sizeof(float); }
-    size_t committed_bytes() const { return size_t(blocks_touched_) * block_bytes_ + states_.size() * sizeof(float); }
+    size_t bytes() const { return data_.size() + snapshots_.size() + states_.size() * sizeof(float); }
+    size_t committed_bytes() const {
+        return size_t(blocks_touched_) * block_bytes_ + size_t(slots_touched_) * snapshot_bytes() +
+               states_.size() * sizeof(float);
+    }
     // Memory the kernel backs right now (mincore); for tests and diagnostics.
-    size_t resident_bytes() const { return data_.resident_bytes() + states_.size() * sizeof(float); }
-    // Bytes one block holds in every layer (K, V rows and state snapshots), and per position.
+    size_t resident_bytes() const {
+        return data_.resident_bytes() + snapshots_.resident_bytes() + states_.size() * sizeof(float);
+    }
+    // Bytes one block holds in every layer (K and V rows; 0 for a recurrent-only model).
     size_t block_bytes() const { return block_bytes_; }
-    size_t position_bytes() const { return block_bytes_ / kBlockSize; }
+    // Bytes of one state snapshot (every recurrent layer; 0 without recurrent layers).
+    size_t snapshot_bytes() const { return state_floats_ * sizeof(float); }
+    // Memory per position, snapshots counted at one per kSnapshotEvery blocks: for sizing
+    // (--cache-ram, --max-ram, `pensieve info`).
+    size_t position_bytes() const {
+        return (block_bytes_ + snapshot_bytes() / kSnapshotEvery) / kBlockSize;
+    }
+    int n_snapshot_slots() const { return int(slots_.size()); }
+    int snapshots_held() const { return int(slots_.size() - free_slots_.size()); }
 
     // --- what this memory supports (ask before truncating or sharing) ---
     bool can_truncate() const { return !layout_.has(LayerMemory::Kind::Recurrent); }
     bool can_truncate_to(int seq, int pos) const;
     bool can_share_prefix() const { return layout_.prefix_shareable; }
+    // Whether a sequence may resume after `block` (its last shared block): always for
+    // attention-only memories; for recurrent ones, when the block kept its snapshot.
+    bool can_resume_after(int block) const { return !recurrent_ || snapshot_of_[size_t(block)] >= 0; }
 
     // --- attention rows (model/blocks only) ---
     size_t k_row_bytes(int l) const { return layers_[size_t(l)].k_row; }
@@ -128,10 +156,18 @@ public:
     // The live state of `seq` in layer l (state_floats floats; zero for an empty sequence).
     float* state(int l, int seq) { return &states_[size_t(seq) * state_floats_ + layers_[size_t(l)].state_offset]; }
     // Called after a recurrent layer consumed position `pos` of `seq`: at a block's last
-    // position the state is kept as that block's snapshot.
+    // position the state is kept as that block's snapshot (if the pool has room), and the
+    // sequence's previous snapshot goes unless it is kept (keeps_snapshot, keep_snapshot).
+    // A model may skip block ends that are neither kept nor the sequence's last in the
+    // batch (model/scan_runs.h).
     void on_position_done(int l, int seq, int pos);
+    // Keeps the snapshot of the last full block of `seq` when the sequence moves on (the
+    // end of a prompt: a regenerated reply resumes there).
+    void keep_snapshot(int seq);
     // Whether position pos is the last of its block (where recurrent states are snapshot).
     static bool ends_block(int pos) { return (pos + 1) % kBlockSize == 0; }
+    // Whether a sequence keeps the snapshot of its block j when it moves on.
+    static bool keeps_snapshot(int j) { return (j + 1) % kSnapshotEvery == 0; }
 
     // --- sequences ---
     // Positions [0, length) of `seq` are in memory.
@@ -169,6 +205,10 @@ public:
     // A block's contents in every layer (block_bytes()), for saving to / loading from disk.
     void copy_block_out(int block, uint8_t* out) const;
     void copy_block_in(int block, const uint8_t* in);
+    // Its snapshot (snapshot_bytes()): out returns false if it has none; in takes a slot
+    // of the pool, false if none is free (the block then has no snapshot).
+    bool copy_snapshot_out(int block, uint8_t* out) const;
+    bool copy_snapshot_in(int block, const uint8_t* in);
     // Identifies the layout and element type (a block file is only loaded into the same).
     uint64_t layout_fingerprint() const;
 
@@ -185,7 +225,14 @@ private:
         return s.offset + size_t(block) * s.block + (v ? kBlockSize * s.k_row : 0) +
                size_t(pos % kBlockSize) * (v ? s.v_row : s.k_row);
     }
-    float* snapshot(int l, int block);
+    float* slot_state(int l, int slot) {
+        return reinterpret_cast<float*>(&snapshots_[(size_t(slot) * state_floats_ + layers_[size_t(l)].state_offset) * sizeof(float)]);
+    }
+    int take_slot(int seq, int block_index);  // a slot for table[seq][block_index]; -1: none
+    int free_slot();                          // a slot to fill (evicting LRU if need be); -1: none
+    void give_slot(int slot, int block, bool keep);
+    void drop_snapshot(int block);
+    bool pinned(int slot) const;  // a live sequence's resume point, or written in this pass
     void restore_states(int seq);  // live states from the snapshot of the last full block
 
     MemoryLayout layout_;
@@ -200,6 +247,22 @@ private:
     int blocks_touched_ = 0;               // blocks ever handed out = the pool's low ids [0, this)
     std::vector<std::vector<int>> tables_; // per sequence
     std::vector<int> lengths_;             // per sequence
+
+    // Recurrent snapshots: a pool of slots, each one state of every recurrent layer.
+    struct Slot {
+        int block = -1;      // whose snapshot it holds (-1: free)
+        uint64_t used = 0;   // clock of its last write or restore (LRU)
+        bool keep = false;   // not dropped when its sequence moves on
+    };
+    bool recurrent_ = false;
+    int first_recurrent_ = -1;             // the layer that takes slots at block ends
+    LazyBuffer snapshots_;                 // [slot][state_floats_ floats]
+    std::vector<Slot> slots_;
+    std::vector<int> free_slots_;          // stack, low ids first
+    int slots_touched_ = 0;
+    std::vector<int> snapshot_of_;         // per block: its slot or -1
+    std::vector<int> latest_;              // per sequence: block of its latest own snapshot, or -1
+    uint64_t clock_ = 0, pass_clock_ = 0;  // pass_clock_: the clock when the pass began
 };
 
 // One line for logs, e.g. "KV cache f16: 8.00 GiB reserved for 65536 positions (128.00 KiB

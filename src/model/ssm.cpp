@@ -238,13 +238,28 @@ void Mamba2Mixer::apply(const float* x, float* result, Pass& p) const {
     auto push_conv = [&](int64_t t) {
         push_conv_state(p.cache.state(layer, p.batch.seq_ids[size_t(t)]), zxbcdt + t * W + I, CC, dims.d_conv);
     };
+    // A sequence's run of at least kMinChunked tokens (a prompt) takes the chunked scan
+    // (kernels/ssm_scan.h); decode steps and short runs the recurrence itself.
+    constexpr int64_t kMinChunked = 4;
+    const SsdShape shape{H, dims.head_dim(), G, N};
+    const bool chunked = ssd_chunked_supported(shape);
     scan_in_runs(layer, p, H, 4 * dims.head_dim() * N, push_conv, [&](int64_t t0, int64_t t1, int64_t h0, int64_t h1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            float* S = p.cache.state(layer, p.batch.seq_ids[size_t(t)]) + conv_floats();
-            const float* xt = xbc + t * CC;
-            const float* B = xt + I;
-            ssd_scan_heads(S, xt, dt + t * H, A.data(), B, B + G * N, D.data(), y + t * I, H, dims.head_dim(), G, N,
-                           h0, h1);
+        for (int64_t a = t0, b; a < t1; a = b) {
+            const int seq = p.batch.seq_ids[size_t(a)];
+            for (b = a + 1; b < t1 && p.batch.seq_ids[size_t(b)] == seq; ++b) {}
+            float* S = p.cache.state(layer, seq) + conv_floats();
+            if (chunked && b - a >= kMinChunked) {
+                const float* x0 = xbc + a * CC;
+                const SsdTokens tokens{x0, x0 + I, x0 + I + G * N, CC, dt + a * H, y + a * I, I, b - a};
+                ssd_scan_chunked_avx2(S, tokens, A.data(), D.data(), shape, h0, h1);
+                continue;
+            }
+            for (int64_t t = a; t < b; ++t) {
+                const float* xt = xbc + t * CC;
+                const float* B = xt + I;
+                ssd_scan_heads(S, xt, dt + t * H, A.data(), B, B + G * N, D.data(), y + t * I, H, dims.head_dim(), G,
+                               N, h0, h1);
+            }
         }
     });
     for (int64_t t = 0; t < n; ++t) gated_group_rms_norm(y + t * I, zxbcdt + t * W, norm_w.data(), I, G, norm_eps);

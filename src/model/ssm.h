@@ -5,9 +5,10 @@
 //               (Mamba-1: d_inner channels; Mamba-2: x, B and C, d_inner + 2 n_group d_state)
 //   SSM state   Mamba-1: h, [d_inner][d_state];  Mamba-2: S, [n_head][head_dim][d_state]
 // Both have a fixed size whatever the sequence's length. The steps are written one
-// function each, scalar, in the order of the papers' algorithms. Both mixers scan token by
-// token (prefill too), the channels (Mamba-1) or heads (Mamba-2) in parallel
-// (model/scan_runs.h); no chunked SSD scan yet.
+// function each, scalar, in the order of the papers' algorithms. Mamba-1 scans token by
+// token (prefill too); Mamba-2 reads a prompt in chunks (the SSD paper's chunked form,
+// kernels/ssm_scan.h) and decodes token by token. Channels (Mamba-1) or heads (Mamba-2)
+// run in parallel (model/scan_runs.h).
 #pragma once
 
 #include <string>

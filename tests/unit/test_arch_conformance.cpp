@@ -54,8 +54,12 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, cons
     float worst = 0.0f;
     for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
     // Batched and single-token products share one float order (kernels/gemm.h), so this
-    // is usually exact; the margin covers kernels that may sum in another order.
-    EXPECT_LE(worst, 1e-3f) << what;
+    // is usually exact; the margin (half the reference tolerance) covers kernels that sum
+    // in another order when batched: Mamba-2's chunked prompt scan differs from its
+    // token-by-token recurrence by ~1e-6 relative, and this random mamba2 file amplifies
+    // that to 2.3e-3 in its logits (measured: a 1e-6 relative jitter on the scan output
+    // alone moves them by 1.3e-3 to 4.4e-3).
+    EXPECT_LE(worst, 5e-3f) << what;
 }
 
 std::vector<int32_t> tokens_for(const Model& m, int n, int salt) {
