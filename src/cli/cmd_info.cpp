@@ -90,10 +90,18 @@ void print_model_features(const GgufFile& f) {
     std::printf("  memory:     %s\n", mem.describe().c_str());
     std::printf("  supports:   %s, prefix sharing (%s)\n",
                 recurrent ? "no rollback (no speculation)" : "rollback (speculation)",
-                recurrent ? "state snapshots: every 256 positions, prompt ends, latest" : "shared KV blocks");
+                recurrent ? "state snapshots" : "shared KV blocks");
     std::printf("  attention:  %s\n", c.causal ? "causal" : "bidirectional");
     std::printf("  pooling:    %s\n", pooling_name(c.pooling));
     const int64_t n_ctx = std::min<int64_t>(c.n_ctx_train, 4096);
+    if (recurrent) {
+        size_t state = 0;
+        for (const LayerMemory& l : mem.layers) state += size_t(l.state_floats) * sizeof(float);
+        std::printf("  state:      %s per sequence, whatever its length; snapshots of the same size kept\n"
+                    "              every %d positions, at prompt ends and at each sequence's latest block\n",
+                    human_bytes(double(state)).c_str(), KvCache::kBlockSize * KvCache::kSnapshotEvery);
+        if (!mem.has(LayerMemory::Kind::Attention)) return;
+    }
     for (KvType type : {KvType::F16, KvType::Q8_0}) {
         size_t per_pos = 0;
         try {

@@ -608,6 +608,9 @@ void Scheduler::update_cache_stats() {
     stats_.kv_block_refs_active = refs;
     stats_.kv_blocks_free = cache_.free_blocks();
     stats_.kv_bytes_committed = cache_.committed_bytes();
+    stats_.state_bytes_per_sequence = cache_.snapshot_bytes();
+    stats_.state_snapshots = cache_.snapshots_held();
+    stats_.state_snapshot_bytes = size_t(cache_.snapshots_held()) * cache_.snapshot_bytes();
     if (prefix_) stats_.prefix = prefix_->stats();
 }
 

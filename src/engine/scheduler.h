@@ -116,6 +116,9 @@ struct SchedulerStats {
     int64_t kv_blocks_active = 0;     // distinct blocks the active sequences read
     int64_t kv_block_refs_active = 0; // sum of the active sequences' block-table sizes
     int64_t prompt_tokens_pending = 0; // prompt tokens admitted but not yet read
+    size_t state_bytes_per_sequence = 0;  // recurrent models: one sequence's state, any length
+    int64_t state_snapshots = 0;          // recurrent models: state snapshots held now
+    size_t state_snapshot_bytes = 0;      // ... and their memory
     PrefixCacheStats prefix;
 };
 

@@ -50,7 +50,39 @@ void selective_scan_avx2(float* h, const float* u, const float* dt, const float*
     }
 }
 
-// ------------------------------------------------------------------ Mamba-2 chunked scan
+// ------------------------------------------------------------------ Mamba-2 scan
+
+void ssd_scan_step_avx2(float* S, const float* x, const float* dt, const float* A, const float* B, const float* C,
+                        const float* D, float* y, int64_t n_head, int64_t head_dim, int64_t n_group, int64_t d_state,
+                        int64_t h0, int64_t h1) {
+    const int64_t heads_per_group = n_head / n_group, N8 = d_state / 8 * 8;
+    for (int64_t h = h0; h < h1; ++h) {
+        const int64_t g = h / heads_per_group;
+        const float* Bg = B + g * d_state;
+        const float* Cg = C + g * d_state;
+        const float decay = std::exp(dt[h] * A[h]);
+        const __m256 vdecay = _mm256_set1_ps(decay);
+        for (int64_t i = 0; i < head_dim; ++i) {
+            const int64_t c = h * head_dim + i;
+            const float xc = x[c], dt_x = dt[h] * xc;
+            const __m256 vdtx = _mm256_set1_ps(dt_x);
+            float* Sc = S + c * d_state;
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t s = 0; s < N8; s += 8) {
+                const __m256 v = _mm256_fmadd_ps(vdecay, _mm256_loadu_ps(Sc + s), _mm256_mul_ps(vdtx, _mm256_loadu_ps(Bg + s)));
+                _mm256_storeu_ps(Sc + s, v);
+                acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(Cg + s), acc);
+            }
+            float sum = horizontal_sum(acc);
+            for (int64_t s = N8; s < d_state; ++s) {
+                Sc[s] = decay * Sc[s] + dt_x * Bg[s];
+                sum += Sc[s] * Cg[s];
+            }
+            y[c] = sum + D[h] * xc;
+        }
+    }
+}
+
 
 namespace {
 

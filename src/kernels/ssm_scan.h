@@ -15,6 +15,13 @@ namespace pensieve {
 void selective_scan_avx2(float* h, const float* u, const float* dt, const float* A, const float* B, const float* C,
                          const float* D, float* y, int64_t n_channel, int64_t d_state);
 
+// One token of Mamba-2's SSD scan for heads [h0, h1): as model/ssm.h's ssd_scan_heads
+// (the reference; same arguments), the state row of each channel 8 values at a time.
+// y may alias x.
+void ssd_scan_step_avx2(float* S, const float* x, const float* dt, const float* A, const float* B, const float* C,
+                        const float* D, float* y, int64_t n_head, int64_t head_dim, int64_t n_group, int64_t d_state,
+                        int64_t h0, int64_t h1);
+
 // Mamba-2's SSD scan over consecutive tokens of ONE sequence, heads [h0, h1), in the
 // chunked form of the SSD paper (arXiv:2405.21060, section 6). model/ssm.h's
 // ssd_scan_heads (one token at a time) is the reference. Per chunk of up to kSsdChunk

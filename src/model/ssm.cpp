@@ -257,8 +257,8 @@ void Mamba2Mixer::apply(const float* x, float* result, Pass& p) const {
             for (int64_t t = a; t < b; ++t) {
                 const float* xt = xbc + t * CC;
                 const float* B = xt + I;
-                ssd_scan_heads(S, xt, dt + t * H, A.data(), B, B + G * N, D.data(), y + t * I, H, dims.head_dim(), G,
-                               N, h0, h1);
+                ssd_scan_step_avx2(S, xt, dt + t * H, A.data(), B, B + G * N, D.data(), y + t * I, H, dims.head_dim(),
+                                   G, N, h0, h1);
             }
         }
     });

@@ -73,6 +73,14 @@ std::string Metrics::render(const SchedulerStats* s, size_t open_connections) co
                        "# TYPE pensieve_kv_cache_bytes gauge\n"
                        "pensieve_kv_cache_bytes{type=\"") +
            kv_type_name(s->kv_type) + "\"} " + std::to_string(s->kv_bytes) + "\n";
+    metric(out, "pensieve_state_bytes_per_sequence", "gauge",
+           "Recurrent models (Mamba, RWKV): one sequence's state, whatever its length (0: attention only; "
+           "the largest over the models served).", double(s->state_bytes_per_sequence));
+    metric(out, "pensieve_state_snapshots", "gauge",
+           "Recurrent models: state snapshots held now (the prefix cache resumes conversations from them).",
+           double(s->state_snapshots));
+    metric(out, "pensieve_state_snapshot_bytes", "gauge", "Recurrent models: memory of the state snapshots held now.",
+           double(s->state_snapshot_bytes));
     metric(out, "pensieve_forward_passes_total", "counter", "Batched forward passes run.", double(s->steps));
     metric(out, "pensieve_draft_tokens_total", "counter", "Speculative tokens proposed (prompt lookup or draft model).",
            double(s->draft_tokens));

@@ -55,6 +55,9 @@ void add_gauges(SchedulerStats& to, const SchedulerStats& s) {
     to.kv_blocks_active += s.kv_blocks_active;
     to.kv_block_refs_active += s.kv_block_refs_active;
     to.prompt_tokens_pending += s.prompt_tokens_pending;
+    to.state_bytes_per_sequence = std::max(to.state_bytes_per_sequence, s.state_bytes_per_sequence);
+    to.state_snapshots += s.state_snapshots;
+    to.state_snapshot_bytes += s.state_snapshot_bytes;
     to.prefix.cached_blocks += s.prefix.cached_blocks;
 }
 

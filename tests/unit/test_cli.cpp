@@ -280,6 +280,11 @@ TEST(Cli, InfoNamesTheSeamFeatures) {
     EXPECT_EQ(r.status, 0);
     EXPECT_NE(r.out.find("memory:     paged KV on 2 layers"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("pooling:    none"), std::string::npos);
+    // A recurrent model states its constant state size instead of KV bytes per position.
+    r = run("info " + shared_dir() + "/models/arch/mamba2.gguf");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("per sequence, whatever its length"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("--cache-type"), std::string::npos) << r.out;
 }
 
 // A copy of `from` with every "<old>" in its bytes (architecture name and key prefixes)

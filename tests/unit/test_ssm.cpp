@@ -179,6 +179,24 @@ void check_chunked_scan(int64_t head_dim, int64_t d_state, int64_t n_tokens) {
     for (int64_t i = 0; i < h0 * head_dim * d_state; ++i) ASSERT_EQ(S_chunk[size_t(i)], S0[size_t(i)]);
 }
 
+TEST(SsmKernels, SsdStepAvx2FollowsTheScalarStep) {
+    for (int64_t d_state : {16, 20, 128}) {
+        const int64_t H = 6, P = 4, G = 3, I = H * P;
+        std::mt19937 rng{uint32_t(d_state)};
+        const auto x = random_values(size_t(I), rng), dt = random_values(size_t(H), rng, 1e-3f, 0.3f);
+        const auto A = random_values(size_t(H), rng, -16.0f, -0.5f), D = random_values(size_t(H), rng);
+        const auto B = random_values(size_t(G * d_state), rng), C = random_values(size_t(G * d_state), rng);
+        const auto S0 = random_values(size_t(I * d_state), rng);
+        std::vector<float> S_ref = S0, S_simd = S0, y_ref(size_t(I), 0.0f), y_simd = y_ref;
+        ssd_scan_heads(S_ref.data(), x.data(), dt.data(), A.data(), B.data(), C.data(), D.data(), y_ref.data(), H, P, G,
+                       d_state, 1, 5);
+        ssd_scan_step_avx2(S_simd.data(), x.data(), dt.data(), A.data(), B.data(), C.data(), D.data(), y_simd.data(), H,
+                           P, G, d_state, 1, 5);
+        for (size_t i = 0; i < S_ref.size(); ++i) ASSERT_NEAR(S_simd[i], S_ref[i], 1e-6f) << i;  // fma vs mul + add
+        for (size_t i = 0; i < y_ref.size(); ++i) ASSERT_NEAR(y_simd[i], y_ref[i], 1e-5f * float(d_state)) << i;
+    }
+}
+
 TEST(SsmKernels, ChunkedSsdScanFollowsTheRecurrence) {
     check_chunked_scan(32, 16, 75);
     check_chunked_scan(64, 128, 70);

@@ -9,8 +9,15 @@
 
 #include <unistd.h>
 
+#include "drain_stream.h"
 #include "engine/prefix_cache.h"
+#include "engine/scheduler.h"
 #include "model/kv_cache.h"
+#include "model/model.h"
+#include "server/metrics.h"
+#include "test_paths.h"
+#include "tokenizer/tokenizer.h"
+#include "util/thread_pool.h"
 
 namespace pensieve {
 namespace {
@@ -140,6 +147,39 @@ TEST(StateSnapshots, DiskFilesCarryStateOnlyWhereTheBlockKeptIt) {
     EXPECT_EQ(c.state(1, 0)[kState - 1], float(40 * B));
     EXPECT_EQ(prefix.stats().disk_hit_blocks, 40u);
     fs::remove_all(dir);
+}
+
+// Through the scheduler on a real Mamba file: a reply regenerated from the same prompt
+// resumes at the prompt's last full block (its snapshot was kept while the first reply
+// moved on two blocks), and /metrics states the state size and the snapshots held.
+TEST(StateSnapshots, RegeneratedReplyResumesAtThePromptEnd) {
+    auto model = load_model(shared_dir() + "/models/arch/mamba.gguf");
+    auto tok = Tokenizer::from_gguf(model->file());
+    ThreadPool pool(2);
+    SchedulerConfig c;
+    c.n_slots = 1;
+    c.n_ctx = 256;
+    c.reuse_prefix = true;
+    Scheduler sched(*model, *tok, pool, c);
+    RequestParams p;
+    p.prompt = prompt_of(40);  // full blocks 0 and 1; block 1 ends the reusable prefix
+    p.options.n_predict = 24;  // on to position 63: blocks 2 and 3 end after the prompt's
+    p.options.sampling.temperature = 0.0f;
+    p.options.ignore_eos = true;
+    const testing_support::Collected first = testing_support::drain(*sched.submit(p));
+    const testing_support::Collected again = testing_support::drain(*sched.submit(p));
+    EXPECT_EQ(first.finish.n_cached, 0);
+    EXPECT_EQ(again.finish.n_cached, 2 * B);
+    EXPECT_EQ(again.tokens, first.tokens);
+
+    const SchedulerStats st = sched.stats();
+    EXPECT_GT(st.state_bytes_per_sequence, 0u);
+    EXPECT_GE(st.state_snapshots, 2);
+    EXPECT_EQ(st.state_snapshot_bytes, size_t(st.state_snapshots) * st.state_bytes_per_sequence);
+    const std::string text = server::Metrics().render(&st);
+    EXPECT_NE(text.find("pensieve_state_bytes_per_sequence " + std::to_string(st.state_bytes_per_sequence) + "\n"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find("pensieve_state_snapshots " + std::to_string(st.state_snapshots) + "\n"), std::string::npos);
 }
 
 }  // namespace
