@@ -268,10 +268,9 @@ std::vector<uint8_t> PrefixCache::block_file(const Entry& e) const {
     hd.parent = e.parent;
     hd.kv_type = uint32_t(kv_.type());
     hd.position_bytes = uint32_t(kv_.position_bytes());
-    std::vector<uint8_t> snapshot(kv_.snapshot_bytes());
-    hd.has_snapshot = kv_.copy_snapshot_out(e.block, snapshot.data()) ? 1 : 0;
+    hd.has_snapshot = kv_.has_snapshot(e.block) ? 1 : 0;
 
-    const size_t body = sizeof hd + B * sizeof(int32_t) + kv_.block_bytes() + (hd.has_snapshot ? snapshot.size() : 0);
+    const size_t body = sizeof hd + B * sizeof(int32_t) + kv_.block_bytes() + (hd.has_snapshot ? kv_.snapshot_bytes() : 0);
     std::vector<uint8_t> buf(body + sizeof(uint64_t));
     uint8_t* p = buf.data();
     std::memcpy(p, &hd, sizeof hd);
@@ -279,7 +278,7 @@ std::vector<uint8_t> PrefixCache::block_file(const Entry& e) const {
     std::memcpy(p, e.tokens.data(), B * sizeof(int32_t));
     p += B * sizeof(int32_t);
     kv_.copy_block_out(e.block, p);
-    if (hd.has_snapshot) std::memcpy(p + kv_.block_bytes(), snapshot.data(), snapshot.size());
+    if (hd.has_snapshot) kv_.copy_snapshot_out(e.block, p + kv_.block_bytes());
     const uint64_t checksum = hash_bytes(buf.data(), body);
     std::memcpy(buf.data() + body, &checksum, sizeof checksum);
     return buf;

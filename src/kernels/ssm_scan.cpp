@@ -83,7 +83,6 @@ void ssd_scan_step_avx2(float* S, const float* x, const float* dt, const float* 
     }
 }
 
-
 namespace {
 
 // One thread's working set for a head: its state transposed (channels contiguous, so a

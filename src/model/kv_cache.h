@@ -113,7 +113,7 @@ public:
     int n_layer() const { return int(layout_.layers.size()); }
     int n_blocks() const { return n_blocks_; }
     KvType type() const { return type_; }
-    // Bytes reserved for the whole block pool and the live states. The pool is committed
+    // Bytes reserved for the whole block pool, the snapshot pool and the live states. The pool is committed
     // lazily (util/lazy_buffer.h): committed_bytes() is what blocks used so far occupy.
     size_t bytes() const { return data_.size() + snapshots_.size() + states_.size() * sizeof(float); }
     size_t committed_bytes() const {
@@ -137,12 +137,13 @@ public:
     int snapshots_held() const { return int(slots_.size() - free_slots_.size()); }
 
     // --- what this memory supports (ask before truncating or sharing) ---
-    bool can_truncate() const { return !layout_.has(LayerMemory::Kind::Recurrent); }
+    bool can_truncate() const { return !recurrent_; }
     bool can_truncate_to(int seq, int pos) const;
     bool can_share_prefix() const { return layout_.prefix_shareable; }
     // Whether a sequence may resume after `block` (its last shared block): always for
     // attention-only memories; for recurrent ones, when the block kept its snapshot.
-    bool can_resume_after(int block) const { return !recurrent_ || snapshot_of_[size_t(block)] >= 0; }
+    bool can_resume_after(int block) const { return !recurrent_ || has_snapshot(block); }
+    bool has_snapshot(int block) const { return recurrent_ && snapshot_of_[size_t(block)] >= 0; }
 
     // --- attention rows (model/blocks only) ---
     size_t k_row_bytes(int l) const { return layers_[size_t(l)].k_row; }
