@@ -290,8 +290,11 @@ void KvCache::commit_batch(const std::vector<int32_t>& seq_ids, const std::vecto
         lengths_[size_t(seq_ids[i])] = std::max(lengths_[size_t(seq_ids[i])], positions[i] + 1);
 }
 
+// A recurrent layer keeps no K/V per block (s.block == 0); a pure recurrent model's pool
+// is then never allocated, and memcpy from its null base is undefined even for 0 bytes.
 void KvCache::copy_block_out(int block, uint8_t* out) const {
     for (const LayerStore& s : layers_) {
+        if (s.block == 0) continue;
         std::memcpy(out, &data_[s.offset + size_t(block) * s.block], s.block);
         out += s.block;
     }
@@ -299,6 +302,7 @@ void KvCache::copy_block_out(int block, uint8_t* out) const {
 
 void KvCache::copy_block_in(int block, const uint8_t* in) {
     for (const LayerStore& s : layers_) {
+        if (s.block == 0) continue;
         std::memcpy(&data_[s.offset + size_t(block) * s.block], in, s.block);
         in += s.block;
     }
