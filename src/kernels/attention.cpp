@@ -232,28 +232,74 @@ void round_to_fp16(const float* x, float* y, int n) {
     for (; i < n; ++i) y[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
 }
 
-// The middle of the tile: softmax, then the weights rounded to fp16 like the values
-// they multiply (as in the reference engine's fp16 KV path).
-void softmax_rounded(float* scores, size_t ld, const int* n_pos, int n_tok, int group) {
+__m256 tanh8(__m256 x) {
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    const __m256 e = exp_nonpositive(_mm256_mul_ps(_mm256_andnot_ps(sign_bit, x), _mm256_set1_ps(-2.0f)));
+    const __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    return _mm256_or_ps(t, _mm256_and_ps(x, sign_bit));
+}
+
+// One query's n scores (row j at distance n - 1 - j from the query) under the options:
+// soft-cap, ALiBi, window; the tail of fewer than 8 through the same lanes, padded.
+void apply_score_options(float* s, int n, int first, float cap, float slope) {
+    if (cap > 0.0f || slope != 0.0f) {
+        const __m256 vcap = _mm256_set1_ps(cap), vslope = _mm256_set1_ps(slope);
+        const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+        for (int j = 0; j < n; j += 8) {
+            float pad[8] = {};
+            const int m = std::min(8, n - j);
+            std::copy(s + j, s + j + m, pad);
+            __m256 v = _mm256_loadu_ps(pad);
+            if (cap > 0.0f) v = _mm256_mul_ps(vcap, tanh8(_mm256_div_ps(v, vcap)));
+            if (slope != 0.0f) v = _mm256_fnmadd_ps(vslope, _mm256_sub_ps(_mm256_set1_ps(float(n - 1 - j)), lane), v);
+            _mm256_storeu_ps(pad, v);
+            std::copy(pad, pad + m, s + j);
+        }
+    }
+    std::fill(s, s + std::min(first, n), -std::numeric_limits<float>::infinity());
+}
+
+// The middle of the tile: the score options, softmax (with the sink logit as one more
+// score, at index n, whose weight is dropped), then the weights rounded to fp16 like the
+// values they multiply (as in the reference engine's fp16 KV path).
+void softmax_rounded(float* scores, size_t ld, const int* n_pos, int n_tok, int group, const ScoreOptions* mods) {
     for (int t = 0; t < n_tok; ++t)
         for (int g = 0; g < group; ++g) {
             float* sg = scores + (size_t(t) * size_t(group) + size_t(g)) * ld;
-            softmax_scores(sg, n_pos[t]);
-            round_to_fp16(sg, sg, n_pos[t]);
+            const int n = n_pos[t];
+            int with_sink = n;
+            if (mods) {
+                apply_score_options(sg, n, mods->first ? mods->first[t] : 0, mods->soft_cap,
+                                    mods->alibi ? mods->alibi[g] : 0.0f);
+                if (mods->sinks) sg[with_sink++] = mods->sinks[g];
+            }
+            softmax_scores(sg, with_sink);
+            round_to_fp16(sg, sg, n);
         }
 }
 
 }  // namespace
 
+void tanh_in_place(float* x, int n) {
+    for (int i = 0; i < n; i += 8) {
+        float pad[8] = {};
+        const int m = std::min(8, n - i);
+        std::copy(x + i, x + i + m, pad);
+        _mm256_storeu_ps(pad, tanh8(_mm256_loadu_ps(pad)));
+        std::copy(pad, pad + m, x + i);
+    }
+}
+
+// Each query's score row has max n_pos + 1 floats: room for a sink logit.
 size_t attend_f16_tile_scratch(int n_tok, int group, int hd, int max_n_pos) {
-    return size_t(n_tok) * size_t(group) * size_t(hd + max_n_pos) + size_t(simd::kRowBlock) * size_t(hd);
+    return size_t(n_tok) * size_t(group) * size_t(hd + max_n_pos + 1) + size_t(simd::kRowBlock) * size_t(hd);
 }
 
 namespace simd {
 
 void attend_f16_tile_at(KernelLevel level, const float* q, size_t q_stride, const int* n_pos, int n_tok, int group,
                         int hd, const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale, float* out,
-                        size_t out_stride, float* scratch) {
+                        size_t out_stride, float* scratch, const ScoreOptions* mods) {
     const int width = group * hd;
     if (level == KernelLevel::Avx512 && n_tok > 1 && hd % 8 == 0) {
         // The query and the attention weights are rounded to fp16 like the cached keys
@@ -261,28 +307,34 @@ void attend_f16_tile_at(KernelLevel level, const float* q, size_t q_stride, cons
         // engine's fp16 KV path, which keeps our logits within 1e-3 of it.
         float* qh = scratch;
         for (int t = 0; t < n_tok; ++t) round_to_fp16(q + size_t(t) * q_stride, qh + size_t(t) * size_t(width), width);
-        const size_t ld = size_t(*std::max_element(n_pos, n_pos + n_tok));
+        const size_t ld = size_t(*std::max_element(n_pos, n_pos + n_tok)) + 1;
         float* scores = qh + size_t(n_tok) * size_t(width);
         float* rows_f32 = scores + size_t(n_tok) * size_t(group) * ld;
         avx512_attend_f16_tile(qh, n_pos, n_tok, group, hd, k_rows, v_rows, scale, scores, ld, out, out_stride,
-                               rows_f32, softmax_rounded);
+                               rows_f32, softmax_rounded, mods);
         return;
     }
     const bool odd = hd % 8 != 0;
     const DotRowsFn dot = level == KernelLevel::Avx512 ? avx512_dot_f32_f16_rows : avx2_dot_f32_f16_rows;
     const AxpyRowsFn axpy = level == KernelLevel::Avx512 ? avx512_axpy_f16_rows : avx2_axpy_f16_rows;
     float* qh = scratch;               // [group][hd] the queries rounded to fp16
-    float* scores = scratch + width;   // [group][n] scores, then weights
+    float* scores = scratch + width;   // [group][n + 1] scores, then weights
     for (int t = 0; t < n_tok; ++t) {
         const int n = n_pos[t];
+        const size_t ld = size_t(n) + 1;
         round_to_fp16(q + size_t(t) * q_stride, qh, width);
-        if (odd) dot_f32_f16_rows(qh, group, k_rows, n, hd, scale, scores, size_t(n));
-        else dot(qh, group, k_rows, n, hd, scale, scores, size_t(n));
-        softmax_rounded(scores, size_t(n), &n_pos[t], 1, group);
+        if (odd) dot_f32_f16_rows(qh, group, k_rows, n, hd, scale, scores, ld);
+        else dot(qh, group, k_rows, n, hd, scale, scores, ld);
+        ScoreOptions token_mods;
+        if (mods) {
+            token_mods = *mods;
+            if (mods->first) token_mods.first = mods->first + t;
+        }
+        softmax_rounded(scores, ld, &n_pos[t], 1, group, mods ? &token_mods : nullptr);
         float* acc = out + size_t(t) * out_stride;
         std::fill(acc, acc + width, 0.0f);
-        if (odd) axpy_f16_rows(scores, size_t(n), group, v_rows, n, hd, acc);
-        else axpy(scores, size_t(n), group, v_rows, n, hd, acc);
+        if (odd) axpy_f16_rows(scores, ld, group, v_rows, n, hd, acc);
+        else axpy(scores, ld, group, v_rows, n, hd, acc);
     }
 }
 
@@ -290,9 +342,10 @@ void attend_f16_tile_at(KernelLevel level, const float* q, size_t q_stride, cons
 
 void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_tok, int group, int hd,
                      const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale,
-                     float* out, size_t out_stride, float* scratch) {
+                     float* out, size_t out_stride, float* scratch, const ScoreOptions* mods) {
     simd::attend_f16_tile_at(active_kernel_level() == KernelLevel::Avx512 ? KernelLevel::Avx512 : KernelLevel::Avx2,
-                             q, q_stride, n_pos, n_tok, group, hd, k_rows, v_rows, scale, out, out_stride, scratch);
+                             q, q_stride, n_pos, n_tok, group, hd, k_rows, v_rows, scale, out, out_stride, scratch,
+                             mods);
 }
 
 namespace {

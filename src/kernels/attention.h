@@ -53,10 +53,34 @@ void axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t* const*
 // AVX-512 the rows all the tile's tokens see are converted to fp32 once per tile, not
 // once per token (the per-lane arithmetic is unchanged).
 // scratch: at least attend_f16_tile_scratch(n_tok, group, hd, max n_pos) floats.
+//
+// `mods` (optional) adds what a layer may have beyond plain causal attention, applied to
+// each query's scores (after the scale) before its softmax, element by element in
+// 8-lane blocks, so a score's value does not depend on where its row starts:
+//   soft_cap > 0:  s = cap * tanh(s / cap)                       (Gemma 2)
+//   alibi:         s -= alibi[g] * (n_pos[t] - 1 - j)            (BLOOM; slope per query head g)
+//   first:         rows j < first[t] get weight 0                (sliding window)
+//   sinks:         sinks[g] joins the softmax as a logit with no value (gpt-oss)
+// Bits stay independent of tiling (a token alone or in any tile gives the same output)
+// as long as every call for a token passes rows starting at the same position modulo
+// kScoreAlign: the softmax sums lanes by index modulo 16, and a masked row adds exact
+// zeros.
+struct ScoreOptions {
+    const int* first = nullptr;    // [n_tok] first visible row per token, or nullptr: all
+    float soft_cap = 0.0f;
+    const float* alibi = nullptr;  // [group] slopes, or nullptr
+    const float* sinks = nullptr;  // [group] sink logits, or nullptr
+};
+inline constexpr int kScoreAlign = 16;
+
 size_t attend_f16_tile_scratch(int n_tok, int group, int hd, int max_n_pos);
 void attend_f16_tile(const float* q, size_t q_stride, const int* n_pos, int n_tok, int group, int hd,
                      const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale,
-                     float* out, size_t out_stride, float* scratch);
+                     float* out, size_t out_stride, float* scratch, const ScoreOptions* mods = nullptr);
+
+// tanh for the soft-cap, 8 lanes at a time with `exp_nonpositive`: within 2e-7 of
+// std::tanh everywhere (tested); n values in place.
+void tanh_in_place(float* x, int n);
 
 // Over n_rows Q8_0 rows of n_blocks blocks that lie `stride` bytes apart (consecutive
 // positions of one KV cache block):

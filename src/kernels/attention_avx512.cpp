@@ -164,7 +164,8 @@ void avx512_axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t*
 // increasing order; a sum stored between blocks is stored exactly), so the bits match.
 void avx512_attend_f16_tile(const float* qh, const int* n_pos, int n_tok, int group, int hd,
                             const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale, float* scores,
-                            size_t ld, float* out, size_t out_stride, float* rows_f32, AttendMiddle middle) {
+                            size_t ld, float* out, size_t out_stride, float* rows_f32, AttendMiddle middle,
+                            const ScoreOptions* mods) {
     const int nq = n_tok * group;  // query (t, g) is number t * group + g
     int shared = n_pos[0];
     for (int t = 1; t < n_tok; ++t) shared = std::min(shared, n_pos[t]);
@@ -176,7 +177,7 @@ void avx512_attend_f16_tile(const float* qh, const int* n_pos, int n_tok, int gr
     for (int t = 0; t < n_tok; ++t)
         dot_queries(qh + size_t(t) * size_t(group) * size_t(hd), group, F16Rows{k_rows + shared}, n_pos[t] - shared,
                     hd, scale, scores + size_t(t) * size_t(group) * ld + shared, ld);
-    middle(scores, ld, n_pos, n_tok, group);
+    middle(scores, ld, n_pos, n_tok, group, mods);
     const int width = group * hd;
     for (int t = 0; t < n_tok; ++t) std::fill(out + size_t(t) * out_stride, out + size_t(t) * out_stride + width, 0.0f);
     for (int r0 = 0; r0 < shared; r0 += kRowBlock) {

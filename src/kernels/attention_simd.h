@@ -11,6 +11,7 @@
 
 #include <cstddef>
 
+#include "kernels/attention.h"
 #include "kernels/dispatch.h"
 #include "util/fp16.h"
 
@@ -35,21 +36,24 @@ void avx512_axpy_f16_rows(const float* p, size_t p_stride, int nq, const fp16_t*
 // attend_f16_tile (attention.h) at a given level (Avx2 or Avx512), for tests.
 void attend_f16_tile_at(KernelLevel level, const float* q, size_t q_stride, const int* n_pos, int n_tok, int group,
                         int hd, const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale, float* out,
-                        size_t out_stride, float* scratch);
+                        size_t out_stride, float* scratch, const ScoreOptions* mods = nullptr);
 
 // Rows the AVX-512 tile converts to fp32 at a time: 64 rows of a 64-wide head are 16 KiB,
 // which stay in L1 while every query of the tile uses them.
 constexpr int kRowBlock = 64;
 
-// Softmax of each query's scores and their rounding to fp16 (query t * group + g has
-// n_pos[t] scores at scores + (t * group + g) * ld).
-using AttendMiddle = void (*)(float* scores, size_t ld, const int* n_pos, int n_tok, int group);
+// The score options, softmax of each query's scores and their rounding to fp16 (query
+// t * group + g has n_pos[t] scores at scores + (t * group + g) * ld; ld > max n_pos,
+// room for a sink logit).
+using AttendMiddle = void (*)(float* scores, size_t ld, const int* n_pos, int n_tok, int group,
+                              const ScoreOptions* mods);
 
 // The AVX-512 tile: qh holds the n_tok * group queries already rounded to fp16, hd
 // apart; scores has n_tok * group rows of ld >= max n_pos floats; rows_f32 has
 // kRowBlock * hd floats. hd % 8 == 0.
 void avx512_attend_f16_tile(const float* qh, const int* n_pos, int n_tok, int group, int hd,
                             const fp16_t* const* k_rows, const fp16_t* const* v_rows, float scale, float* scores,
-                            size_t ld, float* out, size_t out_stride, float* rows_f32, AttendMiddle middle);
+                            size_t ld, float* out, size_t out_stride, float* rows_f32, AttendMiddle middle,
+                            const ScoreOptions* mods);
 
 }  // namespace pensieve::simd

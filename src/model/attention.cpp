@@ -1,9 +1,10 @@
 // The attention block: projections, q/k norms, RoPE, the cache write in the cache's
-// element type, and attention over the cached positions. Two fast paths (fp16 cache,
-// Q8_0 cache) cover plain causal attention; attention with options (sliding window,
-// soft-cap, ALiBi, sinks, bidirectional, V heads of another size) takes the general path,
-// which converts each cached row to fp32 (or reads fp32 rows: LayerMemory::f32) and
-// follows the textbook formula.
+// element type, and attention over the cached positions. Two fast paths: the fp16 cache
+// (causal attention, with or without sliding window, soft-cap, ALiBi and sinks) and the
+// Q8_0 cache (plain causal attention). The rest (bidirectional, T5's relative bias, V
+// heads of another size, options over a Q8_0 cache, fp32 layers) takes the general
+// path, which converts each cached row to fp32 (or reads fp32 rows: LayerMemory::f32)
+// and follows the textbook formula.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -28,6 +29,10 @@ bool plain(const AttentionOptions& o, const std::vector<float>& sinks) {
     return o.causal && o.window == 0 && o.soft_cap == 0.0f && o.alibi_max_bias == 0.0f && sinks.empty() &&
            !o.relative_bias && head_dim_v(o) == o.head_dim;
 }
+
+// What the fp16 tile handles: causal attention with square heads, and any of sliding
+// window, soft-cap, ALiBi and sinks (ScoreOptions).
+bool tile_handles(const AttentionOptions& o) { return o.causal && !o.relative_bias && head_dim_v(o) == o.head_dim; }
 
 // ALiBi slope of head h (of n): a geometric sequence from 2^(-max_bias/n') over the
 // largest power of two n' <= n, the remaining heads interleaved (the ALiBi paper's rule).
@@ -77,7 +82,12 @@ namespace {
 // chunk, the old per-(token, head) loop reloaded every row group * n_tok times). The
 // per-query arithmetic is attend_f16_tile's, which is bit-identical to a one-head loop,
 // so results do not depend on the tiling, the batch or the thread count.
-void attend_f16(int layer, const AttentionOptions& o, Pass& p) {
+//
+// Sliding window, soft-cap, ALiBi and sinks go through the tile's ScoreOptions. With a
+// window an item's rows start at the earliest position its tokens see, rounded down to
+// kScoreAlign (so a token's scores sit in the same softmax lanes alone or in any tile);
+// rows before a token's own window get weight 0.
+void attend_f16(int layer, const AttentionOptions& o, const std::vector<float>& sinks, Pass& p) {
     const Batch& batch = p.batch;
     const KvCache& cache = p.cache;
     const int64_t n = p.n;
@@ -116,36 +126,55 @@ void attend_f16(int layer, const AttentionOptions& o, Pass& p) {
     for (const Tile& tile : tiles) macs += int64_t(tile.end - tile.begin) * (tile.max_pos + 1);
     macs *= 2 * int64_t(o.n_head) * hd;
 
+    // ALiBi slopes of every query head (the group of KV head h is [h * group, (h + 1) * group)).
+    std::vector<float> slopes;
+    if (o.alibi_max_bias > 0.0f)
+        for (int h = 0; h < o.n_head; ++h) slopes.push_back(alibi_slope(h, o.n_head, o.alibi_max_bias));
+    auto first_seen = [&](int pos) { return o.window > 0 ? std::max(0, pos - o.window + 1) : 0; };
+
     auto work = [&](int, int) {
         thread_local std::vector<const fp16_t*> krows, vrows;
         thread_local std::vector<float> qt, out, scratch;
-        thread_local std::vector<int> n_pos;
+        thread_local std::vector<int> n_pos, first;
         for (int64_t w = next.fetch_add(1); w < n_items; w = next.fetch_add(1)) {
             const Tile& tile = tiles[size_t(w / o.n_head_kv)];
             const int kvh = int(w % o.n_head_kv);
             const int n_tok = tile.end - tile.begin;
             const int seq = batch.seq_ids[size_t(order[size_t(tile.begin)])];
-            const int rows = tile.max_pos + 1;
+            int base = tile.max_pos;
+            for (int i = 0; i < n_tok; ++i)
+                base = std::min(base, first_seen(batch.positions[size_t(order[size_t(tile.begin + i)])]));
+            base -= base % kScoreAlign;
+            const int rows = tile.max_pos + 1 - base;
             krows.resize(size_t(rows));
             vrows.resize(size_t(rows));
             for (int j = 0; j < rows; ++j) {
-                krows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.k_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
-                vrows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.v_row(layer, seq, j)) + size_t(kvh) * size_t(hd);
+                krows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.k_row(layer, seq, base + j)) + size_t(kvh) * size_t(hd);
+                vrows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.v_row(layer, seq, base + j)) + size_t(kvh) * size_t(hd);
             }
             // The group's query heads are consecutive in q (heads kvh * group ...).
             const size_t width = size_t(group) * size_t(hd);
             qt.resize(size_t(n_tok) * width);
             out.resize(size_t(n_tok) * width);
             n_pos.resize(size_t(n_tok));
+            first.resize(size_t(n_tok));
             scratch.resize(attend_f16_tile_scratch(n_tok, group, hd, rows));
             for (int i = 0; i < n_tok; ++i) {
                 const int64_t t = order[size_t(tile.begin + i)];
-                n_pos[size_t(i)] = batch.positions[size_t(t)] + 1;
+                const int pos = batch.positions[size_t(t)];
+                n_pos[size_t(i)] = pos + 1 - base;
+                first[size_t(i)] = first_seen(pos) - base;
                 const float* q = &q_all[size_t(t * Q) + size_t(kvh) * width];
                 std::copy(q, q + width, &qt[size_t(i) * width]);
             }
+            ScoreOptions mods;
+            mods.first = o.window > 0 ? first.data() : nullptr;
+            mods.soft_cap = o.soft_cap;
+            mods.alibi = slopes.empty() ? nullptr : &slopes[size_t(kvh * group)];
+            mods.sinks = sinks.empty() ? nullptr : &sinks[size_t(kvh * group)];
+            const bool any = mods.first || mods.soft_cap > 0.0f || mods.alibi || mods.sinks;
             attend_f16_tile(qt.data(), width, n_pos.data(), n_tok, group, hd, krows.data(), vrows.data(), scale,
-                            out.data(), width, scratch.data());
+                            out.data(), width, scratch.data(), any ? &mods : nullptr);
             for (int i = 0; i < n_tok; ++i) {
                 const int64_t t = order[size_t(tile.begin + i)];
                 std::copy(&out[size_t(i) * width], &out[size_t(i + 1) * width], &att[size_t(t * Q) + size_t(kvh) * width]);
@@ -343,9 +372,10 @@ void Attention::project(const float* x, Pass& p) const {
 void Attention::attend(Pass& p) const {
     grow(p.s.att, p.n * int64_t(opt.n_head) * head_dim_v(opt));
     store_kv(layer, p);
-    if (!plain(opt, sinks) || p.cache.layer(layer).f32) attend_general(layer, opt, sinks, default_spans(opt, p), p);
-    else if (p.cache.type() == KvType::Q8_0) attend_q8_0(layer, opt, p);
-    else attend_f16(layer, opt, p);
+    const bool f32 = p.cache.layer(layer).f32;
+    if (!f32 && p.cache.type() == KvType::F16 && tile_handles(opt)) attend_f16(layer, opt, sinks, p);
+    else if (!f32 && p.cache.type() == KvType::Q8_0 && plain(opt, sinks)) attend_q8_0(layer, opt, p);
+    else attend_general(layer, opt, sinks, default_spans(opt, p), p);
 }
 
 void Attention::apply(const float* x, float* out, Pass& p) const {

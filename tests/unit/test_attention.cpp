@@ -201,6 +201,116 @@ TEST(AttentionKernels, TilesMatchPerHeadLoop) {
     }
 }
 
+// The score options (window, soft-cap, ALiBi, sinks) against the textbook formula in
+// double, and bit-identical across tilings and across where a token's rows start (a
+// shift by a multiple of kScoreAlign, as attend_f16 makes when it drops rows before a
+// window), at both kernel levels.
+struct ModsCase {
+    int window;
+    float cap, max_bias;
+    bool sinks;
+};
+
+void textbook_head(const float* q, int hd, const fp16_t* const* k_rows, const fp16_t* const* v_rows, int n_pos,
+                   int first, float cap, float slope, const float* sink, float scale, double* out) {
+    std::vector<double> s(static_cast<size_t>(n_pos));
+    double mx = sink ? double(*sink) : -INFINITY;
+    for (int j = first; j < n_pos; ++j) {
+        double d = 0;
+        for (int i = 0; i < hd; ++i) d += double(fp16_to_fp32(fp32_to_fp16(q[i]))) * double(fp16_to_fp32(k_rows[j][i]));
+        d *= scale;
+        if (cap > 0) d = cap * std::tanh(d / cap);
+        d -= slope * double(n_pos - 1 - j);
+        s[size_t(j)] = d;
+        mx = std::max(mx, d);
+    }
+    double sum = sink ? std::exp(double(*sink) - mx) : 0.0;
+    for (int j = first; j < n_pos; ++j) sum += s[size_t(j)] = std::exp(s[size_t(j)] - mx);
+    std::fill(out, out + hd, 0.0);
+    for (int j = first; j < n_pos; ++j)
+        for (int i = 0; i < hd; ++i) out[i] += s[size_t(j)] / sum * double(fp16_to_fp32(v_rows[j][i]));
+}
+
+TEST(AttentionKernels, ScoreOptionsFollowTheFormulaAtAnyTiling) {
+    std::mt19937 rng(23);
+    const int group = 4, hd = 64, width = group * hd, chunk = 37, offset = 50, rows = offset + chunk;
+    const float scale = 0.125f;
+    Rows k(rng, rows + kScoreAlign, hd, hd * 2), v(rng, rows + kScoreAlign, hd, hd * 2);
+    const std::vector<float> q = random_floats(rng, size_t(chunk) * size_t(width), 2.0f);
+    const float slopes[group] = {0.5f, 0.25f, 0.125f, 0.0625f};
+    const float sinks[group] = {0.3f, -1.0f, 2.0f, 0.0f};
+    for (ModsCase c : {ModsCase{0, 10.0f, 0, false}, ModsCase{20, 0, 0, false}, ModsCase{0, 0, 8.0f, false},
+                       ModsCase{0, 0, 0, true}, ModsCase{16, 0, 0, true}, ModsCase{23, 5.0f, 8.0f, true}}) {
+        std::vector<int> n_pos(static_cast<size_t>(chunk)), first(static_cast<size_t>(chunk));
+        for (int t = 0; t < chunk; ++t) {
+            n_pos[size_t(t)] = offset + t + 1;
+            first[size_t(t)] = c.window > 0 ? std::max(0, n_pos[size_t(t)] - c.window) : 0;
+        }
+        ScoreOptions mods;
+        mods.first = c.window > 0 ? first.data() : nullptr;
+        mods.soft_cap = c.cap;
+        mods.alibi = c.max_bias > 0 ? slopes : nullptr;
+        mods.sinks = c.sinks ? sinks : nullptr;
+        const std::string what = "window " + std::to_string(c.window) + " cap " + std::to_string(c.cap) + " alibi " +
+                                 std::to_string(c.max_bias) + " sinks " + std::to_string(c.sinks);
+
+        std::vector<KernelLevel> levels{KernelLevel::Avx2};
+        if (cpu_supports(KernelLevel::Avx512)) levels.push_back(KernelLevel::Avx512);
+        std::vector<float> first_result;
+        for (KernelLevel level : levels)
+            for (int tile : {1, 3, 16, 37}) {
+                std::vector<float> got(size_t(chunk) * size_t(width), -1.0f);
+                for (int t0 = 0; t0 < chunk; t0 += tile) {
+                    const int n_tok = std::min(tile, chunk - t0);
+                    ScoreOptions m = mods;
+                    if (m.first) m.first = &first[size_t(t0)];
+                    std::vector<float> scratch(attend_f16_tile_scratch(n_tok, group, hd, n_pos[size_t(t0 + n_tok - 1)]));
+                    simd::attend_f16_tile_at(level, &q[size_t(t0) * size_t(width)], size_t(width), &n_pos[size_t(t0)],
+                                             n_tok, group, hd, k.ptr.data(), v.ptr.data(), scale,
+                                             &got[size_t(t0) * size_t(width)], size_t(width), scratch.data(), &m);
+                }
+                if (first_result.empty()) {
+                    first_result = got;
+                    for (int t = 0; t < chunk; ++t)
+                        for (int g = 0; g < group; ++g) {
+                            double want[hd];
+                            textbook_head(&q[size_t(t * width + g * hd)], hd, k.ptr.data(), v.ptr.data(), n_pos[size_t(t)],
+                                          first[size_t(t)], c.cap, c.max_bias > 0 ? slopes[g] : 0.0f,
+                                          c.sinks ? &sinks[g] : nullptr, scale, want);
+                            for (int i = 0; i < hd; ++i)
+                                ASSERT_NEAR(got[size_t(t * width + g * hd + i)], want[i], 2e-3)
+                                    << what << " token " << t << " head " << g << " i " << i;
+                        }
+                }
+                ASSERT_TRUE(same_bits(got.data(), first_result.data(), got.size()))
+                    << what << " " << kernel_level_name(level) << " tile " << tile;
+            }
+
+        // One token alone with its rows starting kScoreAlign later (the rows before are
+        // outside every window here): the same bits.
+        if (c.window > 0 && c.window <= offset - kScoreAlign) {
+            const int t = chunk - 1, shift = kScoreAlign;
+            const int np = n_pos[size_t(t)] - shift, fs = first[size_t(t)] - shift;
+            ScoreOptions m = mods;
+            m.first = &fs;
+            std::vector<float> out(static_cast<size_t>(width)), scratch(attend_f16_tile_scratch(1, group, hd, np));
+            attend_f16_tile(&q[size_t(t) * size_t(width)], size_t(width), &np, 1, group, hd, k.ptr.data() + shift,
+                            v.ptr.data() + shift, scale, out.data(), size_t(width), scratch.data(), &m);
+            ASSERT_TRUE(same_bits(out.data(), &first_result[size_t(t) * size_t(width)], out.size())) << what;
+        }
+    }
+}
+
+// The soft-cap's tanh against std::tanh: within 2e-7 absolute everywhere, odd, saturating.
+TEST(AttentionKernels, TanhIsWithinTwoTenMillionths) {
+    std::vector<float> x;
+    for (float v = -30.0f; v <= 30.0f; v += 0.00731f) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-30f, 1e-7f, -1e-5f, 100.0f, -1e6f, INFINITY, -INFINITY}) x.push_back(v);
+    std::vector<float> got = x;
+    tanh_in_place(got.data(), int(got.size()));
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(got[i], std::tanh(double(x[i])), 2e-7) << x[i];
+}
+
 }  // namespace
 }  // namespace pensieve
 
