@@ -17,6 +17,7 @@ using simd::exp_nonpositive;
 using simd::horizontal_sum;
 using simd::load8_f16;
 using simd::reduce8;
+using simd::tanh8;
 
 namespace {
 
@@ -230,13 +231,6 @@ void round_to_fp16(const float* x, float* y, int n) {
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
     for (; i < n; ++i) y[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
-}
-
-__m256 tanh8(__m256 x) {
-    const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
-    const __m256 e = exp_nonpositive(_mm256_mul_ps(_mm256_andnot_ps(sign_bit, x), _mm256_set1_ps(-2.0f)));
-    const __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
-    return _mm256_or_ps(t, _mm256_and_ps(x, sign_bit));
 }
 
 // One query's n scores (row j at distance n - 1 - j from the query) under the options:

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/simd_local.h"
+
 namespace pensieve {
 
 void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps) {
@@ -45,11 +47,55 @@ void softmax(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+namespace {
+
+// y[i] = f(x[i], b[i]) over 8-lane blocks, the tail through a padded block (the same
+// lanes, so a value does not depend on where its row ends). b may be null.
+template <class F>
+void map8(float* x, const float* b, int64_t n, F f) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i), b ? _mm256_loadu_ps(b + i) : _mm256_setzero_ps()));
+    if (i == n) return;
+    float xt[8] = {}, bt[8] = {};
+    std::copy(x + i, x + n, xt);
+    if (b) std::copy(b + i, b + n, bt);
+    _mm256_storeu_ps(xt, f(_mm256_loadu_ps(xt), _mm256_loadu_ps(bt)));
+    std::copy(xt, xt + (n - i), x + i);
+}
+
+// x / (1 + exp(-x)) with one division, as the formula reads: for x < 0 from e = exp(x)
+// as x e / (1 + e), so the exponent never overflows.
+__m256 silu8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 e = simd::exp_nonpositive(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)));
+    const __m256 num = _mm256_blendv_ps(x, _mm256_mul_ps(x, e), x);
+    return _mm256_div_ps(num, _mm256_add_ps(one, e));
+}
+
+__m256 gelu_tanh8(__m256 x) {
+    const __m256 inner = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
+                                       _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), x), _mm256_mul_ps(x, x), x));
+    const __m256 half_x = _mm256_mul_ps(_mm256_set1_ps(0.5f), x);
+    return _mm256_fmadd_ps(half_x, simd::tanh8(inner), half_x);
+}
+
+}  // namespace
+
 void swiglu(float* gate, const float* up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
+    map8(gate, up, n, [](__m256 g, __m256 u) { return _mm256_mul_ps(silu8(g), u); });
+}
+
+void silu(float* x, int64_t n) {
+    map8(x, nullptr, n, [](__m256 v, __m256) { return silu8(v); });
+}
+
+void gelu_tanh(float* x, int64_t n) {
+    map8(x, nullptr, n, [](__m256 v, __m256) { return gelu_tanh8(v); });
+}
+
+void geglu(float* gate, const float* up, int64_t n) {
+    map8(gate, up, n, [](__m256 g, __m256 u) { return _mm256_mul_ps(gelu_tanh8(g), u); });
 }
 
 void add_inplace(float* a, const float* b, int64_t n) {

@@ -8,6 +8,7 @@
 
 #include "kernels/dispatch.h"
 #include "util/error.h"
+#include "util/thread_pool.h"
 
 namespace pensieve {
 
@@ -140,11 +141,14 @@ float activation(float x, Activation act) {
 }  // namespace
 
 void activate(float* x, int64_t n, Activation act) {
+    if (act == Activation::SiLU) return silu(x, n);  // the vectorised kernels (ops.h)
+    if (act == Activation::GELUTanh) return gelu_tanh(x, n);
     for (int64_t i = 0; i < n; ++i) x[i] = activation(x[i], act);
 }
 
 void gated_activate(float* gate, const float* up, int64_t n, Activation act) {
-    if (act == Activation::SiLU) return swiglu(gate, up, n);  // the vectorised kernel
+    if (act == Activation::SiLU) return swiglu(gate, up, n);
+    if (act == Activation::GELUTanh) return geglu(gate, up, n);
     if (act == Activation::SwiGLUClamped) {
         for (int64_t i = 0; i < n; ++i) {
             const float g = std::min(gate[i], kClampedSwiGLULimit);
@@ -158,6 +162,21 @@ void gated_activate(float* gate, const float* up, int64_t n, Activation act) {
 
 // ---- feed-forward ----
 
+namespace {
+
+// Element-wise work on n rows of `width` values, split by rows across the pool once
+// there is enough of it (a prompt); a token or two stay on the caller. The activations
+// of a 512-token prompt ran on one thread while the other waited.
+constexpr int64_t kMinParallelValues = 32768;
+
+template <class F>
+void over_rows(int64_t n, int64_t width, Pass& p, F f) {
+    const int64_t grain = std::max<int64_t>(1, kMinParallelValues / std::max<int64_t>(1, width));
+    p.pool.parallel_for(n, grain, [&](int64_t r0, int64_t r1) { f(r0 * width, (r1 - r0) * width); });
+}
+
+}  // namespace
+
 void FeedForward::apply(const float* x, int64_t n, float* out, Pass& p) const {
     const int64_t F = up.out();
     float* u = grow(p.s.up, n * F);
@@ -165,10 +184,10 @@ void FeedForward::apply(const float* x, int64_t n, float* out, Pass& p) const {
     if (gated()) {
         float* g = grow(p.s.gate, n * F);
         gate.apply(x, n, g, p);
-        gated_activate(g, u, n * F, act);
+        over_rows(n, F, p, [&](int64_t i, int64_t m) { gated_activate(g + i, u + i, m, act); });
         u = g;
     } else {
-        activate(u, n * F, act);
+        over_rows(n, F, p, [&](int64_t i, int64_t m) { activate(u + i, m, act); });
     }
     if (!inner_norm.empty()) inner_norm.apply(u, u, n);
     down.apply(u, n, out, p);
@@ -235,7 +254,7 @@ void MoE::apply(const float* x, int64_t n, float* out, Pass& p) const {
             add_bias(g, gate_bias[size_t(e)], m);
             add_bias(u, up_bias[size_t(e)], m);
         }
-        gated_activate(g, u, m * F, act);
+        over_rows(m, F, p, [&](int64_t i, int64_t k) { gated_activate(g + i, u + i, k, act); });
         matmul(down[size_t(e)], g, m, y, p.pool, p.s.mm);
         if (!down_bias.empty()) add_bias(y, down_bias[size_t(e)], m);
         for (int64_t i = 0; i < m; ++i) {
