@@ -75,7 +75,7 @@ Table build_table() {
             if (VecDotFn f = vec_dot_at(tt->type, level)) {
                 k.vec_dot = f;
                 k.vec_dot_level = level;
-                k.dot_tile = level == KernelLevel::Avx512 ? simd::avx512_dot_tile(tt->type) : nullptr;
+                k.dot_tile = level == KernelLevel::Avx512 ? simd::avx512_dot_tile(tt->type) : DotTile{};
             }
             if (FromFloatFn f = from_float_at(tt->type, level)) {
                 k.from_float = f;

@@ -33,8 +33,8 @@ struct TypeKernels {
     // depend on which path a token took.
     const GemmKernels* gemm = nullptr;
     // vec_dot over small tiles of rows x tokens with vec_dot's bits (quant/types.h), or
-    // nullptr; used by matmul's tiling when there is no gemm.
-    DotTileFn dot_tile = nullptr;
+    // fn nullptr; used by matmul's tiling when there is no gemm.
+    DotTile dot_tile;
 };
 
 // The chosen kernels of a type (decided once, thread-safe). Types without kernels get

@@ -22,7 +22,7 @@ constexpr int64_t kQuantizeGrain = 8;
 // they are still in cache.
 constexpr int64_t kTokenTile = 8;
 // Activation bytes per block on the dot-tile path: the block stays in L2 (1 MiB per core
-// here) while the thread's rows pass over it, each tile of kDotTile rows (16 KiB at 2048
+// here) while the thread's rows pass over it, each tile of 4 or 5 rows (16-20 KiB at 2048
 // bf16 values) staying in L1 for the whole block. Blocks of kTokenTile's 8 tokens read
 // every row from L3 again each 8 tokens: synth-1b-BF16 pp512 91-103 -> 126-133 tok/s
 // with 64-token blocks (3 alternating pairs, host loaded); 128 tokens (512 KiB) measured
@@ -182,23 +182,24 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
     // 2. Each thread owns a range of output rows; tokens are tiled so a W row is read
     //    from memory once per tile rather than once per token.
     const VecDotFn dot = kernels_for(w.type).vec_dot;
-    const DotTileFn tile = kernels_for(w.type).dot_tile;
+    const DotTile tile = kernels_for(w.type).dot_tile;
     const size_t w_row_bytes = w.row_bytes();
     const auto* wdata = static_cast<const uint8_t*>(w.data);
     const bool small = w.rows * w.cols * n_tokens < kMinParallelMacs;
     pool.parallel_for(w.rows, small ? w.rows : kRowGrain, [&](int64_t r0, int64_t r1) {
-        // The same dots, kDotTile x kDotTile at a time: synth-1b-F16 pp512 42 -> 148
+        // The same dots, a tile of rows x tokens at a time: synth-1b-F16 pp512 42 -> 148
         // tok/s. Not for a lone token, where it only interleaves rows: generation
         // measured no better that way (tg32 15-20 vs 24-27 tok/s, one noisy run).
-        if (tile && n_tokens > 1) {
-            const int64_t block = std::max<int64_t>(kDotTile, int64_t(kDotBlockBytes / x_row_bytes) / kDotTile * kDotTile);
+        if (tile.fn && n_tokens > 1) {
+            const int64_t tr = tile.rows, tt = tile.tokens;
+            const int64_t block = std::max<int64_t>(tt, int64_t(kDotBlockBytes / x_row_bytes) / tt * tt);
             for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {
                 const int64_t t1 = std::min(n_tokens, t0 + block);
-                for (int64_t r = r0; r < r1; r += kDotTile)
-                    for (int64_t t = t0; t < t1; t += kDotTile)
-                        tile(w.cols, wdata + size_t(r) * w_row_bytes, w_row_bytes, int(std::min<int64_t>(kDotTile, r1 - r)),
-                             xq + size_t(t) * x_row_bytes, x_row_bytes, int(std::min<int64_t>(kDotTile, t1 - t)),
-                             y + t * w.rows + r, w.rows);
+                for (int64_t r = r0; r < r1; r += tr)
+                    for (int64_t t = t0; t < t1; t += tt)
+                        tile.fn(w.cols, wdata + size_t(r) * w_row_bytes, w_row_bytes, int(std::min<int64_t>(tr, r1 - r)),
+                                xq + size_t(t) * x_row_bytes, x_row_bytes, int(std::min<int64_t>(tt, t1 - t)),
+                                y + t * w.rows + r, w.rows);
             }
             return;
         }

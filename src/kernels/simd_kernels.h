@@ -14,7 +14,7 @@ FromFloatFn avx2_from_float(GgmlType type);
 // Need AVX512F/BW/VL/DQ + VNNI; the BF16 dot also needs AVX512_BF16 (dispatch checks).
 VecDotFn avx512_vec_dot(GgmlType type);
 FromFloatFn avx512_from_float(GgmlType type);
-// Tiles of avx512_vec_dot(type) with its bits (quant/types.h DotTileFn), or nullptr.
-DotTileFn avx512_dot_tile(GgmlType type);
+// Tiles of avx512_vec_dot(type) with its bits (quant/types.h DotTile), or fn nullptr.
+DotTile avx512_dot_tile(GgmlType type);
 
 }  // namespace pensieve::simd

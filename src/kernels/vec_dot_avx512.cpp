@@ -14,8 +14,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-
+#include <array>
 #include <cstring>
+#include <utility>
 
 // GCC 12 warns that the AVX-512 cast intrinsics (_mm512_castsi256_si512, ...) use an
 // uninitialized value: they do, on purpose (the upper half is undefined). Known false alarm.
@@ -499,23 +500,21 @@ void dot_tile_f16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x
         for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
 }
 
-// Runs Tile::fixed<R, T> for a tile of n_rows x n_tok (each 1..kDotTile): one table of
-// the sixteen shapes for every tile kernel.
+// Runs Tile::fixed<R, T> for a tile of n_rows x n_tok (1..Tile::kRows, 1..Tile::kTokens):
+// one table of every shape for every tile kernel.
 template <class Tile>
 void run_fixed_tile(int64_t n, const uint8_t* w, size_t wb, int n_rows, const uint8_t* x, size_t xb, int n_tok,
                     float* y, int64_t ldy) {
     using Fn = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*, int64_t);
-    static constexpr Fn kFixed[4][4] = {
-        {Tile::template fixed<1, 1>, Tile::template fixed<1, 2>, Tile::template fixed<1, 3>, Tile::template fixed<1, 4>},
-        {Tile::template fixed<2, 1>, Tile::template fixed<2, 2>, Tile::template fixed<2, 3>, Tile::template fixed<2, 4>},
-        {Tile::template fixed<3, 1>, Tile::template fixed<3, 2>, Tile::template fixed<3, 3>, Tile::template fixed<3, 4>},
-        {Tile::template fixed<4, 1>, Tile::template fixed<4, 2>, Tile::template fixed<4, 3>, Tile::template fixed<4, 4>},
-    };
-    static_assert(kDotTile == 4, "the table holds every shape up to kDotTile x kDotTile");
-    kFixed[n_rows - 1][n_tok - 1](n, w, wb, x, xb, y, ldy);
+    constexpr int R = Tile::kRows, T = Tile::kTokens;
+    static constexpr auto kFixed = []<int... I>(std::integer_sequence<int, I...>) {
+        return std::array<Fn, sizeof...(I)>{Tile::template fixed<I / T + 1, I % T + 1>...};
+    }(std::make_integer_sequence<int, R * T>{});
+    kFixed[size_t((n_rows - 1) * T + (n_tok - 1))](n, w, wb, x, xb, y, ldy);
 }
 
 struct F16Tile {
+    static constexpr int kRows = 4, kTokens = 4;
     template <int R, int T>
     static void fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x, size_t xb, float* y, int64_t ldy) {
         dot_tile_f16_fixed<R, T>(n, w, wb, x, xb, y, ldy);
@@ -557,7 +556,11 @@ float vec_dot_bf16(int64_t n, const void* w, const void* x) {
     return hsum(acc);
 }
 
-// BF16 tile: vec_dot_bf16's arithmetic for up to 4 x 4 (row, token) pairs at once.
+// BF16 tile: vec_dot_bf16's arithmetic for up to 5 x 5 (row, token) pairs at once: 25
+// accumulators and 5 weight vectors in the 32 registers, each activation vector loaded
+// once per row (a memory operand). Single-core loop on 2048-value rows, 48 tokens:
+// 4 x 4 272-370 GFLOP/s, 5 x 5 327-372, 6 x 4 308-396 (noisy host; vdpbf16ps peaks at
+// 419 here).
 template <int R, int T>
 void dot_tile_bf16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x, size_t xb, float* y,
                          int64_t ldy) {
@@ -569,11 +572,12 @@ void dot_tile_bf16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* 
     for (int r = 0; r < R; ++r)
         for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     auto step = [&](auto load, int64_t i) {
-        __m512i wv[R], xv[T];
+        __m512i wv[R];
         for (int r = 0; r < R; ++r) wv[r] = load(a[r], i);
-        for (int t = 0; t < T; ++t) xv[t] = load(b[t], i);
-        for (int r = 0; r < R; ++r)
-            for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bf16(wv[r]), as_bf16(xv[t]));
+        for (int t = 0; t < T; ++t) {
+            const __m512i xv = load(b[t], i);
+            for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], as_bf16(wv[r]), as_bf16(xv));
+        }
     };
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) step([](const bf16_t* p, int64_t j) { return load512(p + j); }, i);
@@ -586,6 +590,7 @@ void dot_tile_bf16_fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* 
 }
 
 struct Bf16Tile {
+    static constexpr int kRows = 5, kTokens = 5;
     template <int R, int T>
     static void fixed(int64_t n, const uint8_t* w, size_t wb, const uint8_t* x, size_t xb, float* y, int64_t ldy) {
         dot_tile_bf16_fixed<R, T>(n, w, wb, x, xb, y, ldy);
@@ -662,11 +667,11 @@ void from_float_q8_K(const float* src, void* dst, int64_t n) {
 
 }  // namespace
 
-DotTileFn avx512_dot_tile(GgmlType type) {
+DotTile avx512_dot_tile(GgmlType type) {
     switch (type) {
-        case GgmlType::F16: return dot_tile_f16;
-        case GgmlType::BF16: return dot_tile_bf16;
-        default: return nullptr;
+        case GgmlType::F16: return {dot_tile_f16, F16Tile::kRows, F16Tile::kTokens};
+        case GgmlType::BF16: return {dot_tile_bf16, Bf16Tile::kRows, Bf16Tile::kTokens};
+        default: return {};
     }
 }
 

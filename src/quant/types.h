@@ -28,11 +28,15 @@ using FromFloatFn = void (*)(const float* src, void* dst, int64_t n);
 // Dot product of n values: `w` in this type, `x` in the type's vec_dot_type.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* x);
 // vec_dot for a tile: y[t * ldy + r] = vec_dot(n, w row r, x row t) for r < n_rows,
-// t < n_tok (each at most kDotTile), with exactly vec_dot's arithmetic per pair: the
-// same bits, several independent sums in flight instead of one.
+// t < n_tok (each at most the kernel's DotTile::rows / tokens), with exactly vec_dot's
+// arithmetic per pair: the same bits, several independent sums in flight instead of one.
 using DotTileFn = void (*)(int64_t n, const uint8_t* w, size_t w_row_bytes, int n_rows, const uint8_t* x,
                            size_t x_row_bytes, int n_tok, float* y, int64_t ldy);
-inline constexpr int kDotTile = 4;
+// A tile kernel and the largest tile it takes.
+struct DotTile {
+    DotTileFn fn = nullptr;
+    int rows = 0, tokens = 0;
+};
 
 struct TypeTraits {
     GgmlType type;

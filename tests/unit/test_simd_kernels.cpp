@@ -305,22 +305,23 @@ TEST_P(SimdDotTile, TileIsVecDotPairByPair) {
     if (active_kernel_level() < KernelLevel::Avx512) GTEST_SKIP() << "no avx512 kernels here";
     const T type = GetParam();
     const TypeKernels& k = kernels_for(type);
-    ASSERT_NE(k.dot_tile, nullptr);
+    ASSERT_NE(k.dot_tile.fn, nullptr);
+    const int rows = k.dot_tile.rows, tokens = k.dot_tile.tokens;
     std::mt19937 rng(5);
     for (int64_t n : {16, 48, 2048, 2052, 40, 160, 200}) {
         const size_t rb = size_t(n) * 2;  // F16 and BF16: 2 bytes a value
         std::vector<uint8_t> w, x, row;
-        for (int r = 0; r < kDotTile; ++r) {
+        for (int r = 0; r < std::max(rows, tokens); ++r) {
             random_weights(type, n, rng, row);
             w.insert(w.end(), row.begin(), row.end());
             fill_float_row(type, n, rng, row, 1.0f);
             x.insert(x.end(), row.begin(), row.end());
         }
-        for (int nr = 1; nr <= kDotTile; ++nr)
-            for (int nt = 1; nt <= kDotTile; ++nt) {
+        for (int nr = 1; nr <= rows; ++nr)
+            for (int nt = 1; nt <= tokens; ++nt) {
                 const int64_t ldy = 7;
-                std::vector<float> y(size_t(ldy) * kDotTile, -1.0f);
-                k.dot_tile(n, w.data(), rb, nr, x.data(), rb, nt, y.data(), ldy);
+                std::vector<float> y(size_t(ldy) * size_t(tokens), -1.0f);
+                k.dot_tile.fn(n, w.data(), rb, nr, x.data(), rb, nt, y.data(), ldy);
                 for (int r = 0; r < nr; ++r)
                     for (int t = 0; t < nt; ++t)
                         EXPECT_EQ(y[size_t(t * ldy + r)], k.vec_dot(n, w.data() + r * rb, x.data() + t * rb))
