@@ -275,13 +275,7 @@ void softmax_rounded(float* scores, size_t ld, const int* n_pos, int n_tok, int 
 }  // namespace
 
 void tanh_in_place(float* x, int n) {
-    for (int i = 0; i < n; i += 8) {
-        float pad[8] = {};
-        const int m = std::min(8, n - i);
-        std::copy(x + i, x + i + m, pad);
-        _mm256_storeu_ps(pad, tanh8(_mm256_loadu_ps(pad)));
-        std::copy(pad, pad + m, x + i);
-    }
+    simd::map8(x, nullptr, n, [](__m256 v, __m256) { return tanh8(v); });
 }
 
 // Each query's score row has max n_pos + 1 floats: room for a sink logit.

@@ -49,20 +49,7 @@ void softmax(float* x, int64_t n) {
 
 namespace {
 
-// y[i] = f(x[i], b[i]) over 8-lane blocks, the tail through a padded block (the same
-// lanes, so a value does not depend on where its row ends). b may be null.
-template <class F>
-void map8(float* x, const float* b, int64_t n, F f) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i), b ? _mm256_loadu_ps(b + i) : _mm256_setzero_ps()));
-    if (i == n) return;
-    float xt[8] = {}, bt[8] = {};
-    std::copy(x + i, x + n, xt);
-    if (b) std::copy(b + i, b + n, bt);
-    _mm256_storeu_ps(xt, f(_mm256_loadu_ps(xt), _mm256_loadu_ps(bt)));
-    std::copy(xt, xt + (n - i), x + i);
-}
+using simd::map8;
 
 // x / (1 + exp(-x)) with one division, as the formula reads: for x < 0 from e = exp(x)
 // as x e / (1 + e), so the exponent never overflows.

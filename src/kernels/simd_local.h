@@ -130,13 +130,19 @@ __m256 tanh8(__m256 x) {
     return _mm256_or_ps(t, _mm256_and_ps(x, sign_bit));
 }
 
-// sigmoid(x) = 1 / (1 + exp(-x)) from e = exp(-|x|) <= 1: 1 / (1 + e) for x >= 0,
-// e / (1 + e) below (blendv picks by the sign bit of x).
-__m256 sigmoid8(__m256 x) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 e = exp_nonpositive(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)));
-    const __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
-    return _mm256_blendv_ps(r, _mm256_mul_ps(e, r), x);
+// x[i] = f(x[i], b[i]) over 8-lane blocks, the tail through a padded block (the same
+// lanes, so a value does not depend on where its row ends). b may be null (f gets 0s).
+template <class F>
+void map8(float* x, const float* b, int64_t n, F f) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i), b ? _mm256_loadu_ps(b + i) : _mm256_setzero_ps()));
+    if (i == n) return;
+    float xt[8] = {}, bt[8] = {};
+    std::memcpy(xt, x + i, size_t(n - i) * sizeof(float));
+    if (b) std::memcpy(bt, b + i, size_t(n - i) * sizeof(float));
+    _mm256_storeu_ps(xt, f(_mm256_loadu_ps(xt), _mm256_loadu_ps(bt)));
+    std::memcpy(x + i, xt, size_t(n - i) * sizeof(float));
 }
 
 }  // namespace
