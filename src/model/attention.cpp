@@ -34,6 +34,9 @@ bool plain(const AttentionOptions& o, const std::vector<float>& sinks) {
 // window, soft-cap, ALiBi and sinks (ScoreOptions).
 bool tile_handles(const AttentionOptions& o) { return o.causal && !o.relative_bias && head_dim_v(o) == o.head_dim; }
 
+// The first position a token at `pos` sees: the start of its sliding window, or 0.
+int first_visible(const AttentionOptions& o, int pos) { return o.window > 0 ? std::max(0, pos - o.window + 1) : 0; }
+
 // ALiBi slope of head h (of n): a geometric sequence from 2^(-max_bias/n') over the
 // largest power of two n' <= n, the remaining heads interleaved (the ALiBi paper's rule).
 float alibi_slope(int h, int n_head, float max_bias) {
@@ -130,7 +133,6 @@ void attend_f16(int layer, const AttentionOptions& o, const std::vector<float>& 
     std::vector<float> slopes;
     if (o.alibi_max_bias > 0.0f)
         for (int h = 0; h < o.n_head; ++h) slopes.push_back(alibi_slope(h, o.n_head, o.alibi_max_bias));
-    auto first_seen = [&](int pos) { return o.window > 0 ? std::max(0, pos - o.window + 1) : 0; };
 
     auto work = [&](int, int) {
         thread_local std::vector<const fp16_t*> krows, vrows;
@@ -143,7 +145,7 @@ void attend_f16(int layer, const AttentionOptions& o, const std::vector<float>& 
             const int seq = batch.seq_ids[size_t(order[size_t(tile.begin)])];
             int base = tile.max_pos;
             for (int i = 0; i < n_tok; ++i)
-                base = std::min(base, first_seen(batch.positions[size_t(order[size_t(tile.begin + i)])]));
+                base = std::min(base, first_visible(o, batch.positions[size_t(order[size_t(tile.begin + i)])]));
             base -= base % kScoreAlign;
             const int rows = tile.max_pos + 1 - base;
             krows.resize(size_t(rows));
@@ -163,7 +165,7 @@ void attend_f16(int layer, const AttentionOptions& o, const std::vector<float>& 
                 const int64_t t = order[size_t(tile.begin + i)];
                 const int pos = batch.positions[size_t(t)];
                 n_pos[size_t(i)] = pos + 1 - base;
-                first[size_t(i)] = first_seen(pos) - base;
+                first[size_t(i)] = first_visible(o, pos) - base;
                 const float* q = &q_all[size_t(t * Q) + size_t(kvh) * width];
                 std::copy(q, q + width, &qt[size_t(i) * width]);
             }
@@ -348,7 +350,7 @@ std::vector<KeySpan> default_spans(const AttentionOptions& o, const Pass& p) {
     for (int64_t t = 0; t < p.n; ++t) {
         const int seq = p.batch.seq_ids[size_t(t)], pos = p.batch.positions[size_t(t)];
         spans[size_t(t)].end = o.causal ? pos + 1 : p.seq_end[size_t(seq)];
-        spans[size_t(t)].begin = o.window > 0 ? std::max(0, pos - o.window + 1) : 0;
+        spans[size_t(t)].begin = first_visible(o, pos);
     }
     return spans;
 }
