@@ -37,7 +37,8 @@ run() {
   local text err
   text=$($P run -m skip-target-Q4_0.gguf -p "Once upon a time" -n 128 --ignore-eos -t 2 "$@" 2> /tmp/spec.err)
   err=$(awk '/^generation/{for(i=1;i<=NF;i++) if($i=="tokens/s") t=$(i-1)}
-             /^speculation/{s=$2" drafted, "$4" kept, "$(NF-2)" passes"} END{print t" tok/s", s}' /tmp/spec.err)
+             /^speculation/{for(i=1;i<=NF;i++){if($i=="forward")p=$(i-1); if($i=="second")l=$(i-1); if($i=="kept")k=$(i-1)}
+                            s=$2" drafted, "$4" kept, "p" passes, "l" leaves, "k" kept"} END{print t" tok/s", s}' /tmp/spec.err)
   echo "$err  [$(echo "$text" | md5sum | cut -c1-8)]"
 }
 ref_spec() {
@@ -59,6 +60,9 @@ for pair in $(seq "$PAIRS"); do
   echo "  pensieve plain, greedy:            $(run --temp 0)"
   echo "  pensieve --draft-model (default):  $(run --temp 0 --draft-model skip-draft-Q4_0.gguf)"
   echo "  pensieve --draft-layers 2:         $(run --temp 0 --draft-layers 2)"
+  echo "  pensieve --draft-layers 2 --no-draft-tree: $(run --temp 0 --draft-layers 2 --no-draft-tree)"
+  echo "  pensieve --draft-layers 2 --draft-fixed --draft-max 3: $(run --temp 0 --draft-layers 2 --draft-fixed --draft-max 3)"
+  echo "  same, --no-draft-tree:             $(run --temp 0 --draft-layers 2 --draft-fixed --draft-max 3 --no-draft-tree)"
   echo "  pensieve plain, --temp 0.8:        $(run --temp 0.8 --seed 7)"
   echo "  pensieve --draft-layers 2, --temp 0.8: $(run --temp 0.8 --seed 7 --draft-layers 2)"
   echo "  reference plain (llama-bench tg128): $(ref_plain)"

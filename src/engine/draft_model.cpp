@@ -1,6 +1,7 @@
 // Drafting with a small model that shares the target's vocabulary.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "engine/draft_policy.h"
 #include "engine/drafter.h"
@@ -14,12 +15,12 @@ namespace pensieve {
 
 namespace {
 
-// softmax(row)[token], computed stably (max subtracted first).
-float probability(const float* row, int n, int32_t token) {
-    const float mx = *std::max_element(row, row + n);
-    double sum = 0.0;
-    for (int i = 0; i < n; ++i) sum += std::exp(double(row[i] - mx));
-    return float(std::exp(double(row[token] - mx)) / sum);
+// The largest logit of `row` other than at `token` (a tree draft's second choice).
+int32_t runner_up(const float* row, int n, int32_t token) {
+    int32_t best = token == 0 ? 1 : 0;
+    for (int i = 0; i < n; ++i)
+        if (i != token && row[i] > row[best]) best = i;
+    return best;
 }
 
 class DraftModelDrafter final : public Drafter {
@@ -29,20 +30,25 @@ public:
           tokenizer_(tokenizer),
           pool_(pool),
           options_(o),
-          cache_(o.n_layers > 0 ? draft.make_cache_for_layers(o.n_layers, o.n_ctx, o.n_seq)
-                                : draft.make_cache(o.n_ctx, o.n_seq)),
           backoff_(size_t(o.n_seq)),
-          samplers_(size_t(o.n_seq)) {}
+          samplers_(size_t(o.n_seq)) {
+        if (o.target_cache) return;
+        own_cache_.emplace(o.n_layers > 0 ? draft.make_cache_for_layers(o.n_layers, o.n_ctx, o.n_seq)
+                                          : draft.make_cache(o.n_ctx, o.n_seq));
+    }
 
     int max_tokens() const override { return options_.max_tokens; }
 
     void reset(int seq) override {
-        cache_.clear(seq);
+        if (own_cache_) own_cache_->clear(seq);
         backoff_[size_t(seq)] = Backoff{};
         samplers_[size_t(seq)].reset();
     }
 
-    void keep(int seq, int n_tokens) override { cache_.truncate(seq, n_tokens); }
+    // (A shared cache is the target's to roll back.)
+    void keep(int seq, int n_tokens) override {
+        if (own_cache_) own_cache_->truncate(seq, n_tokens);
+    }
 
     // First the draft model catches up on the tokens it has not seen (the prompt, accepted
     // tokens, the pending token) in one batch, then it proposes tokens (greedy, or drawn
@@ -50,11 +56,12 @@ public:
     bool propose(std::vector<DraftRequest>& requests) override {
         std::vector<DraftRequest*> rows;  // request of each logits row
         Batch batch;
+        KvCache& cache = this->cache();
         for (DraftRequest& r : requests) {
             if (resting(r.seq)) continue;
             const int pos = int(r.context->size());  // position of next_token
-            const int have = std::min(cache_.length(r.seq), pos);
-            cache_.truncate(r.seq, have);
+            const int have = std::min(cache.length(r.seq), pos);
+            cache.truncate(r.seq, have);
             for (int p = have; p < pos; ++p) batch.add((*r.context)[size_t(p)], p, r.seq, false);
             batch.add(r.next_token, pos, r.seq, true);
             rows.push_back(&r);
@@ -62,10 +69,14 @@ public:
         }
         if (rows.empty()) return false;
         const std::vector<DraftRequest*> ran = rows;
-        if (!run_drafts(batch, rows)) {
+        const bool ok = run_drafts(batch, rows);
+        // The target's cache gets back exactly what it held.
+        if (options_.target_cache)
+            for (DraftRequest* r : ran) cache.truncate(r->seq, int(r->context->size()));
+        if (!ok) {
             // A draft failure only costs the speculation: forget the draft state.
             for (DraftRequest& r : requests) {
-                cache_.clear(r.seq);
+                if (own_cache_) own_cache_->clear(r.seq);
                 r.draft = Draft{};
             }
             return true;
@@ -75,6 +86,8 @@ public:
     }
 
 private:
+    KvCache& cache() { return options_.target_cache ? *options_.target_cache : *own_cache_; }
+
     // After a step where it ran and proposed nothing (every first guess too unsure), the
     // draft model sits out 2, 4, ... up to 16 steps, since its forward pass costs time
     // whether or not it proposes; a proposal resets it.
@@ -120,20 +133,29 @@ private:
     }
 
     // The draft token of one logits row, with its probability q (and q's whole
-    // distribution when sampled).
-    int32_t pick(int seq, const float* row, int n_vocab, float& q, std::vector<TokenProb>* dist) {
+    // distribution when sampled), and the second choice `alt` with its probability.
+    int32_t pick(int seq, const float* row, int n_vocab, float& q, std::vector<TokenProb>* dist, int32_t& alt,
+                 float& alt_q) {
         Sampler* s = samplers_[size_t(seq)].get();
         if (!s) {
             const int32_t token = int32_t(std::max_element(row, row + n_vocab) - row);
-            q = probability(row, n_vocab, token);
+            alt = runner_up(row, n_vocab, token);
+            double sum = 0.0;  // of exp(logit - max): the max is the token's own logit
+            for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(row[i] - row[token]));
+            q = float(1.0 / sum);
+            alt_q = float(std::exp(double(row[alt] - row[token])) / sum);
             return token;
         }
         const int32_t token = s->sample(row);
         const std::span<const TokenProb> c = s->last_candidates();
         dist->assign(c.begin(), c.end());
         q = 0.0f;
-        for (const TokenProb& t : c)
+        alt = -1;
+        alt_q = 0.0f;
+        for (const TokenProb& t : c) {
             if (t.id == token) q = t.prob;
+            else if (t.prob > alt_q) alt = t.id, alt_q = t.prob;
+        }
         return token;
     }
 
@@ -150,7 +172,7 @@ private:
                 ForwardOutputs out;
                 out.logits = logits.data();
                 out.n_layers = options_.n_layers;
-                model_.forward(batch, cache_, pool_, out);
+                model_.forward(batch, cache(), pool_, out);
             } catch (const std::exception&) {
                 return false;
             }
@@ -160,9 +182,10 @@ private:
             for (size_t i = 0; i < rows.size(); ++i) {
                 DraftRequest& r = *rows[i];
                 const float* row = &logits[i * size_t(n_vocab)];
-                float p = 0.0f;
+                float p = 0.0f, alt_p = 0.0f;
+                int32_t alt = -1;
                 std::vector<TokenProb> dist;
-                const int32_t token = pick(r.seq, row, n_vocab, p, &dist);
+                const int32_t token = pick(r.seq, row, n_vocab, p, &dist, alt, alt_p);
                 // An unsure draft is usually rejected, and every rejected token costs the
                 // target a row of its batch: stop proposing once the draft's own
                 // probability of its choice falls below p_min.
@@ -175,8 +198,10 @@ private:
                 r.draft.tokens.push_back(token);
                 r.draft.probs.push_back(p);
                 if (!dist.empty()) r.draft.dists.push_back(std::move(dist));
+                r.draft.alts.push_back(alt);  // -1: none (a sampled draft with one candidate)
+                r.draft.alt_probs.push_back(alt_p);
                 if (int(r.draft.tokens.size()) >= r.max_tokens || tokenizer_.is_end_of_generation(token)) continue;
-                batch.add(token, cache_.length(r.seq), r.seq, true);
+                batch.add(token, cache().length(r.seq), r.seq, true);
                 next_rows.push_back(&r);
                 next_chance.push_back(all);
             }
@@ -190,7 +215,7 @@ private:
     const Tokenizer& tokenizer_;
     ThreadPool& pool_;
     DraftModelOptions options_;
-    KvCache cache_;                 // the draft model's KV, one sequence per slot
+    std::optional<KvCache> own_cache_;  // the draft model's KV, one sequence per slot (unless shared)
     std::vector<Backoff> backoff_;  // per sequence
     std::vector<std::unique_ptr<Sampler>> samplers_;  // per sequence, for requests that sample
 };

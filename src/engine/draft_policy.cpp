@@ -26,6 +26,11 @@ double SpeculationCosts::token_cost() const {
     return (rows * per_row + per_draft) / target_pass;
 }
 
+double SpeculationCosts::row_cost() const {
+    if (target_pass <= 0) return kPriorRowShare;
+    return rows * per_row / target_pass;
+}
+
 void SpeculationCostModel::record_target_pass(int rows, double seconds) {
     const double x = rows;
     w_ = w_ * kDecay + 1;
@@ -127,6 +132,18 @@ void DraftPolicy::record(int drafted, int accepted, const float* q) {
     for (int i = 0; i < drafted && i <= accepted; ++i) acceptance_.record(q ? q[i] : -1.0f, i < accepted);
     if (probing_ && drafted > 0) probe_every_ = accepted > 0 ? 8 : std::min(probe_every_ * 2, 64);
     probing_ = false;
+}
+
+bool DraftPolicy::leaf_pays(int j, const float* q, const SpeculationCosts& costs) const {
+    double reach = 1.0;
+    for (int i = 0; i < j; ++i) reach *= acceptance_.chance(q ? q[i] : -1.0f);
+    const double rejected = 1.0 - acceptance_.chance(q ? q[j] : -1.0f);
+    return reach * rejected * (leaf_taken_ / leaf_tried_) >= costs.row_cost() * best_rate_;
+}
+
+void DraftPolicy::record_leaf(bool taken) {
+    leaf_taken_ = leaf_taken_ * kDecay + (taken ? 1 : 0);
+    leaf_tried_ = leaf_tried_ * kDecay + 1;
 }
 
 }  // namespace pensieve

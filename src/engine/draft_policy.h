@@ -35,6 +35,8 @@ struct SpeculationCosts {
     // own row (reading the weights is shared); in a large batch, where a pass already
     // costs ~R rows, every drafted row delays every sequence and drafting stops paying.
     double token_cost() const;
+    // The same for a verified row the drafter did not have to compute (a tree leaf).
+    double row_cost() const;
 };
 
 // Running fit of the engine's pass timings: target pass time against the rows it held
@@ -83,6 +85,15 @@ public:
     // drafter's probability of token i, or nullptr.
     void record(int drafted, int accepted, const float* q);
 
+    // Tree drafts: whether to verify the drafter's second choice at draft position j as
+    // well (a leaf: one more row, no drafter step). It adds a token when the chain gets to
+    // j, is rejected there and the model picks the second choice instead; q are the
+    // drafter's probabilities of the chain's tokens (nullptr: unknown). Worth it when that
+    // chance is at least the leaf's row cost times the step's rate, as for a chain token.
+    bool leaf_pays(int j, const float* q, const SpeculationCosts& costs) const;
+    // A leaf whose position was reached and rejected: whether the model took it.
+    void record_leaf(bool taken);
+
     const AcceptanceModel& acceptance() const { return acceptance_; }
 
 private:
@@ -90,6 +101,7 @@ private:
     double best_rate_ = 1.0, min_chance_ = 0.0;
     int steps_without_draft_ = 0;
     int probe_every_ = 8;  // doubles (to 64) after each probe that is rejected
+    double leaf_taken_ = 1.0, leaf_tried_ = 2.0;  // second choices taken, of those tested
     bool probing_ = false;
 };
 

@@ -5,8 +5,8 @@
 // pass instead of a pass each; rejected ones cost a row and are forgotten.
 //
 // The scheduler only asks for proposals and reports what was kept; how a drafter guesses
-// (prompt lookup, a small draft model; later a tree of drafts, the target's own first
-// layers, a recurrent draft model) stays behind this interface; how many tokens it may
+// (prompt lookup, a small draft model, the target's own first layers; a second choice
+// per position for a tree of drafts) stays behind this interface; how many tokens it may
 // risk per sequence is the scheduler's DraftPolicy (draft_policy.h).
 #pragma once
 
@@ -28,10 +28,15 @@ class Tokenizer;
 // tokens[i]; empty when the drafter does not know it. When the drafter sampled its tokens
 // (a request that samples), dists[i] is the whole distribution q tokens[i] was drawn
 // from, for speculative sampling (Sampler::sample_speculative); empty for guesses.
+// For tree drafts, alts[i] is the drafter's best token other than tokens[i] at the same
+// position (its second choice) and alt_probs[i] its probability; empty when the drafter
+// has none. The scheduler may verify some of them as leaves beside the chain.
 struct Draft {
     std::vector<int32_t> tokens;
     std::vector<float> probs;
     std::vector<std::vector<TokenProb>> dists;
+    std::vector<int32_t> alts;
+    std::vector<float> alt_probs;
 };
 
 // One sequence asking for a draft this step.
@@ -80,14 +85,20 @@ struct DraftModelOptions {
     int n_ctx = 4096;      // per sequence, as the target's
     int n_seq = 1;         // the target's slots
     // > 0: the draft is the model's own first n_layers layers and output head (an early
-    // exit, Model::early_exit()): no second file and no extra weights in memory, only
-    // those layers' KV.
+    // exit, Model::early_exit()): no second file and no extra weights in memory.
     int n_layers = 0;
+    // With n_layers: the target's own cache, whose first n_layers layers are what the
+    // draft would compute for the same tokens. The draft reads the positions the target
+    // holds instead of keeping a copy (no catch-up pass, no memory of its own), writes its
+    // draft positions after them and rolls them back once it has proposed: the target's
+    // verify pass writes those positions itself.
+    KvCache* target_cache = nullptr;
 };
 
 // A small model with the target's vocabulary proposes greedily. It keeps its own KV cache
-// (f16, one sequence per slot), catches up on tokens it has not seen in one batched pass,
-// and backs off (2-16 steps) after a step in which it proposed nothing. Throws Error if
+// (f16, one sequence per slot; or shares the target's, see target_cache), catches up on
+// tokens it has not seen in one batched pass, and backs off (2-16 steps) after a step in
+// which it proposed nothing. Throws Error if
 // its vocabulary differs from the target's, or if an early exit is asked of a model
 // without one.
 std::unique_ptr<Drafter> make_draft_model_drafter(Model& draft, const Tokenizer& tokenizer, ThreadPool& pool,

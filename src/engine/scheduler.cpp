@@ -33,6 +33,15 @@ struct Scheduler::Slot {
     std::unique_ptr<SequenceDecoder> decoder;  // logits -> token -> text, for this request
     int32_t next_token = -1;  // sampled, to be fed at the next step
     Draft draft;              // speculative tokens fed after next_token this step
+    // Tree leaves of this step: the drafter's second choice for draft token `index`,
+    // standing at that token's position, verified in logits row first_row + `row`, its
+    // keys and values in the spare cache slot `kv_slot` past the chain.
+    struct Leaf {
+        int index = 0;
+        int32_t token = -1;
+        int row = 0, kv_slot = 0;
+    };
+    std::vector<Leaf> leaves;
     DraftPolicy draft_policy;  // how many tokens to draft, learned from this request's drafts
     int first_row = -1;          // this step's first logits row, -1: none
     int n_cached = 0;
@@ -80,6 +89,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
     }
     // A memory whose prompt is read as a whole (an encoder's) shares no prefixes.
     if (!cache_.can_share_prefix()) config_.reuse_prefix = false;
+    if (!model_.tree_rows() || cache_.type() != KvType::F16) config_.draft_tree = false;
     if (config_.reuse_prefix)
         prefix_ = std::make_unique<PrefixCache>(cache_, cache_identity(model, config_.n_ctx), config_.cache_dir);
     // The draft model's own rollback is a truncation too.
@@ -93,6 +103,7 @@ Scheduler::Scheduler(Model& model, const Tokenizer& tokenizer, ThreadPool& pool,
         o.n_ctx = config_.n_ctx;
         o.n_seq = config_.n_slots;
         o.n_layers = config_.draft_model ? 0 : config_.draft_layers;
+        if (o.n_layers > 0) o.target_cache = &cache_;  // the first layers' KV is the target's own
         drafter_ = make_draft_model_drafter(config_.draft_model ? *config_.draft_model : model_, tokenizer_, pool_, o);
     } else if (config_.lookup_draft > 0) {
         drafter_ = make_lookup_drafter(config_.lookup_draft);
@@ -297,6 +308,7 @@ struct Scheduler::StepBatch {
         size_t begin, end;  // prompt positions [begin, end) in the batch
     };
     std::vector<Chunk> prefilled;  // the prompt chunks in the batch, slot by slot
+    std::vector<std::pair<int64_t, int32_t>> tree_rows;  // (batch index, cache slot) of each tree leaf
 };
 
 // One forward pass over every busy slot.
@@ -313,6 +325,10 @@ void Scheduler::step() {
         b.budget = std::min(b.budget, config_.prefill_chunk_decoding);
     add_prefill_chunks(b);
     if (b.batch.size() == 0) return;
+    if (!b.tree_rows.empty()) {
+        b.batch.kv_slots = b.batch.positions;
+        for (const auto& [t, slot] : b.tree_rows) b.batch.kv_slots[size_t(t)] = slot;
+    }
 
     const size_t n_vocab = size_t(model_.config().n_vocab);
     std::vector<float> logits(size_t(b.n_rows) * n_vocab);
@@ -359,7 +375,7 @@ void Scheduler::propose_drafts() {
     if (!drafter_) return;
     int n_decoding = 0;
     for (auto& s : slots_) n_decoding += s->decoding();
-    const SpeculationCosts costs = spec_costs_.costs(n_decoding);
+    const SpeculationCosts costs = step_costs_ = spec_costs_.costs(n_decoding);
     std::vector<DraftRequest> requests;
     int budget = config_.n_batch;
     for (auto& s : slots_) {
@@ -409,7 +425,9 @@ void Scheduler::add_decode_tokens(StepBatch& b) {
             continue;
         }
         const int n_draft = int(s->draft.tokens.size());
-        if (!reserve(*s, pos + 1 + n_draft)) {
+        choose_leaves(*s, std::min(b.budget, config_.n_ctx - pos) - 1 - n_draft);
+        const int n_leaves = int(s->leaves.size());
+        if (!reserve(*s, pos + 1 + n_draft + n_leaves)) {
             finish(*s, FinishReason::Error, "the KV cache is full");
             continue;
         }
@@ -420,9 +438,29 @@ void Scheduler::add_decode_tokens(StepBatch& b) {
             b.batch.add(d, int(s->tokens.size()), s->id, true);
             s->tokens.push_back(d);
         }
-        b.n_rows += 1 + n_draft;
-        b.budget -= 1 + n_draft;
+        // Leaves after the chain: their slots continue the sequence past it.
+        for (int m = 0; m < n_leaves; ++m) {
+            Slot::Leaf& leaf = s->leaves[size_t(m)];
+            leaf.row = 1 + n_draft + m;
+            leaf.kv_slot = pos + 1 + n_draft + m;
+            b.batch.add(leaf.token, pos + 1 + leaf.index, s->id, true);
+            b.tree_rows.emplace_back(b.batch.size() - 1, leaf.kv_slot);
+        }
+        b.n_rows += 1 + n_draft + n_leaves;
+        b.budget -= 1 + n_draft + n_leaves;
     }
+}
+
+// Tree drafts: the drafter's second choices worth verifying beside the chain (at most
+// `room`), by the slot's draft policy; with fixed drafting, every one.
+void Scheduler::choose_leaves(Slot& s, int room) {
+    s.leaves.clear();
+    const Draft& d = s.draft;
+    if (!config_.draft_tree || d.alts.size() != d.tokens.size()) return;
+    const float* q = d.probs.size() == d.tokens.size() ? d.probs.data() : nullptr;
+    for (int i = 0; i < int(d.tokens.size()) && int(s.leaves.size()) < room; ++i)
+        if (d.alts[size_t(i)] >= 0 && (!config_.draft_adaptive || s.draft_policy.leaf_pays(i, q, step_costs_)))
+            s.leaves.push_back(Slot::Leaf{i, d.alts[size_t(i)]});
 }
 
 // Prompt chunks of the slots still reading their prompt, as much as the batch has room
@@ -530,7 +568,9 @@ bool Scheduler::forward(const StepBatch& b, float* logits) {
 
 // Samples the slot's next token from the first logits row; each draft token the decoder
 // keeps (its KV is already computed) moves on to the next row, which decides the token
-// after it. The first token not kept becomes the pending token of the next step.
+// after it. The first token not kept becomes the pending token of the next step, unless a
+// tree leaf at its position is that very token: then its KV is computed too, and the
+// leaf's row samples one more token.
 void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
     const size_t n_vocab = size_t(model_.config().n_vocab);
     const Draft& draft = slot.draft;
@@ -543,6 +583,7 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
         ++stats_.sampling_passes;
     }
     std::optional<FinishReason> finished;
+    const Slot::Leaf* taken = nullptr;  // the leaf kept, if any
     for (int i = 0; i <= n_draft; ++i) {
         DraftToken proposal;
         if (i < n_draft) {
@@ -568,18 +609,46 @@ void Scheduler::verify_and_emit(Slot& slot, const float* rows) {
             continue;
         }
         slot.next_token = d.token;
+        const auto leaf = std::find_if(slot.leaves.begin(), slot.leaves.end(),
+                                       [&](const Slot::Leaf& l) { return l.index == i; });
+        if (i == n_draft || leaf == slot.leaves.end()) break;
+        slot.draft_policy.record_leaf(leaf->token == d.token);
+        if (leaf->token != d.token) break;
+        taken = &*leaf;
+        try {
+            d = decode_and_emit(slot, rows + size_t(leaf->row) * n_vocab, nullptr);
+        } catch (const Error& e) {
+            finish(slot, FinishReason::Error, e.what(), 400);
+            return;
+        }
+        if (d.finish) finished = d.finish;
+        else slot.next_token = d.token;
         break;
     }
     if (n_draft > 0) {
         if (!finished) slot.draft_policy.record(n_draft, accepted, draft.probs.empty() ? nullptr : draft.probs.data());
-        keep_verified(slot, base + accepted);
+        if (taken) keep_leaf(slot, base + accepted, taken->kv_slot, taken->token);
+        else keep_verified(slot, base + accepted);
         slot.n_drafted += n_draft;
         slot.n_draft_accepted += accepted;
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.draft_tokens += uint64_t(n_draft);
         stats_.draft_accepted += uint64_t(accepted);
+        stats_.draft_leaves += uint64_t(slot.leaves.size());
+        stats_.draft_leaves_taken += taken ? 1 : 0;
     }
     if (finished) finish(slot, *finished);
+}
+
+// A kept leaf at position `pos`: its keys and values move from their spare slot to that
+// position, which the slot keeps with everything before it. The drafter never saw the
+// leaf's token: its own state ends before it.
+void Scheduler::keep_leaf(Slot& slot, int pos, int kv_slot, int32_t token) {
+    cache_.copy_position(slot.id, kv_slot, pos);
+    cache_.truncate(slot.id, pos + 1);
+    slot.tokens.resize(size_t(pos));
+    slot.tokens.push_back(token);
+    drafter_->keep(slot.id, pos);
 }
 
 // After verification the slot keeps its first n_tokens positions: the rejected drafts'

@@ -81,6 +81,11 @@ struct SchedulerConfig {
     // false: every step drafts as many tokens as allowed (lookup_draft or draft_max),
     // whatever they cost (--draft-fixed; for measuring a fixed length).
     bool draft_adaptive = true;
+    // Tree drafts: beside the chain, verify the drafter's second choice at the positions
+    // where the draft policy expects it to pay (DraftPolicy::leaf_pays; with fixed
+    // drafting, everywhere), so a rejected position can still keep a token. Needs an
+    // fp16 cache and a model that verifies tree rows (Model::tree_rows()).
+    bool draft_tree = true;
     // Called on the scheduler thread with a long prompt's progress (the server logs it);
     // never with the prompt's text.
     std::function<void(const PrefillProgress&)> on_prefill_progress;
@@ -105,6 +110,8 @@ struct SchedulerStats {
     uint64_t draft_tokens = 0;        // speculative tokens proposed
     uint64_t draft_accepted = 0;      // ... and kept
     uint64_t draft_model_runs = 0;    // steps in which the draft model ran (it backs off when unsure)
+    uint64_t draft_leaves = 0;        // second choices verified beside the chain (tree drafts)
+    uint64_t draft_leaves_taken = 0;  // ... and kept (draft_tokens/draft_accepted count the chains)
     uint64_t sampling_passes = 0;     // per request and pass that sampled it: generated / this = tokens per pass
     int largest_prefill_beside_decode = 0;  // most prompt tokens in a pass that also generated (a stream's pause)
     size_t kv_bytes = 0;              // reserved for the whole block pool
@@ -177,6 +184,8 @@ private:
     bool forward(const StepBatch& b, float* logits);
     void verify_and_emit(Slot& slot, const float* rows);
     void keep_verified(Slot& slot, int n_tokens);
+    void choose_leaves(Slot& slot, int room);
+    void keep_leaf(Slot& slot, int pos, int kv_slot, int32_t token);
     SequenceDecoder::Step decode_and_emit(Slot& slot, const float* logits, const DraftToken* proposed = nullptr);
     void finish(Slot& slot, FinishReason reason, const std::string& error = "", int error_status = 500);
 
@@ -188,6 +197,7 @@ private:
     std::unique_ptr<PrefixCache> prefix_;  // null when prefix reuse is off
     std::unique_ptr<Drafter> drafter_;     // speculative decoding (prompt lookup, draft model), or null
     SpeculationCostModel spec_costs_;      // timings that size each slot's drafts
+    SpeculationCosts step_costs_;          // this step's, from spec_costs_ (propose_drafts)
     std::vector<std::unique_ptr<Slot>> slots_;
 
     mutable std::mutex mutex_;

@@ -56,7 +56,7 @@ void store_kv(int layer, const Pass& p) {
     const bool f32 = cache.layer(layer).f32;
     const FromFloatFn quantize = cache.type() == KvType::Q8_0 ? kernels_for(GgmlType::Q8_0).from_float : nullptr;
     for (int64_t t = 0; t < p.n; ++t) {
-        const int seq = p.batch.seq_ids[size_t(t)], pos = p.batch.positions[size_t(t)];
+        const int seq = p.batch.seq_ids[size_t(t)], pos = p.batch.slot(t);
         const float* k = &p.s.k[size_t(t * KD)];
         const float* v = &p.s.v[size_t(t * VD)];
         if (f32) {
@@ -103,8 +103,10 @@ void attend_f16(int layer, const AttentionOptions& o, const std::vector<float>& 
     constexpr int kTile = 16;
 
     // Batch tokens grouped by sequence (stable: batch order within a sequence), cut
-    // into tiles.
-    struct Tile { int begin, end, max_pos; };
+    // into tiles. A tree row is a tile of its own: its last key row (its own position)
+    // comes from its slot (own_slot), the rows before from the cache by position, so its
+    // scores sit where a plain decode at that position puts them.
+    struct Tile { int begin, end, max_pos, own_slot = -1; };
     std::vector<int> order(static_cast<size_t>(n));
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(),
@@ -113,7 +115,14 @@ void attend_f16(int layer, const AttentionOptions& o, const std::vector<float>& 
     for (int i = 0; i < int(n);) {
         const int seq = batch.seq_ids[size_t(order[size_t(i)])];
         Tile tile{i, i, 0};
-        while (tile.end < int(n) && tile.end - tile.begin < kTile && batch.seq_ids[size_t(order[size_t(tile.end)])] == seq)
+        if (batch.tree_row(order[size_t(i)])) {
+            tile = Tile{i, i + 1, batch.positions[size_t(order[size_t(i)])], batch.slot(order[size_t(i)])};
+            tiles.push_back(tile);
+            ++i;
+            continue;
+        }
+        while (tile.end < int(n) && tile.end - tile.begin < kTile &&
+               batch.seq_ids[size_t(order[size_t(tile.end)])] == seq && !batch.tree_row(order[size_t(tile.end)]))
             tile.max_pos = std::max(tile.max_pos, batch.positions[size_t(order[size_t(tile.end++)])]);
         tiles.push_back(tile);
         i = tile.end;
@@ -151,8 +160,9 @@ void attend_f16(int layer, const AttentionOptions& o, const std::vector<float>& 
             krows.resize(size_t(rows));
             vrows.resize(size_t(rows));
             for (int j = 0; j < rows; ++j) {
-                krows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.k_row(layer, seq, base + j)) + size_t(kvh) * size_t(hd);
-                vrows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.v_row(layer, seq, base + j)) + size_t(kvh) * size_t(hd);
+                const int at = tile.own_slot >= 0 && j == rows - 1 ? tile.own_slot : base + j;
+                krows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.k_row(layer, seq, at)) + size_t(kvh) * size_t(hd);
+                vrows[size_t(j)] = reinterpret_cast<const fp16_t*>(cache.v_row(layer, seq, at)) + size_t(kvh) * size_t(hd);
             }
             // The group's query heads are consecutive in q (heads kvh * group ...).
             const size_t width = size_t(group) * size_t(hd);
@@ -213,6 +223,7 @@ void attend_q8_0(int layer, const AttentionOptions& o, Pass& p) {
     for (int64_t t = 0; t < n; ++t) macs += batch.positions[size_t(t)] + 1;
     macs *= 2 * int64_t(o.n_head) * hd;
     const int64_t grain = macs < kMinParallelMacs ? n * o.n_head : 1;  // small: this thread only
+    if (batch.has_tree_rows()) fail("tree rows need an fp16 KV cache");
 
     p.pool.parallel_for(n * o.n_head, grain, [&](int64_t w0, int64_t w1) {
         thread_local std::vector<float> scores, acc, tmp;
@@ -322,12 +333,14 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
             const int h = int(w % o.n_head), kvh = h / group;
             const int seq = batch.seq_ids[size_t(t)], pos = batch.positions[size_t(t)];
             const int begin = spans[size_t(t)].begin, end = spans[size_t(t)].end;
+            const int own = spans[size_t(t)].own_slot;  // read in place of position end - 1
+            auto at = [&](int j) { return own >= 0 && j == end - 1 ? own : j; };
             const float* q = q_all + (t * o.n_head + h) * hd;
             const float slope = o.alibi_max_bias > 0.0f ? alibi_slope(h, o.n_head, o.alibi_max_bias) : 0.0f;
             scores.resize(size_t(std::max(end - begin, 0)));
             float max_score = sinks.empty() ? -INFINITY : sinks[size_t(h)];
             for (int j = begin; j < end; ++j) {
-                float s = dot_key(seq, j, kvh, q) * scale;
+                float s = dot_key(seq, at(j), kvh, q) * scale;
                 if (o.soft_cap > 0.0f) s = o.soft_cap * std::tanh(s / o.soft_cap);
                 s -= slope * float(std::abs(pos - j));
                 if (o.relative_bias) s += (*o.relative_bias)(h, j - pos);
@@ -338,7 +351,7 @@ void attend_general(int layer, const AttentionOptions& o, const std::vector<floa
             for (float& s : scores) sum += double(s = std::exp(s - max_score));
             float* out = att + (t * o.n_head + h) * hv;
             std::fill(out, out + hv, 0.0f);
-            for (int j = begin; j < end; ++j) add_value(seq, j, kvh, float(double(scores[size_t(j - begin)]) / sum), out);
+            for (int j = begin; j < end; ++j) add_value(seq, at(j), kvh, float(double(scores[size_t(j - begin)]) / sum), out);
         }
     });
 }
@@ -351,6 +364,7 @@ std::vector<KeySpan> default_spans(const AttentionOptions& o, const Pass& p) {
         const int seq = p.batch.seq_ids[size_t(t)], pos = p.batch.positions[size_t(t)];
         spans[size_t(t)].end = o.causal ? pos + 1 : p.seq_end[size_t(seq)];
         spans[size_t(t)].begin = first_visible(o, pos);
+        if (o.causal && p.batch.tree_row(t)) spans[size_t(t)].own_slot = p.batch.slot(t);
     }
     return spans;
 }
@@ -404,6 +418,7 @@ void Attention::apply(const float* x, float* out, Pass& p) const {
 }
 
 void attend_spans(int layer, const AttentionOptions& o, const std::vector<KeySpan>& spans, Pass& p) {
+    if (p.batch.has_tree_rows()) fail("this model cannot verify tree rows");
     attend_general(layer, o, {}, spans, p);
 }
 

@@ -312,11 +312,15 @@ void load_shared_expert(const ModelLoader& ld, const std::string& prefix, int64_
 void begin_pass(const Batch& batch, KvCache& cache, int n_vocab) {
     const size_t n = batch.tokens.size();
     if (batch.positions.size() != n || batch.seq_ids.size() != n || batch.want_logits.size() != n ||
-        (!batch.token_types.empty() && batch.token_types.size() != n))
+        (!batch.token_types.empty() && batch.token_types.size() != n) ||
+        (!batch.kv_slots.empty() && batch.kv_slots.size() != n))
         fail("malformed batch: field sizes differ");
     for (int32_t tok : batch.tokens)
         if (tok < 0 || tok >= n_vocab) fail("token id ", tok, " is outside the vocabulary (", n_vocab, ")");
-    cache.reserve_batch(batch.seq_ids, batch.positions);
+    for (size_t t = 0; t < n; ++t)
+        if (batch.tree_row(int64_t(t)) && (batch.positions[t] < 0 || batch.positions[t] >= batch.slot(int64_t(t))))
+            fail("tree row ", t, ": its position must come before its cache slot");
+    cache.reserve_batch(batch.seq_ids, batch.slots());
 }
 
 void Embedding::apply(const Batch& batch, float* x) const {

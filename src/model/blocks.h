@@ -42,7 +42,7 @@ struct Pass {
     int64_t n;                 // tokens in the batch
     std::vector<int> seq_end;  // per sequence: one past its last position after this batch
     // The sequences now hold the batch's positions (after the last layer).
-    void commit() { cache.commit_batch(batch.seq_ids, batch.positions); }
+    void commit() { cache.commit_batch(batch.seq_ids, batch.slots()); }
 };
 
 // Grows v to at least n floats and returns its data.
@@ -191,6 +191,7 @@ RelativePositionBias load_relative_position_bias(const ModelLoader& ld, const st
 // the encoder's).
 struct KeySpan {
     int begin = 0, end = 0;
+    int own_slot = -1;  // >= 0: the key of position end - 1 is read from this slot (a tree row)
 };
 
 // Heads, head sizes and RoPE from the model's hyper-parameters (options left at none).

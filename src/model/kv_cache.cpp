@@ -235,6 +235,15 @@ bool KvCache::reserve(int seq, int n_positions) {
     return true;
 }
 
+void KvCache::copy_position(int seq, int from, int to) {
+    for (int l = 0; l < int(layers_.size()); ++l) {
+        const LayerStore& s = layers_[size_t(l)];
+        if (s.block == 0) continue;  // recurrent: no rows
+        std::memcpy(k_row(l, seq, to), k_row(l, seq, from), s.k_row);
+        std::memcpy(v_row(l, seq, to), v_row(l, seq, from), s.v_row);
+    }
+}
+
 void KvCache::truncate(int seq, int pos) {
     if (pos < 0) pos = 0;
     if (!can_truncate_to(seq, pos))

@@ -183,6 +183,9 @@ public:
     // !can_truncate_to(seq, pos).
     void truncate(int seq, int pos);
     void clear(int seq) { truncate(seq, 0); }
+    // Copies the keys and values of position `from` of `seq` to its position `to`, in every
+    // attention layer (a tree row that was kept moves from its spare slot to its place).
+    void copy_position(int seq, int from, int to);
     const std::vector<int>& block_table(int seq) const { return tables_[size_t(seq)]; }
     // Appends shared full blocks (a cached prefix, or more of it) to a sequence that ends
     // on a block boundary with no block reserved past its length; recurrent layers resume

@@ -110,6 +110,9 @@ public:
     KvCache make_cache_for_layers(int n_layers, int n_ctx, int n_seq = 1) const;
     // forward() honours ForwardOutputs::n_layers.
     virtual bool early_exit() const { return false; }
+    // forward() verifies tree rows (Batch::kv_slots): an attention-only model whose layers
+    // all attend through Attention::attend.
+    virtual bool tree_rows() const { return false; }
     // What the keys and values forward() writes depend on besides the file: 0 for most
     // models; LongRoPE models pick their RoPE factors by the context per sequence. The
     // disk prefix cache keys entries by it, so a restart with another context size never

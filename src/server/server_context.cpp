@@ -41,6 +41,7 @@ SchedulerConfig scheduler_config(const ServerOptions& o, int n_ctx, const Model&
     c.draft_max = o.draft_max;
     c.draft_p_min = o.draft_p_min;
     c.draft_adaptive = !o.draft_fixed;
+    c.draft_tree = o.draft_tree;
     c.cache_dir = o.cache_dir;
     c.reuse_prefix = o.prefix_cache;
     c.cache_type = o.cache_type;

@@ -687,11 +687,12 @@ TEST(SchedulerSelfDraft, FirstLayersDraftForTheirOwnModel) {
     std::filesystem::remove(path);  // mapped: the data stays until the model goes
     auto tok = Tokenizer::from_gguf(model->file());
     ThreadPool pool(2);
-    auto run = [&](int draft_layers, SchedulerStats* stats) {
+    auto run = [&](int draft_layers, SchedulerStats* stats, bool tree = false) {
         SchedulerConfig c = config(2, 256, 64, 8, false);
         c.draft_layers = draft_layers;
         c.draft_max = 4;
         c.draft_adaptive = false;  // every step drafts: the test does not depend on timings
+        c.draft_tree = tree;       // (with fixed drafting, a leaf at every draft position)
         Scheduler sched(*model, *tok, pool, c);
         RequestParams p;
         p.prompt = tok->encode("The quick brown fox jumps over the lazy dog.", true);
@@ -714,6 +715,19 @@ TEST(SchedulerSelfDraft, FirstLayersDraftForTheirOwnModel) {
     EXPECT_GT(st.draft_tokens, 50u);
     EXPECT_GT(st.draft_accepted, st.draft_tokens / 2);
     EXPECT_LT(st.steps, 48u);  // 96 tokens in two slots: 48 steps without drafts
+    EXPECT_EQ(st.draft_leaves, 0u);
+
+    // Tree drafts: the draft's second choice beside each chain token. Same output; where
+    // the chain is rejected and the model takes the second choice, the step keeps one
+    // more token, so the same 96 tokens take fewer steps.
+    SchedulerStats tree;
+    EXPECT_EQ(plain, run(1, &tree, true));
+    std::printf("[ self-draft ] with trees: %llu second choices, %llu kept, %llu steps\n",
+                (unsigned long long)tree.draft_leaves, (unsigned long long)tree.draft_leaves_taken,
+                (unsigned long long)tree.steps);
+    EXPECT_GT(tree.draft_leaves, 20u);
+    EXPECT_GT(tree.draft_leaves_taken, 0u);
+    EXPECT_LT(tree.steps, st.steps);
 }
 
 // Sampling with speculation: the draft (the model's first layer) samples its tokens and
@@ -760,8 +774,11 @@ TEST(SchedulerSelfDraft, SampledOutputKeepsItsDistribution) {
     SchedulerStats st;
     const auto plain = run(0, nullptr);
     const auto spec = run(1, &st);
-    std::printf("[ self-draft sampling ] %llu drafted, %llu kept (%.0f%%)\n", (unsigned long long)st.draft_tokens,
-                (unsigned long long)st.draft_accepted, 100.0 * double(st.draft_accepted) / double(st.draft_tokens));
+    std::printf("[ self-draft sampling ] %llu drafted, %llu kept (%.0f%%); %llu second choices, %llu kept\n",
+                (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted,
+                100.0 * double(st.draft_accepted) / double(st.draft_tokens), (unsigned long long)st.draft_leaves,
+                (unsigned long long)st.draft_leaves_taken);
+    EXPECT_GT(st.draft_leaves_taken, 0u);  // tree leaves (on by default) are part of what is checked
     EXPECT_GT(st.draft_tokens, 1000u);
     // Drafts drawn from q are kept with the overlap of q and p: 95% here; greedy guesses
     // (kept only when the sample equals them) were kept 11% of the time on this model.

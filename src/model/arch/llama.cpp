@@ -43,6 +43,7 @@ public:
     Llama(std::unique_ptr<GgufFile> file, const LlamaVariant& variant);
     void forward(const Batch& batch, KvCache& cache, ThreadPool& pool, const ForwardOutputs& out) override;
     bool early_exit() const override { return true; }
+    bool tree_rows() const override { return true; }
     uint64_t cache_variant(int n_ctx) const override {
         if (long_rope_.empty()) return 0;
         return &long_rope_.for_context(n_ctx) == &long_rope_.long_factors ? 2 : 1;
