@@ -60,9 +60,9 @@ for pair in $(seq "$PAIRS"); do
   echo "  pensieve plain, greedy:            $(run --temp 0)"
   echo "  pensieve --draft-model (default):  $(run --temp 0 --draft-model skip-draft-Q4_0.gguf)"
   echo "  pensieve --draft-layers 2:         $(run --temp 0 --draft-layers 2)"
-  echo "  pensieve --draft-layers 2 --no-draft-tree: $(run --temp 0 --draft-layers 2 --no-draft-tree)"
+  echo "  pensieve --draft-layers 2 --draft-tree: $(run --temp 0 --draft-layers 2 --draft-tree)"
   echo "  pensieve --draft-layers 2 --draft-fixed --draft-max 3: $(run --temp 0 --draft-layers 2 --draft-fixed --draft-max 3)"
-  echo "  same, --no-draft-tree:             $(run --temp 0 --draft-layers 2 --draft-fixed --draft-max 3 --no-draft-tree)"
+  echo "  same, --draft-tree:                $(run --temp 0 --draft-layers 2 --draft-fixed --draft-max 3 --draft-tree)"
   echo "  pensieve plain, --temp 0.8:        $(run --temp 0.8 --seed 7)"
   echo "  pensieve --draft-layers 2, --temp 0.8: $(run --temp 0.8 --seed 7 --draft-layers 2)"
   echo "  reference plain (llama-bench tg128): $(ref_plain)"
@@ -75,6 +75,6 @@ if [ "${SKIP_LOAD:-0}" != 1 ]; then
   for args in "" "--draft-layers 2"; do
     echo "serve ${args:-(no speculation)}: 1 and 4 sampling clients (temperature 0.8, 64 tokens)"
     node "$ROOT/bench/load_test.mjs" --bin "$P" --model "$PWD/skip-target-Q4_0.gguf" --levels 1,4 --duration 20 \
-      --max-tokens 64 --min-scaling 0 --server-args "$args" 2>/dev/null | grep -E "^\|"
+      --max-tokens 64 --min-scaling 0 "--server-args=$args" 2>/dev/null | grep -E "^\|"
   done
 fi

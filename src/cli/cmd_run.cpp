@@ -31,7 +31,7 @@ struct RunOptions {
     int draft_layers = 0;
     float draft_p_min = 0.0f;
     bool draft_fixed = false;
-    bool no_draft_tree = false;
+    bool draft_tree = false;
     std::string cache_dir;
     CacheTypeOptions cache_type;
     GenerateOptions gen;
@@ -67,7 +67,7 @@ int run(const RunOptions& o) {
     sc.max_queue = 1;
     sc.lookup_draft = o.lookup;
     sc.draft_adaptive = !o.draft_fixed;
-    sc.draft_tree = !o.no_draft_tree;
+    sc.draft_tree = o.draft_tree;
     sc.reuse_prefix = !o.cache_dir.empty();  // one request: only a disk cache can help
     sc.cache_blocks = 0;
     sc.cache_dir = o.cache_dir;
@@ -145,8 +145,8 @@ Command add_run_command(CLI::App& root) {
     app->add_option("--draft-max", o->draft_max, "Most draft tokens per step (the length adapts to the measured acceptance and costs)")->check(CLI::Range(1, 64));
     app->add_flag("--draft-fixed", o->draft_fixed,
                   "Always draft --draft-max (or --lookup) tokens instead of adapting the length");
-    app->add_flag("--no-draft-tree", o->no_draft_tree,
-                  "Verify the draft's chain only (by default the draft's second choice is verified too where it is likely to pay: tree drafts)");
+    app->add_flag("--draft-tree", o->draft_tree,
+                  "Tree drafts: also verify the draft's second choice where it is likely to pay (fp16 cache)");
     app->add_option("--draft-p-min", o->draft_p_min,
                     "Draft model also stops below this probability of its token (0: the adaptive rule alone)")
         ->check(CLI::Range(0.0, 1.0))->capture_default_str();

@@ -43,7 +43,7 @@ struct ServeOptions {
     CacheTypeOptions cache_type;
     bool quiet = false;
     bool no_prefix_cache = false;
-    bool no_draft_tree = false;
+    bool draft_tree = false;
     std::string warm_cache;  // --warm-cache FILE (server/warm_up.h)
 };
 
@@ -128,7 +128,7 @@ int serve(ServeOptions o) {
     return_memory_promptly();
     so.cache_type = o.cache_type.resolve();
     so.prefix_cache = !o.no_prefix_cache;
-    so.draft_tree = !o.no_draft_tree;
+    so.draft_tree = o.draft_tree;
     if (!so.prefix_cache && !so.cache_dir.empty()) fail("--no-prefix-cache and --cache-dir exclude each other");
     if (o.model.path.empty() && o.models_dir.empty()) fail("give a model (-m FILE) or a folder of models (--models-dir DIR)");
     std::optional<server::ModelCatalog> catalog;
@@ -287,8 +287,8 @@ Command add_serve_command(CLI::App& root) {
     app->add_option("--cache-ram", s.cache_ram_mib, "MiB of RAM for cached prompt prefixes beyond the slots' own")
         ->check(CLI::Range(0, 1 << 20));
     // A plain flag (not CLI11's "!--no-..." negation, whose help shows "{false}").
-    app->add_flag("--no-draft-tree", o->no_draft_tree,
-                  "Verify the draft's chain only (by default the draft's second choice is verified too where it is likely to pay: tree drafts)");
+    app->add_flag("--draft-tree", o->draft_tree,
+                  "Tree drafts: also verify the draft's second choice where it is likely to pay (fp16 cache)");
     app->add_flag("--no-prefix-cache", o->no_prefix_cache,
                   "Never reuse the KV of earlier prompts: every prompt is computed in full (for measurements)");
     app->add_option("--warm-cache", o->warm_cache,

@@ -84,8 +84,10 @@ struct SchedulerConfig {
     // Tree drafts: beside the chain, verify the drafter's second choice at the positions
     // where the draft policy expects it to pay (DraftPolicy::leaf_pays; with fixed
     // drafting, everywhere), so a rejected position can still keep a token. Needs an
-    // fp16 cache and a model that verifies tree rows (Model::tree_rows()).
-    bool draft_tree = true;
+    // fp16 cache and a model that verifies tree rows (Model::tree_rows()). Off by
+    // default: on the layer-skip synth-1b pair the model takes the second choice at only
+    // 1 of 3 rejections, and the leaves' rows cost what they add (bench/RESULTS.md).
+    bool draft_tree = false;
     // Called on the scheduler thread with a long prompt's progress (the server logs it);
     // never with the prompt's text.
     std::function<void(const PrefillProgress&)> on_prefill_progress;

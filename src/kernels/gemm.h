@@ -57,6 +57,8 @@ struct GemmKernels {
     // whole panel (gemm) or runs them one by one (gemv) instead.
     void (*narrow)(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r0, int64_t r1,
                    const uint8_t* panel, int n, float* y, int64_t ldy) = nullptr;
+    // Most tokens narrow beats gemm at; a panel with more goes through gemm.
+    int narrow_max = 16;
 };
 
 namespace simd {

@@ -34,6 +34,9 @@ constexpr size_t kDotBlockBytes = 512u << 10;
 //    each call reads the weights once, and for a few panels that beats gemm, which
 //    unpacks every row to scratch first. Beyond that, whole panels go through gemm and
 //    only the rest (< 16 tokens) through narrow.
+//    A kernel whose narrow pays only for fewer tokens says so (narrow_max: the K-quants'
+//    transposes each 16-row block per call, which gemm's 16-token panels amortize
+//    better from ~10 tokens on): larger panels go through gemm.
 //  - A rest of one token goes through gemv, which needs no packed panel.
 //  - Without a narrow kernel (nullptr), a rest of at least kMinPanelTokens is padded to a
 //    panel for gemm, and fewer tokens go through gemv.
@@ -72,11 +75,14 @@ GemmPlan plan_gemm(const GemmKernels& g, int64_t n_tokens) {
     GemmPlan p;
     p.gemm_last_n = p.narrow_last_n = int(lanes);
     if (g.narrow) {
-        p.gemm_panels = n_tokens <= kNarrowOnlyTokens ? 0 : full;
+        p.gemm_panels = n_tokens <= kNarrowOnlyTokens && g.narrow_max >= lanes ? 0 : full;
         p.narrow_panels = full - p.gemm_panels;
-        if (rest >= kMinNarrowTokens) {
+        if (rest >= kMinNarrowTokens && rest <= g.narrow_max) {
             ++p.narrow_panels;
             p.narrow_last_n = rest;
+        } else if (rest > g.narrow_max) {  // (then every full panel went through gemm too)
+            ++p.gemm_panels;
+            p.gemm_last_n = rest;
         }
     } else {
         p.gemm_panels = full;

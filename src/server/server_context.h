@@ -55,7 +55,7 @@ struct ServerOptions {
     int draft_max = 8;
     float draft_p_min = 0.0f;              // draft model: also stop proposing below this probability
     bool draft_fixed = false;              // always the most draft tokens (no adaptive length)
-    bool draft_tree = true;                // also verify the draft's second choices (tree drafts)
+    bool draft_tree = false;               // also verify the draft's second choices (tree drafts)
     std::string cache_dir;                 // persistent prefix cache
     int cache_ram_mib = -1;                // RAM for cached prefixes beyond the slots (-1: one context)
     KvType cache_type = KvType::F16;       // KV cache element type (--cache-type)

@@ -221,7 +221,7 @@ TEST_P(GemmInvariance, NarrowKernelMatchesGemv) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, GemmInvariance,
-                         ::testing::Values(T::Q4_0, T::Q8_0, T::Q5_0, T::IQ4_NL, T::Q4_K, T::Q6_K, T::TQ2_0, T::F32, T::F16,
+                         ::testing::Values(T::Q4_0, T::Q8_0, T::Q5_0, T::IQ4_NL, T::Q4_K, T::Q5_K, T::Q6_K, T::TQ2_0, T::F32, T::F16,
                                            T::BF16),
                          [](const ::testing::TestParamInfo<T>& info) { return std::string(type_name(info.param)); });
 

@@ -748,6 +748,7 @@ TEST(SchedulerSelfDraft, SampledOutputKeepsItsDistribution) {
         c.draft_layers = draft_layers;
         c.draft_max = 3;
         c.draft_adaptive = false;
+        c.draft_tree = true;  // leaves too: a kept second choice must not bias the output
         Scheduler sched(*model, *tok, pool, c);
         std::vector<std::shared_ptr<RequestStream>> streams;
         for (int i = 0; i < kSeeds; ++i) {
@@ -778,7 +779,7 @@ TEST(SchedulerSelfDraft, SampledOutputKeepsItsDistribution) {
                 (unsigned long long)st.draft_tokens, (unsigned long long)st.draft_accepted,
                 100.0 * double(st.draft_accepted) / double(st.draft_tokens), (unsigned long long)st.draft_leaves,
                 (unsigned long long)st.draft_leaves_taken);
-    EXPECT_GT(st.draft_leaves_taken, 0u);  // tree leaves (on by default) are part of what is checked
+    EXPECT_GT(st.draft_leaves_taken, 0u);
     EXPECT_GT(st.draft_tokens, 1000u);
     // Drafts drawn from q are kept with the overlap of q and p: 95% here; greedy guesses
     // (kept only when the sample equals them) were kept 11% of the time on this model.
