@@ -140,13 +140,13 @@ Command add_run_command(CLI::App& root) {
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
     app->add_option("--draft-layers", o->draft_layers,
-                    "Speculative decoding with the model's own first N layers as the draft (no second file)")
+                    "Speculative decoding with the model's own first N layers and output head as the draft (no second file, no extra memory: they use the model's own KV)")
         ->check(CLI::Range(1, 1024));
-    app->add_option("--draft-max", o->draft_max, "Most draft tokens per step (the length adapts to the measured acceptance and costs)")->check(CLI::Range(1, 64));
+    app->add_option("--draft-max", o->draft_max, "Most draft tokens per step (default 8; the length adapts to the measured acceptance and costs unless --draft-fixed)")->check(CLI::Range(1, 64));
     app->add_flag("--draft-fixed", o->draft_fixed,
                   "Always draft --draft-max (or --lookup) tokens instead of adapting the length");
     app->add_flag("--draft-tree", o->draft_tree,
-                  "Tree drafts: also verify the draft's second choice where it is likely to pay (fp16 cache)");
+                  "Tree drafts: also verify the draft's second choice where it is likely to pay (fp16 cache; default off)");
     app->add_option("--draft-p-min", o->draft_p_min,
                     "Draft model also stops below this probability of its token (0: the adaptive rule alone)")
         ->check(CLI::Range(0.0, 1.0))->capture_default_str();

@@ -274,9 +274,9 @@ Command add_serve_command(CLI::App& root) {
     app->add_option("--draft-model", o->draft_model, "Speculative decoding with this draft model (same vocabulary)")
         ->check(CLI::ExistingFile);
     app->add_option("--draft-layers", s.draft_layers,
-                    "Speculative decoding with the model's own first N layers as the draft (no second file)")
+                    "Speculative decoding with the model's own first N layers and output head as the draft (no second file, no extra memory: they use the model's own KV)")
         ->check(CLI::Range(1, 1024));
-    app->add_option("--draft-max", s.draft_max, "Most draft tokens per step (the length adapts to the measured acceptance and costs)")->check(CLI::Range(1, 64));
+    app->add_option("--draft-max", s.draft_max, "Most draft tokens per step (default 8; the length adapts to the measured acceptance and costs unless --draft-fixed)")->check(CLI::Range(1, 64));
     app->add_flag("--draft-fixed", s.draft_fixed,
                   "Always draft --draft-max (or --lookup) tokens instead of adapting the length");
     app->add_option("--draft-p-min", s.draft_p_min,
@@ -288,7 +288,7 @@ Command add_serve_command(CLI::App& root) {
         ->check(CLI::Range(0, 1 << 20));
     // A plain flag (not CLI11's "!--no-..." negation, whose help shows "{false}").
     app->add_flag("--draft-tree", o->draft_tree,
-                  "Tree drafts: also verify the draft's second choice where it is likely to pay (fp16 cache)");
+                  "Tree drafts: also verify the draft's second choice where it is likely to pay (fp16 cache; default off)");
     app->add_flag("--no-prefix-cache", o->no_prefix_cache,
                   "Never reuse the KV of earlier prompts: every prompt is computed in full (for measurements)");
     app->add_option("--warm-cache", o->warm_cache,
