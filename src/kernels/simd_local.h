@@ -103,7 +103,7 @@ inline __m128i q3k_scales(const uint8_t* s) {
 // + r with |r| <= ln2/2, exp(r) by Cephes' minimax polynomial, 2^n through the exponent
 // bits. Below -87.3 the result would be subnormal: 0 (a weight that small is 0 after fp16
 // rounding anyway; a decay that small zeroes the state either way).
-__m256 exp_nonpositive(__m256 x) {
+inline __m256 exp_nonpositive(__m256 x) {
     const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
@@ -123,7 +123,7 @@ __m256 exp_nonpositive(__m256 x) {
 
 // tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|) <= 1: no overflow at any x;
 // within 2e-7 of std::tanh (tested with the soft-cap). tanh(+-inf) = +-1.
-__m256 tanh8(__m256 x) {
+inline __m256 tanh8(__m256 x) {
     const __m256 sign_bit = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     const __m256 e = exp_nonpositive(_mm256_mul_ps(_mm256_andnot_ps(sign_bit, x), _mm256_set1_ps(-2.0f)));
     const __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));

@@ -88,6 +88,10 @@ std::string Metrics::render(const SchedulerStats* s, size_t open_connections) co
            double(s->draft_accepted));
     metric(out, "pensieve_draft_acceptance_ratio", "gauge", "Accepted / proposed speculative tokens.",
            s->draft_tokens > 0 ? double(s->draft_accepted) / double(s->draft_tokens) : 0.0);
+    metric(out, "pensieve_draft_tree_leaves_total", "counter",
+           "Tree drafts (--draft-tree): second choices verified beside the drafted chain.", double(s->draft_leaves));
+    metric(out, "pensieve_draft_tree_leaves_kept_total", "counter",
+           "Tree drafts: second choices the model took where the chain was rejected.", double(s->draft_leaves_taken));
     metric(out, "pensieve_tokens_per_pass", "gauge",
            "Tokens generated per sequence and forward pass (1 without speculation; more when drafts are kept).",
            s->sampling_passes > 0 ? double(s->generated_tokens) / double(s->sampling_passes) : 0.0);

@@ -31,6 +31,8 @@ void add_counters(SchedulerStats& to, const SchedulerStats& s) {
     to.draft_tokens += s.draft_tokens;
     to.draft_accepted += s.draft_accepted;
     to.draft_model_runs += s.draft_model_runs;
+    to.draft_leaves += s.draft_leaves;
+    to.draft_leaves_taken += s.draft_leaves_taken;
     to.sampling_passes += s.sampling_passes;
     to.largest_prefill_beside_decode = std::max(to.largest_prefill_beside_decode, s.largest_prefill_beside_decode);
     to.prefix.lookups += s.prefix.lookups;

@@ -854,6 +854,7 @@ TEST(ServerTest, MetricsReportSpeculationAcceptance) {
     Reply m = get(s, "/metrics");
     EXPECT_NE(m.raw.find("pensieve_draft_tokens_total " + std::to_string(st.draft_tokens)), std::string::npos) << m.raw;
     EXPECT_NE(m.raw.find("pensieve_draft_tokens_accepted_total " + std::to_string(st.draft_accepted)), std::string::npos);
+    EXPECT_NE(m.raw.find("pensieve_draft_tree_leaves_total 0\n"), std::string::npos);  // prompt lookup has no second choices
     const size_t at = m.raw.find("\npensieve_tokens_per_pass ");
     ASSERT_NE(at, std::string::npos) << m.raw;
     EXPECT_GT(std::stod(m.raw.substr(at + 26)), 1.0);  // drafts were kept
