@@ -371,7 +371,10 @@ void Scheduler::drop_cancelled() {
 // max tokens.
 // Each slot's DraftPolicy sizes its draft from the costs measured so far.
 void Scheduler::propose_drafts() {
-    for (auto& s : slots_) s->draft = Draft{};
+    for (auto& s : slots_) {
+        s->draft = Draft{};
+        s->leaves.clear();
+    }
     if (!drafter_) return;
     int n_decoding = 0;
     for (auto& s : slots_) n_decoding += s->decoding();
