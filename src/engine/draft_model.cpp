@@ -15,8 +15,10 @@ namespace pensieve {
 
 namespace {
 
-// The largest logit of `row` other than at `token` (a tree draft's second choice).
+// The largest logit of `row` other than at `token` (a tree draft's second choice); -1
+// for a vocabulary of one token.
 int32_t runner_up(const float* row, int n, int32_t token) {
+    if (n < 2) return -1;
     int32_t best = token == 0 ? 1 : 0;
     for (int i = 0; i < n; ++i)
         if (i != token && row[i] > row[best]) best = i;
@@ -143,7 +145,7 @@ private:
             double sum = 0.0;  // of exp(logit - max): the max is the token's own logit
             for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(row[i] - row[token]));
             q = float(1.0 / sum);
-            alt_q = float(std::exp(double(row[alt] - row[token])) / sum);
+            alt_q = alt < 0 ? 0.0f : float(std::exp(double(row[alt] - row[token])) / sum);
             return token;
         }
         const int32_t token = s->sample(row);
