@@ -18,6 +18,9 @@ inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_c
 inline void prefetch(const uint8_t* p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
 }
+inline void prefetch_l2(const uint8_t* p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T1);
+}
 
 // Writes the valid lanes of a 16-token result for row r: token t goes to y[t * ldy + r].
 inline void store_tokens(__m512 v, int n, float* y, int64_t ldy) {
