@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 JOBS=$(nproc)
+# The node suites run under a bound each (coreutils timeout; the ctest steps have
+# --timeout): a hang fails its own step by name rather than holding CI to its limit.
+bounded() { local seconds=$1; shift; timeout --kill-after=30 "$seconds" "$@"; }
 # Each step says how long the previous one took (CI allows 90 minutes for all of them).
 STEP_START=$SECONDS
 step() {
@@ -23,16 +26,16 @@ step "release tests"
 (cd build && ctest --output-on-failure -j"$JOBS" --timeout 900)
 
 step "server tests: official npm clients (openai, @anthropic-ai/sdk), hostile clients, a ${SOAK_SECONDS:-600} s soak"
-SOAK_SECONDS="${SOAK_SECONDS:-600}" PENSIEVE_BIN="$PWD/build/pensieve" ./tests/server/run.sh
+SOAK_SECONDS="${SOAK_SECONDS:-600}" PENSIEVE_BIN="$PWD/build/pensieve" bounded $((${SOAK_SECONDS:-600} + 1500)) ./tests/server/run.sh
 
 step "deploy: 3 replicas behind nginx (deploy/nginx/pensieve.conf), one killed half way, one drained"
-PENSIEVE_BIN="$PWD/build/pensieve" ./tests/deploy/run.sh
+PENSIEVE_BIN="$PWD/build/pensieve" bounded 900 ./tests/deploy/run.sh
 
 step "coding-agent CLIs (Claude Code, Codex CLI, opencode) against pensieve serve"
-PENSIEVE_BIN="$PWD/build/pensieve" ./tests/agents/run.sh
+PENSIEVE_BIN="$PWD/build/pensieve" bounded 1200 ./tests/agents/run.sh
 
 step "chat page in headless chromium (puppeteer-core); screenshots in tests/browser/artifacts/"
-PENSIEVE_BIN="$PWD/build/pensieve" sh ./tests/browser/run.sh
+PENSIEVE_BIN="$PWD/build/pensieve" bounded 900 sh ./tests/browser/run.sh
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   step "ASan + UBSan build"

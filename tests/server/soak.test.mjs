@@ -11,6 +11,8 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 
 import { startServer } from '../lib/pensieve_server.mjs';
 import { connect, exchange, postHead, trickle, writeAll } from '../lib/raw_http.mjs';
@@ -86,6 +88,25 @@ const describeClose = (e, t0) => {
   return `${e?.cause?.message} after ${Date.now() - t0} ms; local port ${k.localPort}, ` +
     `bytes written ${k.bytesWritten}, read ${k.bytesRead}`;
 };
+
+// Every client operation ends within a deadline, whatever the library under it does:
+// fetch's own timeout covers the body too, but node's undici has been seen to leave
+// `response.text()` pending under concurrency (nodejs/undici#4089), and one such promise
+// kept a CI run's soak past its timeout (then past CI's 90 minutes, as the hung test kept
+// the server running). A stuck operation is reported with what it was; whether the
+// server lost the request is judged on the server's side (no request still active once
+// the load stops).
+class Stuck extends Error {}
+function bounded(promise, ms, what) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Stuck(`${what} still pending after ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+// fetch's timeout is 60 s; a stuck fetch is one still pending 15 s after that.
+const FETCH_DEADLINE_MS = 75000;
+const HOSTILE_DEADLINE_MS = 45000;
 
 // ----------------------------------------------------------------- client kinds
 
@@ -204,7 +225,7 @@ function nextHostile() {
 async function hostile(port, tally, stalls) {
   const name = nextHostile();
   const t0 = Date.now();
-  const status = await HOSTILE[name](port);
+  const status = await bounded(HOSTILE[name](port), HOSTILE_DEADLINE_MS, `hostile ${name}`);
   if (status === 0 && stalls.during(t0 - LOOKBACK_MS, Date.now())) {
     tally.add('hostile', `${name} closed in a client stall`, true);
     return;
@@ -220,7 +241,7 @@ async function holdConnections(port, n, slow, tally, running) {
     while (running()) {
       let sock;
       try {
-        sock = await connect(port);
+        sock = await bounded(connect(port), 10000, 'connect');
       } catch (e) {
         tally.add(slow ? 'slow' : 'idle', `connect ${e.code}`, false, e);
         await sleep(100);
@@ -240,6 +261,23 @@ async function holdConnections(port, n, slow, tally, running) {
   await Promise.all(Array.from({ length: n }, one));
 }
 
+// Where each thread of process `pid` is: gdb's backtraces when gdb can attach, else each
+// thread's kernel wait channel.
+function threadDump(pid) {
+  const gdb = spawnSync('gdb', ['-p', String(pid), '-batch', '-ex', 'thread apply all bt 30'],
+    { encoding: 'utf8', timeout: 60000 });
+  if (gdb.status === 0 && /Thread \d/.test(gdb.stdout)) return gdb.stdout;
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).map((tid) => {
+      const comm = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const wchan = fs.readFileSync(`/proc/${pid}/task/${tid}/wchan`, 'utf8').trim();
+      return `${tid} ${comm} ${wchan}`;
+    }).join('\n');
+  } catch (e) {
+    return `no thread dump: ${e.message}`;
+  }
+}
+
 // ----------------------------------------------------------------- the soak
 
 test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 }, async (t) => {
@@ -247,14 +285,28 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
     '-c', '2048', '--timeout-header', '2', '--timeout-body', '2'] });
   const tally = new Tally();
   const stalls = new Stalls(1000);
+  // Backstop: every operation is bounded, so the test ends within about a minute of its
+  // load. Should it still run 90 s after, the server's threads are shown and the server
+  // killed: a hang then fails this test by name instead of holding CI to its limit.
+  const watchdog = setTimeout(() => {
+    console.error(`soak: still running ${SECONDS + 90} s in; the server's threads:\n${threadDump(s.pid)}`);
+    stalls.stop();
+    process.kill(s.pid, 'SIGKILL');
+  }, (SECONDS + 90) * 1000);
   let phaseEnd = 0;
   const running = () => Date.now() < phaseEnd;
-  const loop = async (fn) => {
+  const stuck = [];
+  const loop = async (what, fn) => {
     while (running()) {
       const t0 = Date.now();
       try {
-        await fn();
+        await bounded(fn(), FETCH_DEADLINE_MS, what);
       } catch (e) {
+        if (e instanceof Stuck) {
+          tally.add('client', 'operation stuck in the client library', true);
+          if (stuck.length < 20) stuck.push(e.message);
+          continue;
+        }
         if (closedUnderUs(e) && stalls.during(t0 - LOOKBACK_MS, Date.now())) {
           tally.add('client', 'closed in a client stall', true);
           continue;
@@ -276,9 +328,9 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
   const load = async (seconds) => {
     phaseEnd = Date.now() + seconds * 1000;
     await Promise.all([
-      loop(() => normal(s.url, tally)), loop(() => normal(s.url, tally)),
-      loop(() => streaming(s.url, tally)), loop(() => disconnecting(s.url, tally)),
-      loop(() => hostile(s.port, tally, stalls)), loop(() => hostile(s.port, tally, stalls)),
+      loop('normal', () => normal(s.url, tally)), loop('normal', () => normal(s.url, tally)),
+      loop('streaming', () => streaming(s.url, tally)), loop('disconnecting', () => disconnecting(s.url, tally)),
+      loop('hostile', () => hostile(s.port, tally, stalls)), loop('hostile', () => hostile(s.port, tally, stalls)),
       holdConnections(s.port, 40, true, tally, running), holdConnections(s.port, 100, false, tally, running),
     ]);
   };
@@ -296,9 +348,14 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
     const warmCount = tally.total();
     await load(SECONDS - WARMUP_SECONDS);
     rssEnd = await quietRss();
-    const health = await fetch(`${s.url}/health`);
-    assert.equal(health.status, 200, 'the server does not answer /health after the soak');
-    const open = await s.metric('pensieve_http_connections_open');
+    const health = await exchange(s.port, HEALTH, { timeoutMs: 10000 });
+    assert.equal(health.status, 200, `the server does not answer /health after the soak (${health.error || ''})`);
+    const metric = (name) => bounded(s.metric(name), 10000, `/metrics ${name}`);
+    const open = await metric('pensieve_http_connections_open');
+    // With the load stopped, every request has ended or been cancelled: one still active
+    // or queued is a request the server lost track of.
+    const active = await metric('pensieve_requests_active');
+    const queued = await metric('pensieve_queue_depth');
     const fiveXX = Object.entries(tally.counts).filter(([k]) => / 5\d\d$/.test(k) && !EXPECTED_5XX.has(k));
     t.diagnostic(`requests: ${tally.total()} (${warmCount} in the ${WARMUP_SECONDS} s warm-up)`);
     t.diagnostic(`RSS after warm-up ${(rssWarm / MB).toFixed(1)} MiB, at the end ${(rssEnd / MB).toFixed(1)} MiB ` +
@@ -309,6 +366,11 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
     // even when the client stalled.
     const excused = Object.entries(tally.counts).filter(([k]) => k.endsWith('client stall')).reduce((a, [, n]) => a + n, 0);
     assert.ok(excused <= tally.total() / 1000, `${excused} requests failed during client stalls`);
+    assert.equal(active, 0, 'requests still generating with no client left');
+    assert.equal(queued, 0, 'requests still queued with no client left');
+    if (stuck.length) t.diagnostic(`operations stuck in the client library: ${stuck.join(' | ')}`);
+    const nStuck = tally.counts['client operation stuck in the client library'] || 0;
+    assert.ok(nStuck <= tally.total() / 10000, `${nStuck} client operations stuck`);
     const retried = tally.counts['client closed without a stall, retried'] || 0;
     if (retried) t.diagnostic(`connections closed under a request with no stall: ${closedWithoutStall.join(' | ')}`);
     assert.ok(retried <= tally.total() / 10000, `${retried} connections closed under a request with no client stall`);
@@ -316,6 +378,7 @@ test(`soak: ${SECONDS} s of mixed clients`, { timeout: (SECONDS + 120) * 1000 },
     assert.deepEqual(tally.failures, [], 'requests that should have worked');
     assert.ok(rssEnd <= rssWarm * 1.2, `RSS grew ${(rssWarm / MB).toFixed(1)} -> ${(rssEnd / MB).toFixed(1)} MiB`);
   } finally {
+    clearTimeout(watchdog);
     stalls.stop();
     const { code, signal } = await s.stop();
     assert.equal(signal, null, `server died by ${signal}; stderr:\n${s.stderr().slice(-3000)}`);
