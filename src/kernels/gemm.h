@@ -59,6 +59,10 @@ struct GemmKernels {
                    const uint8_t* panel, int n, float* y, int64_t ldy) = nullptr;
     // Most tokens narrow beats gemm at; a panel with more goes through gemm.
     int narrow_max = 16;
+    // Fewest rows worth one gemv or narrow call (a multiple of panel_tokens): matmul hands
+    // rows to threads in pieces of this size. The lookup-table kernel builds its table
+    // once per call, so it asks for more.
+    int64_t call_rows = 16;
 };
 
 namespace simd {

@@ -272,6 +272,7 @@ void gemv(const uint8_t* w, size_t w_row_bytes, int64_t cols, int64_t r0, int64_
 constexpr GemmKernels make_lut_gemm() {
     GemmKernels g;
     g.panel_tokens = kPanelTokens;
+    g.call_rows = 256;  // gemv builds its table per call (~ the cost of 16 rows of 2048 columns)
     g.panel_bytes = panel_bytes;
     g.pack = pack;
     g.scratch_bytes = scratch_bytes;

@@ -49,6 +49,9 @@ constexpr int64_t kNarrowRows = 16;  // narrow needs a range of at least this ma
 // a thread runs over all of them, so weights are streamed once per pass.
 constexpr size_t kPassBytes = 768 * 1024;
 constexpr size_t kAlign = 64;  // panels are read with aligned 512-bit loads
+// Rows per piece a thread claims in a gemm pass: gemm prefetches the next rows within a
+// call, so pieces are a few of its row groups long.
+constexpr int64_t kGemmPieceRows = 64;
 
 uint8_t* aligned_buffer(std::vector<uint8_t>& v, size_t bytes) {
     v.resize(bytes + kAlign);
@@ -114,44 +117,60 @@ void matmul_gemm(const GemmKernels& g, const WeightMatrix& w, const uint8_t* xq,
         });
     }
 
-    // 2. Rows split across threads in groups of 16 (gemv's and narrow's lane count); each
-    //    thread runs its rows over the gemm panels pass by pass, then the narrow panels,
-    //    then the tokens left for gemv.
+    // 2. Rows go out in pieces through WorkShares (util/work_shares.h): each thread starts
+    //    on its own contiguous share and takes over the rest of a thread the machine slowed,
+    //    instead of all waiting for it at the barrier. Phases, in order: each gemm pass
+    //    (its panels stay in L2 while the rows stream past), then the narrow panels and the
+    //    tokens left for gemv. A piece of under 16 rows (the end of a matrix that is not a
+    //    multiple of 16) takes its narrow tokens through gemv instead: the same bits.
     const size_t tbytes = round_up(g.scratch_bytes(w.cols), kAlign);
     uint8_t* thread_scratch = aligned_buffer(scratch.per_thread, tbytes * size_t(pool.size()));
     const int64_t pass_panels = std::max<int64_t>(2, int64_t(kPassBytes / pbytes) & ~int64_t(1));
+    const int64_t n_passes = (plan.gemm_panels + pass_panels - 1) / pass_panels;
+    const bool few_phase = plan.narrow_panels > 0 || plan.gemv_from < n_tokens;
+    const int64_t n_phases = n_passes + (few_phase ? 1 : 0);
+    const int64_t few_piece = std::max<int64_t>(lanes, g.call_rows);
     const auto* wdata = static_cast<const uint8_t*>(w.data);
     const size_t w_row_bytes = w.row_bytes();
-    const int64_t units = (w.rows + lanes - 1) / lanes;
     const bool small = w.rows * w.cols * n_tokens < kMinParallelMacs;
-    const int threads = small ? 1 : int(std::min<int64_t>(pool.size(), units));
-    auto rows_of_thread = [&](int index) {
-        if (index >= threads) return;
-        const int64_t r0 = std::min(w.rows, units * index / threads * lanes);
-        const int64_t r1 = std::min(w.rows, units * (index + 1) / threads * lanes);
-        if (r0 >= r1) return;
-        uint8_t* ts = thread_scratch + tbytes * size_t(index);
-        for (int64_t p0 = 0; p0 < plan.gemm_panels; p0 += pass_panels) {
-            const int64_t np = std::min(pass_panels, plan.gemm_panels - p0);
-            const int n_last = p0 + np == plan.gemm_panels ? plan.gemm_last_n : int(lanes);
-            g.gemm(wdata, w_row_bytes, w.cols, r0, r1, panels + size_t(p0) * pbytes, np, n_last,
-                   y + p0 * lanes * w.rows, w.rows, ts);
+    const int threads = small ? 1 : int(std::min<int64_t>(pool.size(), (w.rows + lanes - 1) / lanes));
+    if (scratch.phases.size() < size_t(n_phases)) scratch.phases.resize(size_t(n_phases));
+    for (int64_t ph = 0; ph < n_phases; ++ph) {
+        const int64_t piece = ph < n_passes ? kGemmPieceRows : few_piece;
+        scratch.phases[size_t(ph)].reset((w.rows + piece - 1) / piece, threads);
+    }
+    auto gemm_pass = [&](int64_t pass, int64_t r0, int64_t r1, uint8_t* ts) {
+        const int64_t p0 = pass * pass_panels, np = std::min(pass_panels, plan.gemm_panels - p0);
+        const int n_last = p0 + np == plan.gemm_panels ? plan.gemm_last_n : int(lanes);
+        g.gemm(wdata, w_row_bytes, w.cols, r0, r1, panels + size_t(p0) * pbytes, np, n_last, y + p0 * lanes * w.rows,
+               w.rows, ts);
+    };
+    auto few_tokens = [&](int64_t r0, int64_t r1) {
+        const bool whole = r1 - r0 >= kNarrowRows;
+        for (int64_t p = plan.gemm_panels; whole && p < n_panels; ++p) {
+            const int n = p == n_panels - 1 ? plan.narrow_last_n : int(lanes);
+            g.narrow(wdata, w_row_bytes, w.cols, r0, r1, panels + size_t(p) * pbytes, n, y + p * lanes * w.rows,
+                     w.rows);
         }
-        int64_t t_gemv = plan.gemv_from;
-        if (r1 - r0 >= kNarrowRows) {
-            for (int64_t p = plan.gemm_panels; p < n_panels; ++p) {
-                const int n = p == n_panels - 1 ? plan.narrow_last_n : int(lanes);
-                g.narrow(wdata, w_row_bytes, w.cols, r0, r1, panels + size_t(p) * pbytes, n,
-                         y + p * lanes * w.rows, w.rows);
-            }
-        } else {  // only in matrices of under 32 rows per thread
-            t_gemv = std::min(t_gemv, plan.gemm_panels * lanes);
-        }
+        const int64_t t_gemv = whole ? plan.gemv_from : plan.gemm_panels * lanes;
         for (int64_t t = t_gemv; t < n_tokens; ++t)
             g.gemv(wdata, w_row_bytes, w.cols, r0, r1, xq + size_t(t) * x_row_bytes, y + t * w.rows);
     };
-    if (threads == 1) rows_of_thread(0);
-    else pool.run([&](int index, int) { rows_of_thread(index); });
+    auto work = [&](int index) {
+        if (index >= threads) return;
+        uint8_t* ts = thread_scratch + tbytes * size_t(index);
+        for (int64_t ph = 0; ph < n_phases; ++ph) {
+            const int64_t piece = ph < n_passes ? kGemmPieceRows : few_piece;
+            int64_t u0, u1;
+            while (scratch.phases[size_t(ph)].next(index, u0, u1)) {
+                const int64_t r0 = u0 * piece, r1 = std::min(w.rows, u1 * piece);
+                if (ph < n_passes) gemm_pass(ph, r0, r1, ts);
+                else few_tokens(r0, r1);
+            }
+        }
+    };
+    if (threads == 1) work(0);
+    else pool.run([&](int index, int) { work(index); });
 }
 
 }  // namespace

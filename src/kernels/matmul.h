@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "quant/types.h"
+#include "util/work_shares.h"
 
 namespace pensieve {
 
@@ -42,6 +43,7 @@ struct MatmulScratch {
     std::vector<uint8_t> activations;  // x converted to the weight type's vec_dot_type
     std::vector<uint8_t> panels;       // activations packed for the gemm kernels (gemm.h)
     std::vector<uint8_t> per_thread;   // gemm kernels' per-thread scratch
+    std::vector<WorkShares> phases;    // how each phase's rows are shared out (work_shares.h)
 };
 
 // y[t * w.rows + r] = dot(w.row(r), x[t * w.cols ...]) for t in [0, n_tokens).
