@@ -204,37 +204,53 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, T
         return;
     }
 
-    // 2. Each thread owns a range of output rows; tokens are tiled so a W row is read
-    //    from memory once per tile rather than once per token.
+    // 2. Tokens in blocks, so a W row is read from memory once per block rather than once
+    //    per token; within a block, rows go out in pieces through WorkShares as on the
+    //    gemm path (a block is a phase: the threads move to the next one on their own).
     const VecDotFn dot = kernels_for(w.type).vec_dot;
     const DotTile tile = kernels_for(w.type).dot_tile;
     const size_t w_row_bytes = w.row_bytes();
     const auto* wdata = static_cast<const uint8_t*>(w.data);
     const bool small = w.rows * w.cols * n_tokens < kMinParallelMacs;
-    pool.parallel_for(w.rows, small ? w.rows : kRowGrain, [&](int64_t r0, int64_t r1) {
-        // The same dots, a tile of rows x tokens at a time: synth-1b-F16 pp512 42 -> 148
-        // tok/s. Not for a lone token, where it only interleaves rows: generation
-        // measured no better that way (tg32 15-20 vs 24-27 tok/s, one noisy run).
-        if (tile.fn && n_tokens > 1) {
+    // The same dots, a tile of rows x tokens at a time: synth-1b-F16 pp512 42 -> 148
+    // tok/s. Not for a lone token, where it only interleaves rows: generation measured no
+    // better that way (tg32 15-20 vs 24-27 tok/s, one noisy run).
+    const bool tiled = tile.fn && n_tokens > 1;
+    const int64_t block = !tiled ? kTokenTile
+                                 : std::max<int64_t>(tile.tokens, int64_t(kDotBlockBytes / x_row_bytes) / tile.tokens *
+                                                                      tile.tokens);
+    auto rows = [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+        if (tiled) {
             const int64_t tr = tile.rows, tt = tile.tokens;
-            const int64_t block = std::max<int64_t>(tt, int64_t(kDotBlockBytes / x_row_bytes) / tt * tt);
-            for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {
-                const int64_t t1 = std::min(n_tokens, t0 + block);
-                for (int64_t r = r0; r < r1; r += tr)
-                    for (int64_t t = t0; t < t1; t += tt)
-                        tile.fn(w.cols, wdata + size_t(r) * w_row_bytes, w_row_bytes, int(std::min<int64_t>(tr, r1 - r)),
-                                xq + size_t(t) * x_row_bytes, x_row_bytes, int(std::min<int64_t>(tt, t1 - t)),
-                                y + t * w.rows + r, w.rows);
-            }
+            for (int64_t r = r0; r < r1; r += tr)
+                for (int64_t t = t0; t < t1; t += tt)
+                    tile.fn(w.cols, wdata + size_t(r) * w_row_bytes, w_row_bytes, int(std::min<int64_t>(tr, r1 - r)),
+                            xq + size_t(t) * x_row_bytes, x_row_bytes, int(std::min<int64_t>(tt, t1 - t)),
+                            y + t * w.rows + r, w.rows);
             return;
         }
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenTile) {
-            const int64_t t1 = std::min(n_tokens, t0 + kTokenTile);
-            for (int64_t r = r0; r < r1; ++r) {
-                const uint8_t* wrow = wdata + size_t(r) * w_row_bytes;
-                for (int64_t t = t0; t < t1; ++t)
-                    y[t * w.rows + r] = dot(w.cols, wrow, xq + size_t(t) * x_row_bytes);
-            }
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* wrow = wdata + size_t(r) * w_row_bytes;
+            for (int64_t t = t0; t < t1; ++t) y[t * w.rows + r] = dot(w.cols, wrow, xq + size_t(t) * x_row_bytes);
+        }
+    };
+    const int64_t n_blocks = (n_tokens + block - 1) / block;
+    // Pieces of whole tiles (BF16's are 5 rows).
+    const int64_t piece = tiled ? int64_t(round_up(size_t(kRowGrain), size_t(tile.rows))) : kRowGrain;
+    const int64_t pieces = (w.rows + piece - 1) / piece;
+    const int threads = small ? 1 : int(std::min<int64_t>(pool.size(), pieces));
+    if (threads == 1) {
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += block) rows(0, w.rows, t0, std::min(n_tokens, t0 + block));
+        return;
+    }
+    if (scratch.phases.size() < size_t(n_blocks)) scratch.phases.resize(size_t(n_blocks));
+    for (int64_t b = 0; b < n_blocks; ++b) scratch.phases[size_t(b)].reset(pieces, threads);
+    pool.run([&](int index, int) {
+        if (index >= threads) return;
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            int64_t u0, u1;
+            while (scratch.phases[size_t(b)].next(index, u0, u1))
+                rows(u0 * piece, std::min(w.rows, u1 * piece), b * block, std::min(n_tokens, (b + 1) * block));
         }
     });
 }

@@ -23,7 +23,7 @@ const BIN = process.env.PENSIEVE_BIN || path.join(root, 'build/pensieve');
 const SHARED = process.env.PENSIEVE_SHARED || path.resolve(root, '../shared');
 const MODEL = path.join(SHARED, 'models/stories260K.gguf');
 const SECONDS = Number(process.env.SOAK_SECONDS || 30);
-const WARMUP_SECONDS = Math.min(20, SECONDS / 3);
+const WARMUP_SECONDS = Math.min(60, SECONDS / 3);
 const MB = 1 << 20;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
