@@ -62,9 +62,9 @@ TEST(WorkShares, OthersTakeOverASlowThread) {
         const int64_t n = 300;
         const std::vector<int> hits = claim_all(n, threads, std::chrono::microseconds(2000), by_thread);
         for (int64_t u = 0; u < n; ++u) ASSERT_EQ(hits[size_t(u)], 1);
-        // Its static share is n / threads; it sleeps 2 ms per unit while the others
-        // take a unit in well under that.
-        EXPECT_LT(by_thread[0], n / threads / 4) << threads << " threads";
+        // Its static share is n / threads; its first claim is a quarter of that, then it
+        // sleeps 2 ms while the others take their shares and the rest of its own.
+        EXPECT_LT(by_thread[0], n / threads / 2) << threads << " threads";
     }
 }
 
