@@ -91,9 +91,10 @@ const describeClose = (e, t0) => {
 
 // Every client operation ends within a deadline, whatever the library under it does:
 // fetch's own timeout covers the body too, but node's undici has been seen to leave
-// `response.text()` pending under concurrency (nodejs/undici#4089), and one such promise
-// kept a CI run's soak past its timeout (then past CI's 90 minutes, as the hung test kept
-// the server running). A stuck operation is reported with what it was; whether the
+// `response.text()` pending under concurrency (nodejs/undici#4089). A CI run's soak hung
+// past its timeout (then past CI's 90 minutes, as the hung test kept the server running),
+// most likely so: the next run caught a fetch still pending 75 s after its abort while
+// the server had no request left. A stuck operation is reported with what it was; whether the
 // server lost the request is judged on the server's side (no request still active once
 // the load stops).
 class Stuck extends Error {}
